@@ -1,0 +1,3 @@
+"""arsup: the autoresearch supervisor."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from arsup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""arsup.toml -> a typed, validated config; and the layout detection behind `arsup init`.
+
+A research night that dies at 3 a.m. on a typo is the worst outcome, so every
+key is checked up front and a bad one ends in one message that names the key
+and says how to fix it (`ConfigError`, exit code 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "arsup.toml"
+AGENT_KINDS = ("tuner", "llm", "script:FILE")
+
+
+class ConfigError(Exception):
+    """A config problem the user must fix; its text is shown as is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectConfig(_Section):
+    instructions: str = "program.md"
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = []
+    run: str = Field(min_length=1)
+    time_budget: float = Field(300, gt=0)
+    timeout: float = Field(600, gt=0)
+    kill_grace: float = Field(5, ge=0)
+    seed: int = 0
+    pass_env: list[str] = []  # variables (secrets included) the training may see
+    env: dict[str, str] = {}  # variables set for every run
+
+    @model_validator(mode="after")
+    def _timeout_covers_budget(self) -> ProjectConfig:
+        if self.timeout < self.time_budget:
+            raise ValueError(
+                f"timeout ({self.timeout:g} s) is shorter than time_budget ({self.time_budget:g} s); "
+                "set timeout to at least the budget plus start-up and evaluation time"
+            )
+        return self
+
+
+class MetricConfig(_Section):
+    name: str = Field("val_bpb", min_length=1)
+    goal: Literal["minimize", "maximize"] = "minimize"
+    pattern: str = ""  # a regex with one group; default: a line "<name>: <number>"
+    record: list[str] = ["peak_vram_mb", "training_seconds"]
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        if compiled.groups != 1:
+            raise ValueError(f"needs exactly one capture group around the number, has {compiled.groups}")
+        return value
+
+
+class AgentConfig(_Section):
+    kind: str = "tuner"
+    space: dict[str, list[Union[float, str]]] = {}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value in ("tuner", "llm") or (value.startswith("script:") and len(value) > len("script:")):
+            return value
+        raise ValueError(f"must be one of {', '.join(AGENT_KINDS)}")
+
+    @property
+    def script_path(self) -> str:
+        return self.kind.partition(":")[2]
+
+
+class PolicyConfig(_Section):
+    approve: Literal["auto", "edits", "runs", "keeps"] = "auto"
+
+
+class BudgetConfig(_Section):
+    max_experiments: int = Field(0, ge=0)  # 0 = no limit
+    max_hours: float = Field(0, ge=0)
+
+
+class Config(_Section):
+    project: ProjectConfig
+    metric: MetricConfig = MetricConfig()
+    agent: AgentConfig = AgentConfig()
+    policy: PolicyConfig = PolicyConfig()
+    budget: BudgetConfig = BudgetConfig()
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """One line for one pydantic error, in the words of the TOML file."""
+    loc = [str(part) for part in error["loc"]]
+    section = f"[{loc[0]}]" if loc else "(top level)"
+    key = ".".join(loc[1:])
+    where = f"{section} {key}".strip()
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner: type[BaseModel] = model
+        for part in loc[:-1]:
+            owner = owner.model_fields[part].annotation  # type: ignore[assignment]
+        target = f"[{loc[0]}] {loc[-1]}" if len(loc) > 1 else f"[{loc[0]}]"
+        return f"{target}: unknown key; remove or rename it (known keys: {', '.join(owner.model_fields)})"
+    if kind == "missing":
+        return f"{where}: required key is missing; add it"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    return f"{where}: {message}{shown}"
+
+
+def _check_paths(config: Config, root: Path) -> list[str]:
+    """The files the config names must be there, or the loop fails later and worse."""
+    problems = []
+    if not (root / config.project.instructions).is_file():
+        problems.append(
+            f"[project] instructions: file {config.project.instructions!r} not found in {root}; "
+            "create it or point the key at your research instructions"
+        )
+    for key in ("editable", "protected"):
+        for entry in getattr(config.project, key):
+            if not any(path.is_file() for path in root.glob(entry)):
+                problems.append(f"[project] {key}: {entry!r} matches no file in {root}; fix the path or remove it")
+    for entry in config.project.editable:
+        if entry in config.project.protected:
+            problems.append(f"[project] editable: {entry!r} is also protected; a file is one or the other")
+    if config.agent.kind.startswith("script:") and not (root / config.agent.script_path).is_file():
+        problems.append(f"[agent] kind: script file {config.agent.script_path!r} not found in {root}")
+    return problems
+
+
+def validate(data: dict[str, Any], root: Path, source: str = CONFIG_NAME) -> Config:
+    """Turn raw TOML data into a Config or raise one ConfigError listing every problem."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err, Config) for err in exc.errors()]
+        raise ConfigError(f"{source} is not valid:\n  " + "\n  ".join(lines)) from None
+    problems = _check_paths(config, root)
+    if problems:
+        raise ConfigError(f"{source} is not valid:\n  " + "\n  ".join(problems))
+    return config
+
+
+def load(root: Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read `root/arsup.toml`, apply command-line overrides (section -> key -> value), validate."""
+    path = root / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_NAME} in {root}; run `arsup init` there first")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        data.setdefault(section, {}).update(values)
+    return validate(data, root, source=str(path))
+
+
+def detect(root: Path) -> dict[str, dict[str, Any]]:
+    """Guess the config of a repo laid out like karpathy/autoresearch."""
+    has_uv = (root / "uv.lock").is_file() or (root / "pyproject.toml").is_file()
+    protected = ["prepare.py"] if (root / "prepare.py").is_file() else []
+    return {
+        "project": {
+            "instructions": "program.md",
+            "editable": ["train.py"],
+            "protected": protected,
+            "run": "uv run train.py" if has_uv else "{python} train.py",
+            "time_budget": 300,
+            "timeout": 600,
+        },
+        "metric": {"name": "val_bpb", "goal": "minimize", "record": ["peak_vram_mb", "training_seconds"]},
+        "agent": {"kind": "tuner"},
+        "policy": {"approve": "auto"},
+        "budget": {"max_experiments": 0, "max_hours": 0},
+    }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def to_toml(data: dict[str, dict[str, Any]]) -> str:
+    """Write a config as TOML, one section after another (arsup.toml is flat enough for this)."""
+    out = []
+    for section, values in data.items():
+        out.append(f"[{section}]")
+        out.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,54 @@
+"""The one small protocol every proposal maker follows.
+
+The engine gives an agent a context and gets back a proposal (or nothing, when
+the agent has no more ideas); after each experiment it tells the agent how it
+went. Agents never touch git, files or processes: the engine applies edits.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from arsup.core.experiment import Experiment
+
+
+@dataclass
+class Proposal:
+    """A hypothesis and the change that tests it.
+
+    Exactly one of ``edits`` (SEARCH/REPLACE blocks, see ``edits.py``) and
+    ``files`` (path -> whole new text) carries the change.
+    """
+
+    hypothesis: str
+    edits: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # agent's own data, kept as Experiment.agent_data
+
+
+@dataclass
+class AgentContext:
+    """Everything an agent may read to make its next proposal."""
+
+    instructions: str  # program.md, verbatim
+    files: dict[str, str]  # editable path -> current text on the kept line
+    history: list[Experiment]  # every finished experiment of this run, oldest first
+    metric: str
+    goal: str  # "minimize" or "maximize"
+    time_budget: float
+    best: Experiment | None = None
+    last_crash_tail: str = ""
+    notes: list[str] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it
+
+
+class Agent(Protocol):
+    name: str
+
+    def propose(self, context: AgentContext) -> Proposal | None:
+        """Return the next proposal, or None when out of ideas."""
+
+    def observe(self, experiment: Experiment) -> None:
+        """Learn from a finished experiment (kept, discarded, crashed or invalid)."""

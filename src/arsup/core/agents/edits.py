@@ -1,0 +1,491 @@
+"""SEARCH/REPLACE edits: parse them from a reply, plan them on the repo, write them.
+
+Every agent (the offline ones and the LLM one) hands the engine a ``Proposal``;
+this module turns it into new file texts. Planning and writing are separate so
+that a proposal is applied all or nothing: ``plan_changes`` reads the repo,
+checks every path and every block and compiles the result without writing a
+byte, and only a complete plan reaches ``write_changes``.
+
+Failures raise ``EditError`` whose message is written for the model that made
+the edit: it names the file and the block and says how to fix the reply, since
+the engine feeds it back as the reason an experiment was invalid.
+
+The reply format (aider's)::
+
+    HYPOTHESIS: a higher learning rate converges faster in the time budget
+
+    train.py
+    ```python
+    <<<<<<< SEARCH
+    LR = 0.0005
+    =======
+    LR = 0.003
+    >>>>>>> REPLACE
+    ```
+
+Planned texts use ``\\n`` line endings whatever the file on disk uses;
+``write_changes`` puts each file's own line endings back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import posixpath
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from arsup.core.agents.base import Proposal
+
+FORMAT_REMINDER = """\
+Write each change as the file's path on its own line, then a fenced block:
+
+train.py
+```python
+<<<<<<< SEARCH
+<lines copied exactly from the current file>
+=======
+<the lines that replace them>
+>>>>>>> REPLACE
+```
+
+A SEARCH must match exactly one place in the file. To create a new file, leave the SEARCH empty."""
+
+_SEARCH = re.compile(r"^<{5,9}\s*SEARCH\s*$", re.IGNORECASE)
+_DIVIDER = re.compile(r"^={5,9}\s*$")
+_REPLACE = re.compile(r"^>{5,9}\s*REPLACE\s*$", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*(?:`{3,}|~{3,})\s*(.*?)\s*$")
+# "**HYPOTHESIS:** ...", "## Hypothesis: ...", "- hypothesis: ..." all count.
+_HYPOTHESIS = re.compile(
+    r"^\s*(?:[-*>]\s+)?(?:#+\s*)?[*_]*\s*hypothesis\s*[*_]*\s*:\s*[*_]*\s*(.*?)\s*$",
+    re.IGNORECASE,
+)
+_PATH_PREFIX = re.compile(r"^(?:file(?:name)?|path)\s*:\s*", re.IGNORECASE)
+_PATH_CHARS = re.compile(r"^[\w.\-/]+$")
+_MAX_SHOWN_LINES = 12
+
+
+class EditError(Exception):
+    """An edit that cannot be applied; str() is the reason, written for the model."""
+
+
+@dataclass(frozen=True)
+class EditBlock:
+    """One SEARCH/REPLACE block; ``search`` and ``replace`` end with a newline unless empty."""
+
+    path: str
+    search: str
+    replace: str
+
+
+def parse_hypothesis(text: str) -> str:
+    """Return the hypothesis of a reply: the text after its first ``HYPOTHESIS:`` label.
+
+    Models decorate the label (bold, heading, bullet) and sometimes put the
+    hypothesis on the next line instead; both are accepted so that a good
+    proposal is not lost to formatting. Returns "" when there is no label.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    for index, line in enumerate(lines):
+        match = _HYPOTHESIS.match(line)
+        if not match:
+            continue
+        rest = _strip_emphasis(match.group(1))
+        if rest:
+            return rest
+        following = next((ln.strip() for ln in lines[index + 1 :] if ln.strip()), "")
+        if _FENCE.match(following) or _SEARCH.match(following):
+            return ""
+        return _strip_emphasis(following)
+    return ""
+
+
+def parse_blocks(text: str) -> list[EditBlock]:
+    """Parse every SEARCH/REPLACE block of a reply, in order.
+
+    A block's path is the nearest non-blank line above its SEARCH marker,
+    looking through an opening fence (whose info string may itself be the
+    path). A block with no path line of its own reuses the previous block's
+    path, which is how several blocks for one file share one fence. Prose and
+    other code blocks between edit blocks are ignored.
+
+    Raises EditError for a block that is cut short or has no path, since
+    silently skipping it would apply only part of what the model meant.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    blocks: list[EditBlock] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _REPLACE.match(line):
+            raise EditError(
+                f"line {index + 1}: a >>>>>>> REPLACE marker without a <<<<<<< SEARCH "
+                f"marker before it.\n\n{FORMAT_REMINDER}"
+            )
+        if not _SEARCH.match(line):
+            index += 1
+            continue
+        number = len(blocks) + 1
+        path = _path_above(lines, index)
+        if path is None:
+            if not blocks:
+                raise EditError(
+                    f"block {number}: no file path before its <<<<<<< SEARCH marker; put "
+                    f"the path on its own line just above the opening fence.\n\n{FORMAT_REMINDER}"
+                )
+            path = blocks[-1].path
+        search, index = _section(lines, index + 1, number, end=_DIVIDER, end_name="=======")
+        replace, index = _section(lines, index + 1, number, end=_REPLACE, end_name=">>>>>>> REPLACE")
+        blocks.append(EditBlock(path=path, search=search, replace=replace))
+        index += 1
+    return blocks
+
+
+def plan_changes(
+    root: Path,
+    proposal: Proposal,
+    editable: Sequence[str],
+    protected: Sequence[str],
+) -> dict[str, str]:
+    """Compute, without writing anything, the new text of every file the proposal changes.
+
+    Returns repo-relative POSIX path -> new full text (``\\n`` line endings);
+    files whose text ends up unchanged are left out. Every path is checked
+    before any block is tried, blocks on one file apply in order to the text
+    the earlier ones produced, and every changed ``*.py`` file must compile.
+    Any failure raises EditError and the repo is untouched.
+    """
+    root = root.resolve()
+    if proposal.edits.strip() and proposal.files:
+        raise EditError(
+            "the proposal carries both SEARCH/REPLACE edits and whole files; send one of them."
+        )
+    if proposal.files:
+        keys = {raw: _check_path(root, raw, editable, protected) for raw in proposal.files}
+        originals = {key: _read(root, key) for key in keys.values()}
+        planned = {keys[raw]: _normalize(text) for raw, text in proposal.files.items()}
+    else:
+        blocks = parse_blocks(proposal.edits)
+        if not blocks:
+            raise EditError(f"no edit blocks found in the reply.\n\n{FORMAT_REMINDER}")
+        keys = {}
+        for block in blocks:
+            if block.path not in keys:
+                keys[block.path] = _check_path(root, block.path, editable, protected)
+        originals = {key: _read(root, key) for key in keys.values()}
+        planned = _apply_blocks(blocks, keys, originals)
+    changes = {key: text for key, text in planned.items() if text != originals[key]}
+    for key, text in changes.items():
+        if key.endswith(".py"):
+            _check_compiles(key, text)
+    return changes
+
+
+def write_changes(root: Path, changes: Mapping[str, str]) -> None:
+    """Write planned texts, keeping each existing file's line endings and mode.
+
+    Files are rewritten in place (not replaced through a temporary file) so
+    that their mode, owner and hard links stay as they were; a new file gets
+    ``\\n`` endings, the process umask and any missing parent directories.
+    All paths are checked against ``root`` again before the first write,
+    because a symlink could have appeared since planning.
+    """
+    root = root.resolve()
+    targets = {key: (root / key).resolve() for key in changes}
+    for key, target in targets.items():
+        if not target.is_relative_to(root):
+            raise EditError(f"{key}: resolves outside the repository; nothing was written.")
+    for key, text in changes.items():
+        target = targets[key]
+        data = _normalize(text)
+        if target.exists():
+            if _uses_crlf(target.read_bytes()):
+                data = data.replace("\n", "\r\n")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.encode("utf-8"))
+
+
+def _strip_emphasis(text: str) -> str:
+    """Drop markdown bold markers around a one-line value."""
+    return text.strip().strip("*").strip()
+
+
+def _section(
+    lines: list[str], start: int, number: int, *, end: re.Pattern[str], end_name: str
+) -> tuple[str, int]:
+    """Collect lines from ``start`` up to the ``end`` marker; return the text and the marker's index.
+
+    Running into another block's markers means this one was cut short, which
+    is reported rather than guessed at.
+    """
+    body: list[str] = []
+    for index in range(start, len(lines)):
+        line = lines[index]
+        if end.match(line):
+            return "".join(f"{ln}\n" for ln in body), index
+        if _SEARCH.match(line) or (end is _DIVIDER and _REPLACE.match(line)):
+            raise EditError(
+                f"block {number}: line {index + 1} starts another marker before this "
+                f"block's {end_name} line.\n\n{FORMAT_REMINDER}"
+            )
+        body.append(line)
+    raise EditError(
+        f"block {number}: the reply ends before this block's {end_name} line.\n\n{FORMAT_REMINDER}"
+    )
+
+
+def _path_above(lines: list[str], search_index: int) -> str | None:
+    """Find the path written for the block whose SEARCH marker is at ``search_index``."""
+    index = _previous_nonblank(lines, search_index)
+    if index is None:
+        return None
+    fence = _FENCE.match(lines[index])
+    if fence:
+        for token in reversed(fence.group(1).split()):
+            path = _as_path(token)
+            if path:
+                return path
+        index = _previous_nonblank(lines, index)
+        if index is None:
+            return None
+    return _as_path(lines[index])
+
+
+def _previous_nonblank(lines: list[str], index: int) -> int | None:
+    """Index of the nearest non-blank line above ``index``, if any."""
+    for earlier in range(index - 1, -1, -1):
+        if lines[earlier].strip():
+            return earlier
+    return None
+
+
+def _as_path(line: str) -> str | None:
+    """Return the path a line names (``**train.py**``, ``# `train.py`:``), or None for prose.
+
+    A path is one token with a slash or an extension, so a sentence or a
+    language name ("python") is never mistaken for one.
+    """
+    text = line
+    previous = None
+    while previous != text:
+        previous = text
+        text = _PATH_PREFIX.sub("", text.strip().lstrip("#").strip())
+        text = text.rstrip(":").strip("*`'\"").strip()
+    if not _PATH_CHARS.match(text):
+        return None
+    if "/" in text or re.search(r"\w\.\w", text):
+        return text
+    return None
+
+
+def _check_path(root: Path, raw: str, editable: Sequence[str], protected: Sequence[str]) -> str:
+    """Refuse a path the agent may not write; return its canonical repo-relative POSIX path.
+
+    The rules are checked on both the path as written and the path it
+    resolves to, so a symlink can neither lead outside ``root`` nor turn an
+    editable name into a protected file. ``.git`` is always refused: writing
+    there (hooks, config) would reach beyond the training script.
+    """
+    path = raw.strip()
+    if not path or "\x00" in path:
+        raise EditError(f"{raw!r}: not a usable file path.")
+    if PurePosixPath(path).is_absolute() or re.match(r"^[A-Za-z]:[\\/]|^\\", path):
+        raise EditError(f"{path}: absolute paths are refused; use a path relative to the repository.")
+    lexical = posixpath.normpath(path)
+    if lexical == ".." or lexical.startswith("../"):
+        raise EditError(f"{path}: the path leads outside the repository; this is refused.")
+    try:
+        resolved = (root / lexical).resolve()
+    except (OSError, RuntimeError) as exc:
+        raise EditError(f"{path}: the path cannot be resolved ({exc}).") from exc
+    if not resolved.is_relative_to(root):
+        raise EditError(f"{path}: the path resolves outside the repository (through a symlink); this is refused.")
+    canonical = resolved.relative_to(root).as_posix()
+    names = (lexical, canonical)
+    if canonical == "." or resolved.is_dir():
+        raise EditError(f"{path}: is a directory, not a file.")
+    if any(".git" in PurePosixPath(name).parts for name in names):
+        raise EditError(f"{path}: files under .git may not be edited.")
+    if any(_matches(name, protected) for name in names):
+        raise EditError(f"{path}: the file is protected and may not be edited.")
+    if not all(_matches(name, editable) for name in names):
+        allowed = ", ".join(editable) or "none"
+        raise EditError(f"{path}: the file is not editable; editable files: {allowed}.")
+    return canonical
+
+
+def _matches(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a path equals or fnmatch-matches an entry (``*`` also spans ``/``)."""
+    return any(fnmatch.fnmatchcase(path, posixpath.normpath(pattern)) for pattern in patterns)
+
+
+def _read(root: Path, key: str) -> str | None:
+    """Current text of a repo file with ``\\n`` line endings, or None if it does not exist."""
+    target = root / key
+    if not target.exists():
+        return None
+    try:
+        return _normalize(target.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise EditError(f"{key}: the file is not UTF-8 text and cannot be edited.") from exc
+
+
+def _normalize(text: str) -> str:
+    """Use ``\\n`` line endings, so matching never trips over a file's CRLFs."""
+    return text.replace("\r\n", "\n")
+
+
+def _uses_crlf(data: bytes) -> bool:
+    """A file's line-ending style is that of its first line ending."""
+    first = data.find(b"\n")
+    return first > 0 and data[first - 1 : first] == b"\r"
+
+
+def _apply_blocks(
+    blocks: Sequence[EditBlock], keys: Mapping[str, str], originals: Mapping[str, str | None]
+) -> dict[str, str]:
+    """Apply the blocks in order to in-memory texts; return each touched file's final text."""
+    texts: dict[str, str | None] = dict(originals)
+    edited: set[str] = set()
+    total = len(blocks)
+    for number, block in enumerate(blocks, start=1):
+        key = keys[block.path]
+        where = f"{key}, block {number} of {total}"
+        current = texts[key]
+        if not block.search:
+            if current:
+                raise EditError(
+                    f"{where}: the SEARCH is empty, but {key} already exists and is not empty; "
+                    "an empty SEARCH only creates a new file. Copy the lines to change into SEARCH."
+                )
+            texts[key] = block.replace
+        elif current is None:
+            raise EditError(
+                f"{where}: {key} does not exist; to create it, leave the SEARCH section empty."
+            )
+        else:
+            texts[key] = _replace_once(current, block, where, edited=key in edited)
+        edited.add(key)
+    return {key: text for key, text in texts.items() if text is not None}
+
+
+def _lines(text: str) -> list[str]:
+    """Split into lines without their ``\\n``; a final newline does not make an extra line."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+def _replace_once(text: str, block: EditBlock, where: str, *, edited: bool) -> str:
+    """Replace the one place where the block's SEARCH lines match.
+
+    Exact line matches are tried first; only if there are none are lines
+    compared without leading/trailing whitespace, because models often get an
+    indentation level wrong while the code is right. A SEARCH that matches
+    several places is refused, as the model's intent is then ambiguous.
+    """
+    lines = _lines(text)
+    search = _lines(block.search)
+    replace = _lines(block.replace)
+    note = " (line numbers count in the file as already changed by the earlier blocks)" if edited else ""
+    starts = _find(lines, search, lambda line: line)
+    if not starts:
+        starts = _find(lines, search, str.strip)
+        if len(starts) == 1:
+            replace = _reindent(replace, search, lines[starts[0] : starts[0] + len(search)])
+    if not starts:
+        raise EditError(
+            f"{where}: the SEARCH text matches nothing in the file.{_closest(lines, search, note)}\n"
+            "Copy the SEARCH lines exactly from the current file."
+        )
+    if len(starts) > 1:
+        places = ", ".join(str(start + 1) for start in starts)
+        raise EditError(
+            f"{where}: the SEARCH text matches {len(starts)} places, starting at lines "
+            f"{places}{note}; add neighbouring lines to SEARCH so it matches exactly one."
+        )
+    start = starts[0]
+    new_lines = lines[:start] + replace + lines[start + len(search) :]
+    if not new_lines:
+        return ""
+    return "\n".join(new_lines) + ("\n" if text.endswith("\n") else "")
+
+
+def _find(lines: list[str], search: list[str], key: Callable[[str], str]) -> list[int]:
+    """Start indices where ``search`` matches consecutive ``lines`` under ``key``."""
+    want = [key(line) for line in search]
+    have = [key(line) for line in lines]
+    size = len(want)
+    return [start for start in range(len(have) - size + 1) if have[start : start + size] == want]
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _reindent(replace: list[str], search: list[str], matched: list[str]) -> list[str]:
+    """Shift the replacement by the indentation the SEARCH was off by.
+
+    The offset is taken from the first non-blank SEARCH line and the file line
+    it matched, and applied to every non-blank replacement line, so nested
+    code keeps its shape relative to the matched code.
+    """
+    first = next((i for i, line in enumerate(search) if line.strip()), None)
+    if first is None:
+        return replace
+    want, have = _indent(matched[first]), _indent(search[first])
+    shift = len(want) - len(have)
+    if shift > 0:
+        pad = want[:shift]
+        return [pad + line if line.strip() else line for line in replace]
+    if shift < 0:
+        return [line[min(-shift, len(_indent(line))) :] for line in replace]
+    return replace
+
+
+def _closest(lines: list[str], search: list[str], note: str) -> str:
+    """Describe the file lines most like the SEARCH text, so the model can copy them."""
+    if not lines:
+        return " The file is empty."
+    wanted = "\n".join(search)
+    size = min(len(search), len(lines))
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(wanted)
+    best_start, best_ratio = 0, -1.0
+    for start in range(len(lines) - size + 1):
+        matcher.set_seq1("\n".join(lines[start : start + size]))
+        if matcher.real_quick_ratio() <= best_ratio or matcher.quick_ratio() <= best_ratio:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best_ratio:
+            best_start, best_ratio = start, ratio
+    shown = lines[best_start : best_start + min(size, _MAX_SHOWN_LINES)]
+    width = len(str(best_start + len(shown)))
+    excerpt = "\n".join(f"{best_start + i + 1:>{width}}| {line}" for i, line in enumerate(shown))
+    more = "\n..." if size > len(shown) else ""
+    last = best_start + size
+    span = f"line {best_start + 1}" if size == 1 else f"lines {best_start + 1}-{last}"
+    return f" The closest lines of the file are {span}{note}:\n{excerpt}{more}"
+
+
+def _check_compiles(key: str, text: str) -> None:
+    """Refuse a Python file that would not even compile: training it would only crash."""
+    try:
+        with warnings.catch_warnings():
+            # A warning (say, an invalid escape) must not fail code that runs.
+            warnings.simplefilter("ignore")
+            compile(text, key, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        source = f"\n    {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        raise EditError(
+            f"{key}: after the edits the file does not compile: line {exc.lineno}: {exc.msg}{source}"
+        ) from exc
+    except ValueError as exc:
+        raise EditError(f"{key}: after the edits the file does not compile: {exc}") from exc

@@ -1,0 +1,391 @@
+"""The experiment state machine: propose, apply, commit, train, decide, record, repeat.
+
+The engine talks outward only through events sent to subscribers, and takes
+controls inward through its methods (`stop` for now), so headless mode, the
+TUI and tests drive it the same way. Every step that can be interrupted waits
+on the stop event, so stopping never hangs; every experiment that was
+committed ends with a journal record, a results.tsv row and a clean work tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from arsup.config import Config
+from arsup.core import acceptance, journal, metrics, runner
+from arsup.core.agents.base import Agent, AgentContext, Proposal
+from arsup.core.agents.edits import EditError, plan_changes, write_changes
+from arsup.core.events import (
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    Notice,
+    Proposing,
+    RunOutput,
+    SessionEnded,
+    SessionStarted,
+)
+from arsup.core.experiment import Experiment, RunResult, Status
+from arsup.core.vcs import GitError, Vcs
+
+Subscriber = Callable[[Event], None]
+MAX_INVALID_IN_A_ROW = 5
+STOPPED_BY_USER = "stopped by user"
+
+
+@dataclass
+class Budget:
+    """When this session stops starting experiments (0 means no limit)."""
+
+    max_experiments: int = 0
+    max_hours: float = 0.0
+
+
+class Engine:
+    def __init__(self, config: Config, root: Path, agent: Agent, tag: str, python: str = sys.executable) -> None:
+        self.config = config
+        self.root = root.resolve()
+        self.agent = agent
+        self.tag = tag
+        self.python = python
+        self.budget = Budget(config.budget.max_experiments, config.budget.max_hours)
+        self.journal = journal.Journal(self.root)
+        self.results_path = self.root / journal.RESULTS_NAME
+        self.history: list[Experiment] = []  # this tag's finished experiments, oldest first
+        self.branch = ""
+        self._subscribers: list[Subscriber] = []
+        self._stop = threading.Event()
+        self._run_lock = threading.Lock()
+        self._current_run: runner.Run | None = None
+        self._thread: threading.Thread | None = None
+        self._vcs: Vcs | None = None
+        self._next_id = 0
+
+    # -- outward -----------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def _emit(self, event: Event) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception as exc:  # a broken display must not stop the research
+                print(f"arsup: a subscriber failed on {type(event).__name__}: {exc!r}", file=sys.stderr)
+
+    # -- inward --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop now: the running training is killed and recorded; no new experiment starts."""
+        self._stop.set()
+        with self._run_lock:
+            if self._current_run is not None:
+                self._current_run.kill(STOPPED_BY_USER)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def vcs(self) -> Vcs:
+        if self._vcs is None:
+            raise RuntimeError("Engine.prepare() must run first")
+        return self._vcs
+
+    def prepare(self) -> None:
+        """Check the repo, recover an interrupted experiment, check out the run branch.
+
+        Raises GitError with a message for the user; runs in the caller's thread
+        so a bad repo is reported before anything starts.
+        """
+        vcs = Vcs(self.root)
+        self._vcs = vcs
+        vcs.head()
+        vcs.exclude([f"/{journal.STATE_DIR}/", f"/{journal.RESULTS_NAME}"])
+        watched = self.config.project.editable + self.config.project.protected
+        experiments = self.journal.experiments(self.tag)
+        if experiments and vcs.branch_exists(f"autoresearch/{self.tag}"):
+            vcs.start_branch(self.tag)
+            self._recover(experiments[-1])
+            experiments = self.journal.experiments(self.tag)
+        dirty = vcs.changed_files(watched)
+        if dirty:
+            raise GitError(
+                "uncommitted changes in files arsup edits or protects: "
+                + ", ".join(dirty)
+                + "; commit or stash them first (arsup commits and resets these files)"
+            )
+        self.branch, _ = vcs.start_branch(self.tag)
+        self.history = [e for e in experiments if e.status in Status.FINAL]
+        self._next_id = self.journal.next_number()
+        journal.write_results(self.results_path, self.config.metric.name, self.history)
+        self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
+        self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
+
+    def _recover(self, last: Experiment) -> None:
+        """Finish what a killed arsup left half done, so the branch and the journal agree again."""
+        if last.status == Status.PROPOSED:
+            self.vcs.restore(last.files, self.vcs.head())
+            last.status, last.reason = Status.INVALID, "interrupted before its commit"
+            self.journal.record(last)
+        elif last.status == Status.RUNNING:
+            last.status, last.reason = Status.CRASH, "interrupted: arsup stopped before the run finished"
+            last.finished_at = time.time()
+            self.journal.record(last)
+        if last.status in (Status.DISCARD, Status.CRASH) and last.commit != last.parent:
+            if self.vcs.head() == last.commit:
+                self.vcs.reset_to(last.parent, last.files)
+        if last.status in (Status.INVALID, Status.CRASH):
+            self._emit(Notice(f"recovered experiment {last.id}: {last.reason}", "warning"))
+
+    def start(self) -> threading.Thread:
+        """Run the loop in its own thread (the caller keeps its thread for the UI or signals)."""
+        self._thread = threading.Thread(target=self.run, name="arsup-engine", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def run(self) -> None:
+        """The loop; always ends with one SessionEnded event and the repo object closed."""
+        reason, error = "", False
+        try:
+            reason, error = self._loop()
+        except GitError as exc:
+            reason, error = str(exc), True
+        except Exception as exc:  # unexpected: say so plainly, keep what was recorded
+            reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
+        finally:
+            self.journal.append("session_end", tag=self.tag, reason=reason, error=error)
+            if self._vcs is not None:
+                self._vcs.close()
+            self._emit(SessionEnded(reason, error))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def best(self) -> Experiment | None:
+        kept = [e for e in self.history if e.status == Status.KEEP and e.metric is not None]
+        if not kept:
+            return None
+        pick = min if self.config.metric.goal == "minimize" else max
+        return pick(kept, key=lambda e: e.metric)  # type: ignore[arg-type, return-value]
+
+    def _budget_spent(self, done: int, started_at: float) -> str:
+        if self.budget.max_experiments and done >= self.budget.max_experiments:
+            return f"reached --max-experiments {self.budget.max_experiments}"
+        if self.budget.max_hours and time.time() - started_at >= self.budget.max_hours * 3600:
+            return f"reached --max-hours {self.budget.max_hours:g}"
+        return ""
+
+    def _loop(self) -> tuple[str, bool]:
+        started_at, done, invalid_in_a_row = time.time(), 0, 0
+        while not self._stop.is_set():
+            spent = self._budget_spent(done, started_at)
+            if spent:
+                return spent, False
+            baseline = self.best()
+            if baseline is None:
+                experiment = self._run_baseline()
+                done += 1
+                if experiment.status != Status.KEEP:
+                    if self._stop.is_set():
+                        break
+                    log = Path(experiment.runs[-1].log_path) if experiment.runs else ""
+                    return f"the baseline crashed ({experiment.reason}); fix the training script. Log: {log}", True
+                continue
+            experiment = self._propose_and_run(baseline)
+            if experiment is None:
+                if self._stop.is_set():
+                    break
+                return "the agent has no more ideas", False
+            if experiment.status == Status.INVALID:
+                invalid_in_a_row += 1
+                if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
+                    return f"{MAX_INVALID_IN_A_ROW} invalid edits in a row; check the agent", True
+                continue
+            invalid_in_a_row = 0
+            done += 1
+        return STOPPED_BY_USER, False
+
+    def _peek_id(self) -> str:
+        return f"{self._next_id:04d}"
+
+    def _new_experiment(self, hypothesis: str, agent: str) -> Experiment:
+        head = self.vcs.head()
+        experiment_id = self._peek_id()
+        self._next_id += 1
+        return Experiment(
+            id=experiment_id,
+            tag=self.tag,
+            parent=head,
+            commit=head,
+            hypothesis=hypothesis,
+            agent=agent,
+            proposed_at=time.time(),
+        )
+
+    def _run_baseline(self) -> Experiment:
+        self._emit(Proposing(self._peek_id()))
+        experiment = self._new_experiment("baseline", "arsup")
+        self._train(experiment)
+        return experiment
+
+    def _context(self, best: Experiment) -> AgentContext:
+        project = self.config.project
+        files = {}
+        for pattern in project.editable:
+            for path in sorted(self.root.glob(pattern)):
+                if path.is_file():
+                    files[path.relative_to(self.root).as_posix()] = path.read_text(encoding="utf-8", errors="replace")
+        instructions = self.root / project.instructions
+        crashed = self.history[-1] if self.history and self.history[-1].status == Status.CRASH else None
+        return AgentContext(
+            instructions=instructions.read_text(encoding="utf-8", errors="replace") if instructions.is_file() else "",
+            files=files,
+            history=[e.copy() for e in self.history],
+            metric=self.config.metric.name,
+            goal=self.config.metric.goal,
+            time_budget=project.time_budget,
+            best=best.copy(),
+            last_crash_tail=crashed.crash_tail if crashed else "",
+            cancel=self._stop,
+        )
+
+    def _propose_and_run(self, best: Experiment) -> Experiment | None:
+        self._emit(Proposing(self._peek_id()))
+        asked_at = time.time()
+        proposal = self.agent.propose(self._context(best))
+        if proposal is None or self._stop.is_set():
+            return None
+        experiment = self._new_experiment(proposal.hypothesis, self.agent.name)
+        experiment.propose_s = round(time.time() - asked_at, 3)
+        experiment.agent_data = dict(proposal.meta)
+        if not self._apply(experiment, proposal):
+            return experiment
+        self._train(experiment)
+        return experiment
+
+    def _apply(self, experiment: Experiment, proposal: Proposal) -> bool:
+        """Write and commit the edit; an edit that cannot apply is recorded as invalid."""
+        project = self.config.project
+        try:
+            changes = plan_changes(self.root, proposal, project.editable, project.protected)
+            if not changes:
+                raise EditError("the edit changes nothing")
+        except EditError as exc:
+            self._finish(experiment, Status.INVALID, str(exc))
+            return False
+        experiment.files = sorted(changes)
+        self.journal.record(experiment)  # PROPOSED: recovery knows which files to restore
+        try:
+            write_changes(self.root, changes)
+            experiment.commit = self.vcs.commit(experiment.files, f"arsup {experiment.id}: {experiment.hypothesis}")
+        except Exception as exc:
+            self.vcs.restore(experiment.files, experiment.parent)
+            self._finish(experiment, Status.INVALID, f"could not write and commit the edit: {exc}")
+            raise GitError(f"committing experiment {experiment.id} failed: {exc}") from exc
+        experiment.diff = self.vcs.diff(experiment.parent, experiment.commit)
+        return True
+
+    def _train(self, experiment: Experiment) -> None:
+        self.vcs.set_ref(self.tag, experiment.id, experiment.commit)
+        run_dir = self.journal.run_dir(experiment.id)
+        if experiment.diff:
+            (run_dir / "diff.patch").write_text(experiment.diff, encoding="utf-8")
+        experiment.status = Status.RUNNING
+        experiment.started_at = time.time()
+        self.journal.record(experiment)
+        self._emit(ExperimentStarted(experiment.copy()))
+
+        result = self._run_once(experiment, run_dir, seed=self.config.project.seed)
+        experiment.runs.append(result)
+        experiment.metrics = dict(result.metrics)
+        if result.crash_reason:
+            self._finish(experiment, Status.CRASH, result.crash_reason)
+            return
+        experiment.metric = result.metrics[self.config.metric.name]
+        best = self.best()
+        decision = acceptance.decide(
+            experiment.metric, best.metric if best else None, self.config.metric.goal, self.config.metric.name
+        )
+        self._finish(experiment, Status.KEEP if decision.keep else Status.DISCARD, decision.reason)
+
+    def _run_once(self, experiment: Experiment, run_dir: Path, seed: int) -> RunResult:
+        project = self.config.project
+        env = runner.build_env(
+            os.environ,
+            project.pass_env,
+            {
+                **project.env,
+                "ARSUP_SEED": str(seed),
+                "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
+                "ARSUP_EXPERIMENT": experiment.id,
+                "ARSUP_TAG": self.tag,
+            },
+        )
+        spec = runner.RunSpec(
+            command=project.run.replace("{python}", shlex.quote(self.python)),
+            cwd=self.root,
+            log_path=run_dir / "run.log",
+            env=env,
+            timeout=project.timeout,
+            kill_grace=project.kill_grace,
+        )
+
+        def forward(lines: list[str], partial: str) -> None:
+            self._emit(RunOutput(experiment.id, lines, partial))
+
+        run = runner.Run(spec, forward)
+        with self._run_lock:
+            self._current_run = run
+            run.start()
+            if self._stop.is_set():
+                run.kill(STOPPED_BY_USER)
+        outcome = run.wait()
+        with self._run_lock:
+            self._current_run = None
+        failure = outcome.start_error or outcome.kill_reason
+        parsed = metrics.parse_log_file(
+            spec.log_path,
+            self.config.metric.name,
+            self.config.metric.pattern,
+            self.config.metric.record,
+            outcome.exit_code,
+            failure,
+        )
+        if parsed.crash_reason:
+            experiment.crash_tail = parsed.tail
+        return RunResult(
+            seed=seed,
+            log_path=str(spec.log_path),
+            exit_code=outcome.exit_code,
+            wall_s=round(outcome.wall_s, 3),
+            peak_rss_mb=round(outcome.peak_rss_mb, 1),
+            timed_out=outcome.timed_out,
+            killed=outcome.killed,
+            metrics=parsed.metrics,
+            crash_reason=parsed.crash_reason,
+        )
+
+    def _finish(self, experiment: Experiment, status: str, reason: str) -> None:
+        """Journal, then results.tsv, then the reset: a kill between steps is recoverable."""
+        experiment.status, experiment.reason = status, reason
+        experiment.finished_at = time.time()
+        self.journal.record(experiment)
+        if status in Status.TRAINED:
+            journal.append_result(self.results_path, self.config.metric.name, experiment)
+        if status in (Status.DISCARD, Status.CRASH) and experiment.commit != experiment.parent:
+            self.vcs.reset_to(experiment.parent, experiment.files)
+        self.history.append(experiment)
+        self._emit(ExperimentFinished(experiment.copy(), self.best()))
+        try:
+            self.agent.observe(experiment.copy())
+        except Exception as exc:  # the agent's bookkeeping must not lose the experiment
+            self._emit(Notice(f"agent {self.agent.name} failed to learn from {experiment.id}: {exc!r}", "warning"))

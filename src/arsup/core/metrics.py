@@ -1,0 +1,89 @@
+"""Read the metrics out of a training log, and decide whether the run crashed.
+
+A run counts only when it printed a finite value of the metric, exited 0 and
+never said FAIL (autoresearch prints it, glued to the end of its `\\r`
+progress line, when the loss explodes). Everything else is a crash with a
+reason and the log's tail, which the agent reads before its next proposal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
+FAIL_WORD = re.compile(r"\bFAIL\b")
+TAIL_LINES = 50
+
+
+@dataclass
+class ParsedLog:
+    metrics: dict[str, float] = field(default_factory=dict)
+    crash_reason: str = ""  # empty when the run counts
+    tail: str = ""  # the last lines, `\r` progress collapsed
+
+
+def metric_pattern(name: str, pattern: str = "") -> re.Pattern[str]:
+    """The configured regex, or a line `<name>: <number>` (autoresearch's summary block)."""
+    if pattern:
+        return re.compile(pattern, re.MULTILINE)
+    return re.compile(rf"^\s*{re.escape(name)}\s*[:=]\s*({NUMBER})\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def log_lines(text: str) -> list[str]:
+    """Lines as a person saw them: each `\r`-rewritten progress line counts once, as its last state."""
+    lines = []
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        lines.append(line.rsplit("\r", 1)[-1])
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def parse_log(
+    text: str,
+    metric: str,
+    pattern: str = "",
+    record: tuple[str, ...] | list[str] = (),
+    exit_code: int | None = 0,
+    failure: str = "",
+) -> ParsedLog:
+    """Parse a whole log. `failure` is the supervisor's own reason (timeout, kill), which wins."""
+    lines = log_lines(text)
+    # Progress segments are searched too, since autoresearch glues FAIL onto one.
+    searchable = text.replace("\r", "\n")
+    parsed = ParsedLog(tail="\n".join(lines[-TAIL_LINES:]))
+    for name, regex in [(metric, metric_pattern(metric, pattern))] + [(n, metric_pattern(n)) for n in record]:
+        matches = regex.findall(searchable)
+        if matches:
+            try:
+                parsed.metrics[name] = float(matches[-1])
+            except ValueError:
+                parsed.metrics[name] = math.nan
+    value = parsed.metrics.get(metric)
+    if failure:
+        parsed.crash_reason = failure
+    elif FAIL_WORD.search(searchable):
+        parsed.crash_reason = "the run printed FAIL" + (f" (exit code {exit_code})" if exit_code else "")
+    elif exit_code not in (0, None):
+        parsed.crash_reason = f"exit code {exit_code}"
+    elif value is None:
+        parsed.crash_reason = f"no {metric} in the output"
+    elif not math.isfinite(value):
+        parsed.crash_reason = f"{metric} is {value}"
+    return parsed
+
+
+def parse_log_file(
+    path: Path,
+    metric: str,
+    pattern: str = "",
+    record: tuple[str, ...] | list[str] = (),
+    exit_code: int | None = 0,
+    failure: str = "",
+) -> ParsedLog:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return parse_log(text, metric, pattern, record, exit_code, failure)

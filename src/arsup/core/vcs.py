@@ -1,0 +1,131 @@
+"""Git for the research loop: the run branch, one commit per experiment, attempt refs, resets.
+
+Only the files an experiment changed are ever staged and committed (a pathspec
+commit, never `git add -A`), and a reset touches only those files, so a
+person's unrelated work in the same repo is never swept in or thrown away.
+Every attempt stays reachable under `refs/arsup/<tag>/<id>` after its branch
+moved on. GitPython is not thread-safe: one thread owns a `Vcs` at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+
+ARSUP_IDENTITY = {
+    "GIT_AUTHOR_NAME": "arsup",
+    "GIT_AUTHOR_EMAIL": "arsup@localhost",
+    "GIT_COMMITTER_NAME": "arsup",
+    "GIT_COMMITTER_EMAIL": "arsup@localhost",
+}
+
+
+class GitError(Exception):
+    """A git state the user must resolve; the text says how."""
+
+
+def branch_name(tag: str) -> str:
+    return f"autoresearch/{tag}"
+
+
+class Vcs:
+    def __init__(self, root: Path) -> None:
+        try:
+            self.repo = git.Repo(root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(f"{root} is not a git repository; run `git init` and commit your files first") from None
+        self.root = Path(self.repo.working_tree_dir or root)
+        self.git = self.repo.git
+        self._identity_env: dict[str, str] | None = None
+
+    def close(self) -> None:
+        self.repo.close()
+
+    def head(self) -> str:
+        try:
+            return self.git.rev_parse("HEAD")
+        except git.GitCommandError:
+            raise GitError(f"the repository in {self.root} has no commit yet; commit your files first") from None
+
+    def branch_exists(self, branch: str) -> bool:
+        return bool(self.git.branch("--list", branch).strip())
+
+    def current_branch(self) -> str:
+        return self.git.rev_parse("--abbrev-ref", "HEAD")
+
+    def changed_files(self, pathspecs: list[str]) -> list[str]:
+        """Files under these pathspecs that differ from HEAD or are not committed at all."""
+        if not pathspecs:
+            return []
+        out = self.git.status("--porcelain", "--untracked-files=all", "--", *pathspecs)
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def exclude(self, patterns: list[str]) -> None:
+        """Keep arsup's own files out of `git status` without touching a tracked file."""
+        exclude = Path(self.repo.common_dir) / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        present = exclude.read_text(encoding="utf-8").splitlines() if exclude.is_file() else []
+        missing = [p for p in patterns if p not in present]
+        if missing:
+            with open(exclude, "a", encoding="utf-8") as handle:
+                prefix = "" if not present or present[-1] == "" else "\n"
+                handle.write(prefix + "# arsup\n" + "\n".join(missing) + "\n")
+
+    def start_branch(self, tag: str) -> tuple[str, bool]:
+        """Check out the run branch, creating it at HEAD; an existing one is resumed, never reset."""
+        branch = branch_name(tag)
+        head = self.head()
+        created = not self.branch_exists(branch)
+        try:
+            if created:
+                self.git.checkout("-b", branch, head)
+            elif self.current_branch() != branch:
+                self.git.checkout(branch)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot check out {branch}: {exc.stderr.strip()}") from None
+        return branch, created
+
+    def _commit_env(self) -> dict[str, str]:
+        """An arsup identity for machines where git has none (fresh GPU boxes often don't)."""
+        if self._identity_env is None:
+            try:
+                self.git.var("GIT_AUTHOR_IDENT")
+                self.git.var("GIT_COMMITTER_IDENT")
+                self._identity_env = {}
+            except git.GitCommandError:
+                self._identity_env = dict(ARSUP_IDENTITY)
+        return self._identity_env
+
+    def commit(self, files: list[str], message: str) -> str:
+        """Commit exactly these files (new ones included) and return the new commit."""
+        self.git.add("--", *files)
+        self.git.commit("--no-verify", "-q", "-m", message, "--", *files, env=self._commit_env())
+        return self.head()
+
+    def diff(self, parent: str, commit: str) -> str:
+        return self.git.diff(parent, commit, "--no-color", "--no-ext-diff")
+
+    def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
+        self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)
+
+    def _in_commit(self, commit: str, path: str) -> bool:
+        try:
+            self.git.cat_file("-e", f"{commit}:{path}")
+            return True
+        except git.GitCommandError:
+            return False
+
+    def restore(self, files: list[str], commit: str) -> None:
+        """Put these files (work tree and index) back as they are in `commit`; delete ones it lacks."""
+        for path in files:
+            if self._in_commit(commit, path):
+                self.git.checkout(commit, "--", path)
+            else:
+                self.git.rm("--cached", "-q", "--ignore-unmatch", "--", path)
+                (self.root / path).unlink(missing_ok=True)
+
+    def reset_to(self, parent: str, files: list[str]) -> None:
+        """Move the branch back to `parent` and restore only the files the attempt changed."""
+        self.git.reset("--soft", parent)
+        self.restore(files, parent)

@@ -1,0 +1,78 @@
+"""Headless mode: the engine with a plain-text printer and Ctrl-C handling.
+
+One line per experiment, meant for logs, nohup and CI. Ctrl-C asks the engine
+to stop (the training is killed and recorded); the process exits once the
+journal, results.tsv and the work tree agree.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from arsup.core.engine import Engine
+from arsup.core.events import Event, ExperimentFinished, Notice, SessionEnded, SessionStarted
+from arsup.core.experiment import Experiment, Status
+
+
+def _format_metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def experiment_line(experiment: Experiment, best: Experiment | None, metric: str) -> str:
+    shown = experiment.metric if experiment.status != Status.CRASH else None
+    hypothesis = " ".join(experiment.hypothesis.split())
+    line = (
+        f"{experiment.id}  {experiment.status:<7}  {metric} {_format_metric(shown):>10}"
+        f"  best {_format_metric(best.metric if best else None):>10}  {hypothesis}"
+    )
+    if experiment.status in (Status.CRASH, Status.INVALID):
+        line += f"  [{' '.join(experiment.reason.split())[:200]}]"
+    return line
+
+
+class Printer:
+    """Turns engine events into lines; called from the engine thread."""
+
+    def __init__(self, engine: Engine, out: TextIO = sys.stdout) -> None:
+        self.engine = engine
+        self.out = out
+        self.ended: SessionEnded | None = None
+
+    def __call__(self, event: Event) -> None:
+        metric = self.engine.config.metric.name
+        if isinstance(event, SessionStarted):
+            resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
+            self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; Ctrl-C stops")
+        elif isinstance(event, ExperimentFinished):
+            self._say(experiment_line(event.experiment, event.best, metric))
+        elif isinstance(event, Notice):
+            self._say(f"arsup: {event.text}")
+        elif isinstance(event, SessionEnded):
+            self.ended = event
+            self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
+    """Run to the end: 0 when the loop ended normally, 1 on an error, 130 after Ctrl-C."""
+    printer = Printer(engine, out)
+    engine.subscribe(printer)
+    thread = engine.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except KeyboardInterrupt:
+            print("\narsup: stopping: killing the training and recording it...", file=out, flush=True)
+            interrupted = True
+            engine.stop()
+    best = engine.best()
+    if best is not None:
+        print(f"arsup: best {engine.config.metric.name} {best.metric:.6f} at {best.commit[:7]} ({best.id})", file=out)
+    print(f"arsup: results in {engine.results_path}, journal in {engine.journal.path}", file=out, flush=True)
+    if printer.ended is None or printer.ended.error:
+        return 1
+    return 130 if interrupted else 0

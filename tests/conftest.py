@@ -1,0 +1,77 @@
+"""Shared fixtures: real git repositories holding small real projects in temp folders."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from arsup import config
+
+# A training script that is a pure function of its constants: fast, deterministic,
+# and its optimum (LR = 10**-2.5) is known, so decisions can be checked exactly.
+TOY_TRAIN = textwrap.dedent(
+    """\
+    import math
+    import os
+
+    LR = 0.0001
+    WIDTH = 64
+
+    loss = (math.log10(LR) + 2.5) ** 2 + 1.0 + 0.001 * abs(WIDTH - 64)
+    print(f"seed {os.environ.get('ARSUP_SEED')}")
+    print("---")
+    print(f"val_bpb:          {loss:.6f}")
+    print("peak_vram_mb:     2048.0")
+    print("training_seconds: 0.1")
+    """
+)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's git config; they get a known identity."""
+    home = tmp_path_factory.mktemp("home")
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def make_project(root: Path, train: str = TOY_TRAIN, **sections: dict) -> Path:
+    """A committed research repo laid out like autoresearch, with an arsup.toml."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "program.md").write_text("Minimise val_bpb by editing train.py.\n")
+    (root / "train.py").write_text(train)
+    (root / "prepare.py").write_text("DATA = 'fixed'\n")
+    data = {
+        "project": {
+            "instructions": "program.md",
+            "editable": ["train.py"],
+            "protected": ["prepare.py"],
+            "run": "{python} train.py",
+            "time_budget": 5,
+            "timeout": 30,
+            "kill_grace": 0.5,
+        },
+        "metric": {"name": "val_bpb", "goal": "minimize", "record": ["peak_vram_mb", "training_seconds"]},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    (root / config.CONFIG_NAME).write_text(config.to_toml(data))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "repo")

@@ -1,0 +1,222 @@
+"""The loop end to end on real git repos, real processes and a replayed agent."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from arsup import config
+from arsup.core.agents.script import ScriptAgent
+from arsup.core.engine import Engine
+from arsup.core.events import Event, ExperimentFinished, ExperimentStarted, RunOutput, SessionEnded
+from arsup.core.experiment import Status
+from arsup.core.journal import Journal
+from arsup.core.vcs import GitError
+from tests.conftest import TOY_TRAIN, git, make_project
+
+
+def edit(search: str, replace: str, path: str = "train.py") -> str:
+    return f"{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+
+
+def write_script(root: Path, *entries: dict) -> Path:
+    path = root.parent / "proposals.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return path
+
+
+def make_engine(root: Path, script: Path, tag: str = "t1", max_experiments: int = 0) -> tuple[Engine, list[Event]]:
+    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}})
+    engine = Engine(cfg, root, ScriptAgent(script), tag=tag)
+    events: list[Event] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    return engine, events
+
+
+def results_rows(root: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (root / "results.tsv").read_text().splitlines()[1:]]
+
+
+def test_full_cycle_keep_discard_crash_invalid(project: Path) -> None:
+    script = write_script(
+        project,
+        {"hypothesis": "raise LR toward the optimum", "edits": edit("LR = 0.0001", "LR = 0.003")},
+        {"hypothesis": "widen the model", "edits": edit("WIDTH = 64", "WIDTH = 128")},
+        {"hypothesis": "break it", "edits": edit("WIDTH = 64", "WIDTH = 64\nraise SystemExit(3)")},
+        {"hypothesis": "touch the data", "edits": edit("DATA = 'fixed'", "DATA = 'x'", path="prepare.py")},
+        {"hypothesis": "print a NaN", "edits": edit("print(\"---\")", "loss = float('nan')\nprint(\"---\")")},
+    )
+    engine, events = make_engine(project, script)
+    engine.run()
+
+    statuses = [(e.hypothesis, e.status) for e in engine.history]
+    assert statuses == [
+        ("baseline", Status.KEEP),
+        ("raise LR toward the optimum", Status.KEEP),
+        ("widen the model", Status.DISCARD),
+        ("break it", Status.CRASH),
+        ("touch the data", Status.INVALID),
+        ("print a NaN", Status.CRASH),
+    ]
+    baseline, kept, discarded, crashed, invalid, nan = engine.history
+    assert baseline.metric == pytest.approx(3.25) and kept.metric == pytest.approx(1.0 + (0.5229 - 0.5) ** 2, abs=1e-3)
+    assert crashed.reason == "exit code 3" and "raise SystemExit" not in crashed.crash_tail
+    assert "protected" in invalid.reason and invalid.commit == invalid.parent
+    assert nan.reason == "val_bpb is nan"
+    assert isinstance(events[-1], SessionEnded) and events[-1].reason == "the agent has no more ideas"
+
+    # The branch holds the kept line; every trained attempt stays reachable.
+    assert git(project, "rev-parse", "HEAD") == kept.commit
+    assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/t1"
+    assert "LR = 0.003" in (project / "train.py").read_text()
+    for experiment in (baseline, kept, discarded, crashed, nan):
+        assert git(project, "rev-parse", f"refs/arsup/t1/{experiment.id}") == experiment.commit
+    assert git(project, "status", "--porcelain") == ""
+    assert (project / "prepare.py").read_text() == "DATA = 'fixed'\n"
+
+    # results.tsv: one row per trained experiment, written like autoresearch.
+    rows = results_rows(project)
+    assert [r[3] for r in rows] == ["keep", "keep", "discard", "crash", "crash"]
+    assert rows[0] == [baseline.commit[:7], "3.250000", "2.0", "keep", "baseline"]
+    assert rows[3][1:3] == ["0.000000", "0.0"]
+
+    # The journal rebuilds the same experiments, diffs included.
+    rebuilt = Journal(project).experiments("t1")
+    assert [(e.id, e.status, e.metric) for e in rebuilt] == [(e.id, e.status, e.metric) for e in engine.history]
+    assert "+LR = 0.003" in rebuilt[1].diff
+    assert (project / ".arsup" / "runs" / kept.id / "diff.patch").read_text() == kept.diff
+    assert "seed 0" in (project / ".arsup" / "runs" / kept.id / "run.log").read_text()
+
+
+def test_maximize_goal(tmp_path: Path) -> None:
+    train = "ACC = 0.5\nprint('---')\nprint(f'val_accuracy: {ACC:.6f}')\n"
+    root = make_project(tmp_path / "repo", train=train, metric={"name": "val_accuracy", "goal": "maximize"})
+    script = write_script(
+        root,
+        {"hypothesis": "better", "edits": edit("ACC = 0.5", "ACC = 0.7")},
+        {"hypothesis": "worse", "edits": edit("ACC = 0.5", "ACC = 0.6")},
+    )
+    engine, _ = make_engine(root, script)
+    engine.run()
+    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.INVALID]
+    assert engine.best().metric == pytest.approx(0.7)
+
+
+def test_dirty_editable_file_refuses_to_start(project: Path) -> None:
+    (project / "train.py").write_text("LR = 1\n")
+    with pytest.raises(GitError, match="train.py"):
+        make_engine(project, write_script(project))
+
+
+def test_secrets_do_not_reach_the_training(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-ok")
+    train = TOY_TRAIN + "import os\nprint('env', sorted(k for k in os.environ if 'KEY' in k))\n"
+    root = make_project(project.parent / "secret", train=train, project={"pass_env": ["WANDB_API_KEY"]})
+    engine, _ = make_engine(root, write_script(root), max_experiments=1)
+    engine.run()
+    log = Path(engine.history[0].runs[0].log_path).read_text()
+    assert "env ['WANDB_API_KEY']" in log
+    assert "sk-secret" not in (root / ".arsup" / "journal.jsonl").read_text()
+
+
+def test_baseline_crash_ends_with_the_reason(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train="raise RuntimeError('boom')\n")
+    engine, events = make_engine(root, write_script(root, {"hypothesis": "x", "edits": edit("a", "b")}))
+    engine.run()
+    end = events[-1]
+    assert isinstance(end, SessionEnded) and end.error
+    assert "baseline crashed (exit code 1)" in end.reason
+    assert "RuntimeError: boom" in engine.history[0].crash_tail
+
+
+def test_timeout_kills_a_hanging_run(tmp_path: Path) -> None:
+    train = "import time\nprint('starting', flush=True)\ntime.sleep(60)\n"
+    root = make_project(tmp_path / "repo", train=train, project={"time_budget": 0.5, "timeout": 1})
+    engine, _ = make_engine(root, write_script(root))
+    started = time.monotonic()
+    engine.run()
+    assert time.monotonic() - started < 10
+    crashed = engine.history[0]
+    assert crashed.status == Status.CRASH and crashed.reason.startswith("timed out")
+    assert crashed.runs[0].timed_out
+
+
+def test_stop_during_a_run_records_it_and_cleans_up(project: Path) -> None:
+    slow = "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
+    script = write_script(project, {"hypothesis": "slow", "files": {"train.py": TOY_TRAIN + slow}})
+    engine, events = make_engine(project, script)
+    started = threading.Event()
+
+    def watch(event: Event) -> None:
+        if isinstance(event, RunOutput) and event.experiment_id == "0002" and "training" in event.lines:
+            started.set()
+
+    engine.subscribe(watch)
+    thread = engine.start()
+    assert started.wait(20)
+    t0 = time.monotonic()
+    engine.stop()
+    thread.join(15)
+    assert not thread.is_alive() and time.monotonic() - t0 < 5
+    last = engine.history[-1]
+    assert (last.status, last.reason) == (Status.CRASH, "stopped by user")
+    assert [r[3] for r in results_rows(project)] == ["keep", "crash"]
+    assert git(project, "status", "--porcelain") == ""
+    assert git(project, "rev-parse", "HEAD") == engine.history[0].commit
+    assert isinstance(events[-1], SessionEnded) and events[-1].reason == "stopped by user"
+    assert not [p for p in psutil.Process().children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+
+
+def test_resume_continues_ids_without_a_second_baseline(project: Path) -> None:
+    script = write_script(
+        project,
+        {"hypothesis": "one", "edits": edit("LR = 0.0001", "LR = 0.001")},
+        {"hypothesis": "two", "edits": edit("WIDTH = 64", "WIDTH = 65")},
+        {"hypothesis": "three", "edits": edit("WIDTH = 64", "WIDTH = 66")},
+    )
+    engine, _ = make_engine(project, script, max_experiments=2)
+    engine.run()
+    assert [e.id for e in engine.history] == ["0001", "0002"]
+    engine, events = make_engine(project, script)
+    engine.run()
+    assert [e.hypothesis for e in engine.history] == ["baseline", "one", "two", "three"]
+    assert [e.id for e in engine.history] == ["0001", "0002", "0003", "0004"]
+    assert len(results_rows(project)) == 4
+
+
+def test_recovers_an_experiment_left_running_by_a_killed_arsup(project: Path) -> None:
+    script = write_script(project, {"hypothesis": "one", "edits": edit("LR = 0.0001", "LR = 0.001")})
+    engine, _ = make_engine(project, script, max_experiments=1)
+    engine.run()
+    # Play a kill -9 in the middle of experiment 0002: committed, journalled as running, never finished.
+    journal = Journal(project)
+    (project / "train.py").write_text(TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 99"))
+    git(project, "commit", "-qam", "arsup 0002: half done")
+    head = git(project, "rev-parse", "HEAD")
+    ghost = engine.history[0].copy()
+    ghost.id, ghost.commit, ghost.files, ghost.status, ghost.hypothesis = "0002", head, ["train.py"], Status.RUNNING, "x"
+    journal.record(ghost)
+    engine, events = make_engine(project, write_script(project))
+    engine.vcs.close()
+    assert git(project, "rev-parse", "HEAD") == engine.history[0].commit
+    recovered = engine.history[-1]
+    assert (recovered.id, recovered.status) == ("0002", Status.CRASH)
+    assert "interrupted" in recovered.reason
+    assert [r[3] for r in results_rows(project)] == ["keep", "crash"]
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_events_carry_copies(project: Path) -> None:
+    engine, events = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+    started = next(e for e in events if isinstance(e, ExperimentStarted))
+    finished = next(e for e in events if isinstance(e, ExperimentFinished))
+    assert started.experiment.status == Status.RUNNING and finished.experiment.status == Status.KEEP
+    assert finished.best is not None and finished.best.id == finished.experiment.id

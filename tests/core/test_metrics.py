@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from arsup.core.metrics import log_lines, parse_log
+
+SUMMARY = "step 1\rstep 2\rstep 3\n---\nval_bpb:          0.997900\npeak_vram_mb:     45060.2\n"
+
+
+def test_summary_block_parses() -> None:
+    parsed = parse_log(SUMMARY, "val_bpb", record=["peak_vram_mb", "training_seconds"])
+    assert parsed.crash_reason == ""
+    assert parsed.metrics == {"val_bpb": 0.9979, "peak_vram_mb": 45060.2}
+
+
+def test_last_match_wins() -> None:
+    parsed = parse_log("val_bpb: 2.0\nval_bpb: 1.5\n", "val_bpb")
+    assert parsed.metrics["val_bpb"] == 1.5
+
+
+def test_custom_pattern() -> None:
+    parsed = parse_log("epoch 3 | acc=0.91\nepoch 4 | acc=0.93\n", "acc", pattern=r"acc=([0-9.]+)")
+    assert parsed.metrics["acc"] == 0.93 and not parsed.crash_reason
+
+
+def test_nan_and_inf_are_crashes() -> None:
+    assert parse_log("val_bpb: nan\n", "val_bpb").crash_reason == "val_bpb is nan"
+    assert parse_log("val_bpb: -inf\n", "val_bpb").crash_reason == "val_bpb is -inf"
+
+
+def test_fail_glued_to_progress_line() -> None:
+    log = "\rstep 00010 (3.2%) | loss: 9.1 | remaining: 280s    FAIL\n"
+    parsed = parse_log(log, "val_bpb", exit_code=1)
+    assert parsed.crash_reason == "the run printed FAIL (exit code 1)"
+
+
+def test_fail_inside_a_word_is_not_a_failure() -> None:
+    parsed = parse_log("FAILED_IMPORTS=0\nval_bpb: 1.0\n", "val_bpb")
+    assert parsed.crash_reason == ""
+
+
+def test_missing_metric_and_exit_code() -> None:
+    assert parse_log("hello\n", "val_bpb").crash_reason == "no val_bpb in the output"
+    assert parse_log("val_bpb: 1.0\n", "val_bpb", exit_code=3).crash_reason == "exit code 3"
+
+
+def test_supervisor_failure_wins() -> None:
+    parsed = parse_log("val_bpb: 1.0\n", "val_bpb", exit_code=-15, failure="timed out after 2 s")
+    assert parsed.crash_reason == "timed out after 2 s"
+
+
+def test_tail_keeps_last_50_lines_with_progress_collapsed() -> None:
+    log = "".join(f"line {i}\n" for i in range(100)) + "a\rb\rc\n"
+    tail = parse_log(log, "val_bpb").tail.splitlines()
+    assert len(tail) == 50
+    assert tail[-1] == "c" and tail[0] == "line 51"
+
+
+def test_log_lines_collapse_carriage_returns() -> None:
+    assert log_lines("x\r\ny\rz\n") == ["x", "z"]

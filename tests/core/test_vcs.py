@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arsup.core.vcs import GitError, Vcs
+from tests.conftest import git
+
+
+def test_not_a_repo_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not a git repository"):
+        Vcs(tmp_path)
+
+
+def test_empty_repo_is_a_clear_error(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    vcs = Vcs(tmp_path)
+    with pytest.raises(GitError, match="no commit yet"):
+        vcs.head()
+    vcs.close()
+
+
+def test_branch_commit_ref_and_reset_touch_only_our_files(project: Path) -> None:
+    (project / "notes.txt").write_text("the user's own work\n")
+    git(project, "add", "notes.txt")  # staged by the user: must not be swept into our commit
+    vcs = Vcs(project)
+    branch, created = vcs.start_branch("nov28")
+    assert (branch, created) == ("autoresearch/nov28", True)
+    parent = vcs.head()
+    (project / "train.py").write_text("LR = 0.1\n")
+    (project / "extra.py").write_text("X = 1\n")
+    commit = vcs.commit(["extra.py", "train.py"], "arsup 0001: try")
+    assert git(project, "show", "--name-only", "--format=", commit).split() == ["extra.py", "train.py"]
+    vcs.set_ref("nov28", "0001", commit)
+    vcs.reset_to(parent, ["extra.py", "train.py"])
+    assert vcs.head() == parent
+    assert (project / "train.py").read_text().startswith("import math")
+    assert not (project / "extra.py").exists()
+    assert git(project, "rev-parse", "refs/arsup/nov28/0001") == commit
+    assert git(project, "status", "--porcelain") == "A  notes.txt"
+    assert vcs.start_branch("nov28") == ("autoresearch/nov28", False)
+    vcs.close()
+
+
+def test_changed_files_sees_modified_and_untracked(project: Path) -> None:
+    vcs = Vcs(project)
+    assert vcs.changed_files(["train.py", "prepare.py"]) == []
+    (project / "prepare.py").write_text("DATA = 'changed'\n")
+    assert vcs.changed_files(["train.py", "prepare.py"]) == ["prepare.py"]
+    vcs.close()
+
+
+def test_commit_without_git_identity(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    vcs = Vcs(project)
+    (project / "train.py").write_text("LR = 0.2\n")
+    commit = vcs.commit(["train.py"], "arsup 0001: no identity")
+    assert git(project, "log", "-1", "--format=%an <%ae>", commit) == "arsup <arsup@localhost>"
+    vcs.close()
+
+
+def test_exclude_is_idempotent(project: Path) -> None:
+    vcs = Vcs(project)
+    vcs.exclude(["/.arsup/", "/results.tsv"])
+    vcs.exclude(["/.arsup/", "/results.tsv"])
+    text = (project / ".git" / "info" / "exclude").read_text()
+    assert text.count("/.arsup/") == 1
+    (project / "results.tsv").write_text("x")
+    (project / ".arsup").mkdir()
+    (project / ".arsup" / "journal.jsonl").write_text("{}")
+    assert git(project, "status", "--porcelain") == ""
+    vcs.close()

@@ -60,11 +60,12 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     """Run to the end: 0 when the loop ended normally, 1 on an error, 130 after Ctrl-C."""
     printer = Printer(engine, out)
     engine.subscribe(printer)
-    thread = engine.start()
+    engine.start()
     interrupted = False
-    while thread.is_alive():
+    while True:
         try:
-            thread.join(0.2)
+            if engine.wait(0.2):
+                break
         except KeyboardInterrupt:
             print("\narsup: stopping: killing the training and recording it...", file=out, flush=True)
             interrupted = True

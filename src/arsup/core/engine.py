@@ -62,6 +62,7 @@ class Engine:
         self.branch = ""
         self._subscribers: list[Subscriber] = []
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self._run_lock = threading.Lock()
         self._current_run: runner.Run | None = None
         self._thread: threading.Thread | None = None
@@ -167,6 +168,12 @@ class Engine:
             if self._vcs is not None:
                 self._vcs.close()
             self._emit(SessionEnded(reason, error))
+            self._ended.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the loop has ended. Safe to interrupt with Ctrl-C, unlike Thread.join
+        (an interrupted join can leave the thread marked as finished while it runs)."""
+        return self._ended.wait(timeout)
 
     # -- the loop ----------------------------------------------------------------------
 

@@ -220,3 +220,26 @@ def test_events_carry_copies(project: Path) -> None:
     finished = next(e for e in events if isinstance(e, ExperimentFinished))
     assert started.experiment.status == Status.RUNNING and finished.experiment.status == Status.KEEP
     assert finished.best is not None and finished.best.id == finished.experiment.id
+
+
+class _BrokenAgent:
+    name = "broken"
+
+    def propose(self, context: object) -> None:
+        raise ValueError("[agent.space] NOPE is not a constant in the editable files")
+
+    def observe(self, experiment: object) -> None:
+        pass
+
+
+def test_an_agent_that_fails_ends_the_session_with_its_reason(project: Path) -> None:
+    engine = Engine(config.load(project), project, _BrokenAgent(), tag="t1")
+    events: list[Event] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    engine.run()
+    end = events[-1]
+    assert isinstance(end, SessionEnded) and end.error
+    assert end.reason == "the broken agent failed: [agent.space] NOPE is not a constant in the editable files"
+    assert [e.status for e in engine.history] == [Status.KEEP]
+    assert git(project, "status", "--porcelain") == ""

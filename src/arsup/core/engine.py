@@ -40,6 +40,10 @@ MAX_INVALID_IN_A_ROW = 5
 STOPPED_BY_USER = "stopped by user"
 
 
+class AgentFailed(Exception):
+    """The agent cannot make proposals any more; the loop ends with its reason."""
+
+
 @dataclass
 class Budget:
     """When this session stops starting experiments (0 means no limit)."""
@@ -159,7 +163,7 @@ class Engine:
         reason, error = "", False
         try:
             reason, error = self._loop()
-        except GitError as exc:
+        except (GitError, AgentFailed) as exc:
             reason, error = str(exc), True
         except Exception as exc:  # unexpected: say so plainly, keep what was recorded
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
@@ -268,7 +272,10 @@ class Engine:
     def _propose_and_run(self, best: Experiment) -> Experiment | None:
         self._emit(Proposing(self._peek_id()))
         asked_at = time.time()
-        proposal = self.agent.propose(self._context(best))
+        try:
+            proposal = self.agent.propose(self._context(best))
+        except Exception as exc:  # the agent cannot go on; nothing was written yet
+            raise AgentFailed(f"the {self.agent.name} agent failed: {exc}") from exc
         if proposal is None or self._stop.is_set():
             return None
         experiment = self._new_experiment(proposal.hypothesis, self.agent.name)

@@ -1,0 +1,528 @@
+"""The offline default agent: tunes the training script's UPPER_CASE constants with TPE.
+
+It needs no network and no API key, so `arsup run` works out of the box and a
+night of tuning is a fair baseline for smarter agents. Each proposal changes
+one constant, so the hypothesis reads like a researcher's ("LR 0.0005 ->
+0.0021") and a keep is credited to exactly one change.
+
+The search state is an optuna study driven by ask/tell. Everything optuna needs
+to replay a trial (the sampled value, its distribution) travels in
+``Proposal.meta`` and comes back as ``Experiment.agent_data``, so an agent
+created on a resumed run rebuilds the study from the journal's history and
+continues the search where the night left off.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
+
+from arsup.core.agents.base import AgentContext, Proposal
+from arsup.core.experiment import Experiment, Status
+
+if TYPE_CHECKING:
+    from optuna import Study
+    from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
+    from optuna.trial import Trial
+
+_Number = int | float
+_Value = int | float | str  # what a tunable constant holds
+
+_CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+
+# Default search window: a factor of 4 either side of the current value (16x in
+# all). Wide enough to find a badly set learning rate within two or three keeps,
+# since the window re-centres on the kept value; narrow enough that most picks
+# still train.
+_FACTOR = 4.0
+# Floats this close to 1 (Adam betas, momentum, EMA decay) are searched as 1 - x:
+# 0.95 vs 0.99 is a 5x change in the quantity that matters, and a window of
+# 0.95/4 .. 0.95*4 would be mostly nonsense.
+_NEAR_ONE = 0.9
+# Power-of-two ints (batch sizes, widths, head dims) stay powers of two:
+# 2**(k-2) .. 2**(k+2). An odd batch size rarely helps and often breaks asserts.
+_POW2_STEPS = 2
+
+# Strings are tuned only within a family of well-known interchangeable choices;
+# an arbitrary string ("cuda", a data path) is not a hyperparameter.
+_FAMILIES: tuple[tuple[str, ...], ...] = (
+    ("relu", "gelu", "silu", "tanh"),  # activations
+    ("adam", "adamw", "sgd"),  # optimizers
+    ("cosine", "linear", "constant"),  # learning-rate schedules
+    ("layernorm", "rmsnorm"),  # normalisation layers
+)
+
+# Words that mark a constant as plumbing, data or measurement rather than a
+# hyperparameter: tuning a seed fits noise, a vocabulary size must match the
+# tokenizer, tuning EVAL_* or a time budget games the metric. [agent.space] can
+# still opt such a constant in.
+_NOT_HYPERPARAMETERS = frozenset(
+    {"SEED", "VOCAB", "EVAL", "LOG", "PRINT", "VERBOSE", "WORKERS"}
+    | {"BUDGET", "TIME", "TIMEOUT", "PORT", "SAVE", "CHECKPOINT"}
+)
+
+_STARTUP_TRIALS = 5  # random picks before TPE models; a night holds ~100 experiments over several constants
+_ATTEMPTS = 5  # asks per constant before it counts as exhausted on this kept line
+_MAX_STREAK = 3  # proposals in a row on one constant, even while it keeps improving
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """A module-level ``NAME = literal`` in an editable file, with where its value sits."""
+
+    name: str
+    path: str
+    value: _Value
+    source: str  # the literal as written, e.g. "5e-4"
+    start: int  # character offsets of the literal in the file's text
+    end: int
+
+
+@dataclass(frozen=True)
+class _Knob:
+    """How one constant is searched: the optuna parameter and how a sample becomes a value.
+
+    ``key`` names the optuna parameter. It differs from the constant's name when
+    the sample is not the value itself (``1-BETA2``, ``log2(BATCH_SIZE)``), so
+    TPE never mixes observations made in different coordinates.
+    """
+
+    constant: _Constant
+    key: str
+    distribution: BaseDistribution
+    transform: Literal["identity", "one_minus", "pow2"] = "identity"  # one_minus: 1 - sample; pow2: 2**sample
+
+    def value(self, sample: Any) -> _Value:
+        """The literal to write for an optuna sample, rounded to what a person would write."""
+        if self.transform == "pow2":
+            return 2 ** int(sample)
+        if self.transform == "one_minus":
+            complement = _round_sig(float(sample))
+            return round(1.0 - complement, _decimals(complement))
+        if isinstance(sample, float):
+            return _round_sig(sample)
+        return sample
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The tuner's part of an experiment (``agent_data``): what changed and how to replay it in optuna."""
+
+    param: str
+    path: str
+    old: _Value
+    value: _Value
+    key: str
+    sample: Any
+    distribution: dict[str, Any]
+    trial: int  # the live trial's number; only meaningful to the agent instance that asked
+    base: str  # fingerprint of the files the edit was made on, i.e. of the kept line at the time
+
+    def to_meta(self) -> dict[str, Any]:
+        return {
+            "param": self.param,
+            "path": self.path,
+            "from": self.old,
+            "value": self.value,
+            "key": self.key,
+            "sample": self.sample,
+            "distribution": self.distribution,
+            "trial": self.trial,
+            "base": self.base,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> _Record | None:
+        """The record in an experiment's agent_data, or None when it is not a tuner trial."""
+        try:
+            record = cls(
+                param=meta["param"],
+                path=meta["path"],
+                old=meta["from"],
+                value=meta["value"],
+                key=meta["key"],
+                sample=meta["sample"],
+                distribution=meta["distribution"],
+                trial=meta["trial"],
+                base=meta["base"],
+            )
+        except (KeyError, TypeError):
+            return None
+        well_formed = isinstance(record.param, str) and isinstance(record.key, str)
+        return record if well_formed and isinstance(record.distribution, dict) else None
+
+
+class TunerAgent:
+    """Proposes one-constant changes picked by optuna's TPE sampler; see the module docstring."""
+
+    name = "tuner"
+
+    def __init__(self, space: Mapping[str, list] | None = None, seed: int = 0) -> None:
+        """``space`` is arsup.toml's ``[agent.space]``: ``NAME = [low, high]``, ``["a", "b"]`` or ``[]``.
+
+        Its shape is checked here so a typo fails before the night starts; whether
+        each name is a constant of the editable files is checked on the first
+        propose, when the files are known.
+        """
+        self._seed = seed
+        self._excluded: set[str] = set()
+        self._choices: dict[str, tuple[str, ...]] = {}
+        self._ranges: dict[str, tuple[_Number, _Number]] = {}
+        for name, entry in (space or {}).items():
+            self._add_space_entry(name, entry)
+        self._study: Study | None = None
+        self._pending: dict[int, Trial] = {}  # asked trials by number, until their experiment is observed
+        self._ingested: set[str] = set()  # ids of experiments already told to the study
+
+    @property
+    def study(self) -> Study | None:
+        """The optuna study behind the proposals (None before the first propose); for inspection."""
+        return self._study
+
+    def propose(self, context: AgentContext) -> Proposal | None:
+        """Change one constant to TPE's next pick, or None when no constant has a new value to try."""
+        import optuna
+
+        knobs = self._knobs(context.files)
+        study = self._ensure_study(context.goal)
+        for experiment in context.history:
+            self._ingest(study, experiment)
+        # Seeding from the history makes the pick a function of (seed, history):
+        # a restarted run proposes exactly what the uninterrupted one would have.
+        seed = (self._seed * 1_000_003 + len(context.history)) % 2**32
+        samplers = (
+            optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
+            optuna.samplers.RandomSampler(seed=seed),
+        )
+        records = [r for r in (_Record.from_meta(e.agent_data) for e in context.history) if r is not None]
+        base = _fingerprint(context.files)
+        tried = {(r.param, r.value) for r in records if r.base == base}
+        for knob in _rotation(knobs, context.history):
+            proposal = self._try_knob(study, samplers, knob, context.files, base, tried)
+            if proposal is not None:
+                return proposal
+        return None
+
+    def observe(self, experiment: Experiment) -> None:
+        """Tell the study how the trial behind this experiment went."""
+        if self._study is not None:
+            self._ingest(self._study, experiment)
+
+    # -- search space -------------------------------------------------------
+
+    def _add_space_entry(self, name: str, entry: Any) -> None:
+        where = f"[agent.space] {name}"
+        if not isinstance(entry, (list, tuple)):
+            raise ValueError(f'{where}: expected [low, high], ["a", "b", ...] or [] to exclude it, got {entry!r}')
+        if not entry:
+            self._excluded.add(name)
+        elif all(isinstance(item, str) for item in entry):
+            if len(entry) < 2 or len(set(entry)) != len(entry):
+                raise ValueError(f"{where}: choices must be at least two different strings, got {list(entry)!r}")
+            self._choices[name] = tuple(entry)
+        elif all(_is_number(item) for item in entry):
+            if len(entry) != 2:
+                raise ValueError(f"{where}: a number range is [low, high], got {list(entry)!r}")
+            low, high = entry
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{where}: bounds must be finite numbers, got [{low!r}, {high!r}]")
+            if not low < high:
+                raise ValueError(f"{where}: low must be below high, got [{low!r}, {high!r}]")
+            self._ranges[name] = (low, high)
+        else:
+            raise ValueError(f'{where}: expected numbers [low, high] or strings ["a", "b", ...], got {list(entry)!r}')
+
+    def _knobs(self, files: Mapping[str, str]) -> list[_Knob]:
+        """The searchable constants in file order; raises ValueError for a space entry that fits no constant."""
+        constants = {c.name: c for c in _find_constants(files)}
+        for name in sorted(self._excluded | set(self._choices) | set(self._ranges)):
+            if name not in constants:
+                found = ", ".join(constants) or "none"
+                raise ValueError(
+                    f"[agent.space] {name}: no top-level `{name} = <number or string>` in the editable files "
+                    f"({', '.join(files) or 'none'}); constants found: {found}"
+                )
+        knobs = []
+        for constant in constants.values():
+            if constant.name not in self._excluded:
+                knob = self._knob(constant)
+                if knob is not None:
+                    knobs.append(knob)
+        return knobs
+
+    def _knob(self, constant: _Constant) -> _Knob | None:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        name, value = constant.name, constant.value
+        where = f"[agent.space] {name}"
+        if name in self._choices:
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: choices are strings but {name} is {value!r} in {constant.path}")
+            return _Knob(constant, name, CategoricalDistribution(self._choices[name]))
+        if name in self._ranges:
+            if isinstance(value, str):
+                raise ValueError(f"{where}: a number range, but {name} is {value!r} in {constant.path}")
+            low, high = self._ranges[name]
+            if isinstance(value, int):  # the file's type decides: an int constant stays an int
+                if low != int(low) or high != int(high):
+                    raise ValueError(f"{where}: {name} is an int in {constant.path}; give whole-number bounds")
+                return _Knob(constant, name, IntDistribution(int(low), int(high), log=low > 0))
+            return _Knob(constant, name, FloatDistribution(float(low), float(high), log=low > 0))
+        if _NOT_HYPERPARAMETERS & set(name.split("_")):
+            return None
+        if isinstance(value, str):
+            family = next((f for f in _FAMILIES if value in f), None)
+            return _Knob(constant, name, CategoricalDistribution(family)) if family else None
+        if value <= 0:  # no scale to search around; a range in [agent.space] can still tune it
+            return None
+        if isinstance(value, int):
+            exponent = value.bit_length() - 1
+            if value >= 2 and value == 2**exponent:
+                low = max(0, exponent - _POW2_STEPS)
+                return _Knob(constant, f"log2({name})", IntDistribution(low, exponent + _POW2_STEPS), "pow2")
+            low = max(1, round(value / _FACTOR))
+            return _Knob(constant, name, IntDistribution(low, int(value * _FACTOR), log=True))
+        if _NEAR_ONE <= value < 1:
+            complement = 1.0 - value
+            distribution = FloatDistribution(complement / _FACTOR, complement * _FACTOR, log=True)
+            return _Knob(constant, f"1-{name}", distribution, "one_minus")
+        high = value * _FACTOR if value >= 1 else min(value * _FACTOR, (1.0 + value) / 2)  # a fraction stays below 1
+        return _Knob(constant, name, FloatDistribution(value / _FACTOR, high, log=True))
+
+    # -- optuna -------------------------------------------------------------
+
+    def _ensure_study(self, goal: str) -> Study:
+        import optuna
+
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)  # its per-trial INFO lines would flood the TUI
+            direction = "maximize" if goal == "maximize" else "minimize"
+            # No sampler here: propose sets a history-seeded one before every ask.
+            self._study = optuna.create_study(direction=direction)
+        return self._study
+
+    def _try_knob(
+        self,
+        study: Study,
+        samplers: tuple[BaseSampler, BaseSampler],
+        knob: _Knob,
+        files: Mapping[str, str],
+        base: str,
+        tried: set[tuple[str, _Value]],
+    ) -> Proposal | None:
+        """Ask for a value of this knob that is new on this kept line, and write it as an edit.
+
+        TPE asks first. When its pick was already tried (TPE's argmax barely moves
+        in a small discrete space), the retries draw at random: a fresh value
+        still teaches something, a repeat teaches nothing.
+        """
+        from optuna.distributions import distribution_to_json
+        from optuna.trial import TrialState
+
+        tpe, explore = samplers
+        constant = knob.constant
+        for attempt in range(_ATTEMPTS):
+            study.sampler = tpe if attempt == 0 else explore
+            trial = study.ask({knob.key: knob.distribution})
+            sample = trial.params[knob.key]
+            value = knob.value(sample)
+            if value == constant.value or (constant.name, value) in tried:
+                study.tell(trial, state=TrialState.FAIL)  # never trained; TPE ignores failed trials
+                continue
+            self._pending[trial.number] = trial
+            record = _Record(
+                param=constant.name,
+                path=constant.path,
+                old=constant.value,
+                value=value,
+                key=knob.key,
+                sample=sample,
+                distribution=json.loads(distribution_to_json(knob.distribution)),
+                trial=trial.number,
+                base=base,
+            )
+            literal = _render(value, constant.source)
+            text = files[constant.path]
+            completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            if attempt > 0:
+                why = "random pick, TPE's repeated a value already tried on this code"
+            elif completed < _STARTUP_TRIALS:
+                why = f"random pick while TPE warms up ({completed} of {_STARTUP_TRIALS} trials)"
+            else:
+                why = f"TPE's pick after {completed} trials"
+            return Proposal(
+                hypothesis=f"{constant.name} {constant.source} -> {literal}: {why}",
+                files={constant.path: text[: constant.start] + literal + text[constant.end :]},
+                meta=record.to_meta(),
+            )
+        return None
+
+    def _ingest(self, study: Study, experiment: Experiment) -> None:
+        """Turn a finished experiment into a finished trial, once.
+
+        The live trial is told when this agent asked it; otherwise (a resumed run)
+        the trial is replayed from the experiment's record.
+        """
+        import optuna
+        from optuna.distributions import json_to_distribution
+        from optuna.trial import TrialState
+
+        if experiment.id in self._ingested:
+            return
+        self._ingested.add(experiment.id)
+        record = _Record.from_meta(experiment.agent_data)
+        if record is None:  # the baseline, or another agent's experiment
+            return
+        metric = experiment.metric
+        trained = experiment.status in (Status.KEEP, Status.DISCARD) and metric is not None and math.isfinite(metric)
+        trial = self._pending.get(record.trial) if isinstance(record.trial, int) else None
+        if trial is not None and trial.params == {record.key: record.sample}:
+            del self._pending[record.trial]
+            if trained:
+                study.tell(trial, metric)
+            else:
+                study.tell(trial, state=TrialState.FAIL)
+            return
+        distribution = json_to_distribution(json.dumps(record.distribution))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.COMPLETE if trained else TrialState.FAIL,
+                value=metric if trained else None,
+                params={record.key: record.sample},
+                distributions={record.key: distribution},
+            )
+        )
+
+
+def _rotation(knobs: list[_Knob], history: Sequence[Experiment]) -> list[_Knob]:
+    """The knobs in the order to try them: round-robin in file order, staying on a constant that was just kept.
+
+    A keep means the metric is sensitive to that constant and its best value may
+    lie further the same way (the window re-centres on the kept value), so it
+    gets another turn, up to _MAX_STREAK in a row so the others are not starved.
+    Derived from the history alone, so it survives a restart.
+    """
+    ours = [(e, r) for e in history if (r := _Record.from_meta(e.agent_data)) is not None]
+    names = [k.constant.name for k in knobs]
+    if not ours or ours[-1][1].param not in names:
+        return knobs
+    last_experiment, last = ours[-1]
+    streak = 0
+    for _, record in reversed(ours):
+        if record.param != last.param:
+            break
+        streak += 1
+    start = names.index(last.param)
+    if not (last_experiment.status == Status.KEEP and streak < _MAX_STREAK):
+        start += 1
+    start %= len(knobs)
+    return knobs[start:] + knobs[:start]
+
+
+def _find_constants(files: Mapping[str, str]) -> list[_Constant]:
+    """Module-level ``NAME = <int, float or str literal>`` in the Python files, in file order.
+
+    A name bound more than once at the top of its module is skipped (which
+    binding counts is not clear), as is a name already found in an earlier file.
+    """
+    found: dict[str, _Constant] = {}
+    for path, text in files.items():
+        if not path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        bound = Counter(name for stmt in tree.body for name in _bound_names(stmt))
+        offsets = _Offsets(text)
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target, node = stmt.targets[0], stmt.value
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                target, node = stmt.target, stmt.value
+            else:
+                continue
+            if not isinstance(target, ast.Name) or not _CONSTANT_NAME.match(target.id):
+                continue
+            value = _literal(node)
+            if value is None or bound[target.id] > 1 or target.id in found:
+                continue
+            assert node.end_lineno is not None and node.end_col_offset is not None
+            start = offsets.at(node.lineno, node.col_offset)
+            end = offsets.at(node.end_lineno, node.end_col_offset)
+            found[target.id] = _Constant(target.id, path, value, text[start:end], start, end)
+    return list(found.values())
+
+
+def _bound_names(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, ast.Assign):
+        targets: list[ast.expr] = list(stmt.targets)
+    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+        targets = [stmt.target]
+    else:
+        return []
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+def _literal(node: ast.expr) -> _Value | None:
+    """The value of an int, float (optionally signed) or str literal; None for anything else, bools included."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = node.operand.value if isinstance(node.operand, ast.Constant) else None
+        if not _is_number(inner):
+            return None
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.Constant) and (_is_number(node.value) or isinstance(node.value, str)):
+        value: _Value = node.value
+        return value
+    return None
+
+
+class _Offsets:
+    """Maps ast (line, UTF-8 byte column) positions to offsets in the text, as Python's tokenizer splits lines."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+
+    def at(self, lineno: int, col_offset: int) -> int:
+        start = self._starts[lineno - 1]
+        line = self._text[start : self._starts[lineno] if lineno < len(self._starts) else len(self._text)]
+        return start + len(line.encode("utf-8")[:col_offset].decode("utf-8"))
+
+
+def _render(value: _Value, old_source: str) -> str:
+    """Python source for the new value; a string keeps the quote character the file used."""
+    if isinstance(value, str):
+        quote = old_source[0] if old_source[:1] in ("'", '"') else '"'
+        return f"{quote}{value}{quote}" if quote not in value and "\\" not in value else repr(value)
+    return repr(value)
+
+
+def _round_sig(x: float) -> float:
+    """Three significant digits: more is noise at the resolution one experiment can tell apart."""
+    return float(f"{x:.3g}")
+
+
+def _decimals(x: float) -> int:
+    """Decimal places that keep three significant digits of ``x`` (> 0)."""
+    return max(0, 2 - math.floor(math.log10(x)))
+
+
+def _is_number(x: object) -> TypeGuard[int | float]:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _fingerprint(files: Mapping[str, str]) -> str:
+    """Identifies the kept line's code: values tried on the same code are not tried again."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + files[path].encode() + b"\0")
+    return digest.hexdigest()[:16]

@@ -91,6 +91,7 @@ def test_run_headless_prints_a_line_per_experiment(project: Path) -> None:
     agent = _script(project, {"hypothesis": "raise LR", "files": {"train.py": TOY_TRAIN.replace("0.0001", "0.003")}})
     result = arsup("run", "--headless", "--agent", agent, "--tag", "cli", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "arsup: branch autoresearch/cli at " in result.stdout
     lines = [line for line in result.stdout.splitlines() if line[:4].isdigit()]
     assert len(lines) == 2
     assert lines[0].split()[:3] == ["0001", "keep", "val_bpb"] and lines[0].endswith("baseline")

@@ -19,9 +19,9 @@ sys.dont_write_bytecode = True  # importing prepare must not leave a __pycache__
 from prepare import NUM_CLASSES, TIME_BUDGET, evaluate_accuracy, get_batch  # noqa: E402
 
 # Hyperparameters: one constant per line, so that an experiment is a one-line edit.
+LR = 0.0002  # peak AdamW learning rate
 HIDDEN = 64  # width of every hidden layer
 N_LAYERS = 3  # hidden layers
-LR = 0.0002  # peak AdamW learning rate
 WEIGHT_DECAY = 0.0
 BATCH_SIZE = 64
 FINAL_LR_FRAC = 0.1  # the cosine schedule ends at this fraction of LR

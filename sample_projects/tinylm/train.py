@@ -20,18 +20,19 @@ sys.dont_write_bytecode = True  # importing prepare must not leave a __pycache__
 from prepare import TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_batch  # noqa: E402
 
 # Hyperparameters: one constant per line, so that an experiment is a one-line edit.
-N_LAYER = 2
-N_HEAD = 4
-N_EMBD = 128
-BLOCK_SIZE = 64  # context length in bytes
-BATCH_SIZE = 32
+# The optimisation ones come first: they usually matter most.
 LR = 0.0005  # peak AdamW learning rate
+WARMUP_STEPS = 20
+FINAL_LR_FRAC = 0.1  # the cosine schedule ends at this fraction of LR
 WEIGHT_DECAY = 0.1
 BETA1 = 0.9
 BETA2 = 0.95
 GRAD_CLIP = 1.0  # max global gradient norm
-WARMUP_STEPS = 20
-FINAL_LR_FRAC = 0.1  # the cosine schedule ends at this fraction of LR
+BATCH_SIZE = 32
+N_LAYER = 2
+N_HEAD = 4
+N_EMBD = 128
+BLOCK_SIZE = 64  # context length in bytes
 DROPOUT = 0.0
 ACTIVATION = "gelu"  # one of "gelu", "relu", "silu"
 

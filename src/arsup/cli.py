@@ -114,7 +114,6 @@ def _run_loop(root: Path, args: argparse.Namespace, overrides: dict[str, dict[st
 
     cfg = config.load(root, overrides)
     engine = Engine(cfg, root, create_agent(cfg, root), tag=args.tag or default_tag())
-    engine.prepare()
     return run_headless(engine)
 
 

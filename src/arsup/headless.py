@@ -57,9 +57,12 @@ class Printer:
 
 
 def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
-    """Run to the end: 0 when the loop ended normally, 1 on an error, 130 after Ctrl-C."""
+    """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 130 after Ctrl-C.
+
+    GitError from preparing the repo propagates, for the CLI to report."""
     printer = Printer(engine, out)
     engine.subscribe(printer)
+    engine.prepare()
     engine.start()
     interrupted = False
     while True:

@@ -33,7 +33,7 @@ from arsup.core.events import (
     SessionStarted,
 )
 from arsup.core.experiment import Experiment, RunResult, Status
-from arsup.core.vcs import GitError, Vcs
+from arsup.core.vcs import GitError, Vcs, branch_name
 
 Subscriber = Callable[[Event], None]
 MAX_INVALID_IN_A_ROW = 5
@@ -114,11 +114,19 @@ class Engine:
         """
         vcs = Vcs(self.root)
         self._vcs = vcs
+        try:
+            self._prepare_repo(vcs)
+        except BaseException:
+            vcs.close()
+            raise
+        self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
+
+    def _prepare_repo(self, vcs: Vcs) -> None:
         vcs.head()
         vcs.exclude([f"/{journal.STATE_DIR}/", f"/{journal.RESULTS_NAME}"])
         watched = self.config.project.editable + self.config.project.protected
         experiments = self.journal.experiments(self.tag)
-        if experiments and vcs.branch_exists(f"autoresearch/{self.tag}"):
+        if experiments and vcs.branch_exists(branch_name(self.tag)):
             vcs.start_branch(self.tag)
             self._recover(experiments[-1])
             experiments = self.journal.experiments(self.tag)
@@ -134,23 +142,26 @@ class Engine:
         self._next_id = self.journal.next_number()
         journal.write_results(self.results_path, self.config.metric.name, self.history)
         self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
-        self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
 
     def _recover(self, last: Experiment) -> None:
         """Finish what a killed arsup left half done, so the branch and the journal agree again."""
+        recovered = False
         if last.status == Status.PROPOSED:
             self.vcs.restore(last.files, self.vcs.head())
             last.status, last.reason = Status.INVALID, "interrupted before its commit"
             self.journal.record(last)
+            recovered = True
         elif last.status == Status.RUNNING:
             last.status, last.reason = Status.CRASH, "interrupted: arsup stopped before the run finished"
             last.finished_at = time.time()
             self.journal.record(last)
+            recovered = True
         if last.status in (Status.DISCARD, Status.CRASH) and last.commit != last.parent:
             if self.vcs.head() == last.commit:
                 self.vcs.reset_to(last.parent, last.files)
-        if last.status in (Status.INVALID, Status.CRASH):
-            self._emit(Notice(f"recovered experiment {last.id}: {last.reason}", "warning"))
+                recovered = True
+        if recovered:
+            self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
 
     def start(self) -> threading.Thread:
         """Run the loop in its own thread (the caller keeps its thread for the UI or signals)."""

@@ -353,7 +353,7 @@ class TunerAgent:
             text = files[constant.path]
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             if attempt > 0:
-                why = "random pick, TPE's repeated a value already tried on this code"
+                why = "random pick (TPE's pick was already tried)"
             elif completed < _STARTUP_TRIALS:
                 why = f"random pick while TPE warms up ({completed} of {_STARTUP_TRIALS} trials)"
             else:

@@ -377,8 +377,8 @@ class Engine:
         with self._run_lock:
             self._current_run = None
         failure = outcome.start_error or outcome.kill_reason
-        parsed = metrics.parse_log_file(
-            spec.log_path,
+        parsed = metrics.parse_log(
+            metrics.read_log(spec.log_path),
             self.config.metric.name,
             self.config.metric.pattern,
             self.config.metric.record,

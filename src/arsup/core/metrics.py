@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arsup.core.terminal import collapse_progress
+
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 FAIL_WORD = re.compile(r"\bFAIL\b")
 TAIL_LINES = 50
@@ -34,10 +36,7 @@ def metric_pattern(name: str, pattern: str = "") -> re.Pattern[str]:
 
 def log_lines(text: str) -> list[str]:
     """Lines as a person saw them: each `\r`-rewritten progress line counts once, as its last state."""
-    lines = []
-    for line in text.split("\n"):
-        line = line.rstrip("\r")
-        lines.append(line.rsplit("\r", 1)[-1])
+    lines = [collapse_progress(line) for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
     return lines
@@ -77,13 +76,6 @@ def parse_log(
     return parsed
 
 
-def parse_log_file(
-    path: Path,
-    metric: str,
-    pattern: str = "",
-    record: tuple[str, ...] | list[str] = (),
-    exit_code: int | None = 0,
-    failure: str = "",
-) -> ParsedLog:
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    return parse_log(text, metric, pattern, record, exit_code, failure)
+def read_log(path: Path) -> str:
+    """A run's log as text; a run that never started has none."""
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""

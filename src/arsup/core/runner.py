@@ -37,6 +37,8 @@ from typing import BinaryIO
 
 import psutil
 
+from arsup.core.terminal import collapse_progress
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENV_ALLOW: tuple[str, ...] = (
@@ -191,24 +193,19 @@ class _LineAssembler:
         lines = buf.split("\n")
         tail = lines.pop()
         if "\r" in buf:
-            lines = [_collapse(line) for line in lines]
+            lines = [collapse_progress(line) for line in lines]
             tail = _compact(tail)
         if len(tail) > _MAX_LINE_CHARS:
-            lines.append(_collapse(tail))
+            lines.append(collapse_progress(tail))
             tail = ""
         self._tail = tail
-        return lines, _collapse(tail)
+        return lines, collapse_progress(tail)
 
     def close(self) -> list[str]:
         """At EOF: what is left becomes a complete line, since nothing will follow it."""
         rest = self._tail + self._decoder.decode(b"", final=True)  # the tail never holds a "\n"
         self._tail = ""
-        return [_collapse(rest)] if rest else []
-
-
-def _collapse(line: str) -> str:
-    """The text a terminal shows for ``line``: what follows its last (non-trailing) ``\\r``."""
-    return line.rstrip("\r").rpartition("\r")[2]
+        return [collapse_progress(rest)] if rest else []
 
 
 def _compact(tail: str) -> str:

@@ -243,3 +243,18 @@ def test_an_agent_that_fails_ends_the_session_with_its_reason(project: Path) -> 
     assert end.reason == "the broken agent failed: [agent.space] NOPE is not a constant in the editable files"
     assert [e.status for e in engine.history] == [Status.KEEP]
     assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_repeated_idea_is_refused_with_a_pointer(project: Path) -> None:
+    script = write_script(
+        project,
+        {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.0000001")},
+        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")},
+        {"hypothesis": "higher LR again", "edits": edit("LR = 0.0001", "LR = 1e-7")},
+    )
+    engine, _ = make_engine(project, script)
+    engine.run()
+    again = engine.history[-1]
+    assert again.status == Status.INVALID
+    assert again.reason.startswith("this repeats experiment 0002 (discard")
+    assert "LR = 1e-07" in again.reason

@@ -20,9 +20,11 @@ from typing import Callable
 
 from arsup.config import Config
 from arsup.core import acceptance, journal, metrics, runner
+from arsup.core import changes as changes_
 from arsup.core.agents.base import Agent, AgentContext, Proposal
-from arsup.core.agents.edits import EditError, plan_changes, write_changes
+from arsup.core.agents.edits import EditError, plan_changes, read_current, write_changes
 from arsup.core.events import (
+    AgentText,
     Event,
     ExperimentFinished,
     ExperimentStarted,
@@ -278,6 +280,8 @@ class Engine:
             best=best.copy(),
             last_crash_tail=crashed.crash_tail if crashed else "",
             cancel=self._stop,
+            check=self._refusal,
+            on_text=lambda text: self._emit(AgentText(self._peek_id(), text)),
         )
 
     def _propose_and_run(self, best: Experiment) -> Experiment | None:
@@ -297,13 +301,34 @@ class Engine:
         self._train(experiment)
         return experiment
 
+    def _plan(self, proposal: Proposal) -> dict[str, str]:
+        """The files the proposal would write, or EditError saying why the engine refuses it."""
+        project = self.config.project
+        changes = plan_changes(self.root, proposal, project.editable, project.protected)
+        if not changes:
+            raise EditError("the edit changes nothing")
+        before = {path: read_current(self.root, path) for path in changes}
+        candidate = changes_.signature(changes_.diff_texts(before, changes))
+        repeated = changes_.find_repeat(candidate, self.history)
+        if repeated is not None:
+            metric = "crashed" if repeated.metric is None else f"{self.config.metric.name} {repeated.metric:.6f}"
+            raise EditError(
+                f"this repeats experiment {repeated.id} ({repeated.status}, {metric}: {repeated.hypothesis!r}), "
+                f"which set {candidate.describe()}; propose something not tried yet"
+            )
+        return changes
+
+    def _refusal(self, proposal: Proposal) -> str:
+        try:
+            self._plan(proposal)
+        except EditError as exc:
+            return str(exc)
+        return ""
+
     def _apply(self, experiment: Experiment, proposal: Proposal) -> bool:
         """Write and commit the edit; an edit that cannot apply is recorded as invalid."""
-        project = self.config.project
         try:
-            changes = plan_changes(self.root, proposal, project.editable, project.protected)
-            if not changes:
-                raise EditError("the edit changes nothing")
+            changes = self._plan(proposal)
         except EditError as exc:
             self._finish(experiment, Status.INVALID, str(exc))
             return False

@@ -25,6 +25,14 @@ class Proposing:
 
 
 @dataclass(frozen=True)
+class AgentText:
+    """A piece of the agent's reply as it streams (the hypothesis forming on screen)."""
+
+    experiment_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class ExperimentStarted:
     experiment: Experiment
 
@@ -54,4 +62,4 @@ class SessionEnded:
     error: bool = False
 
 
-Event = SessionStarted | Proposing | ExperimentStarted | RunOutput | ExperimentFinished | Notice | SessionEnded
+Event = SessionStarted | Proposing | AgentText | ExperimentStarted | RunOutput | ExperimentFinished | Notice | SessionEnded

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from arsup.core.experiment import Experiment
 
@@ -42,6 +42,8 @@ class AgentContext:
     last_crash_tail: str = ""
     notes: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it
+    check: Callable[[Proposal], str] = lambda proposal: ""  # why the engine would refuse it ("" if it would not)
+    on_text: Callable[[str], None] = lambda text: None  # the reply as it streams, for the screen
 
 
 class Agent(Protocol):

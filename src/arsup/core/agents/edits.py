@@ -165,7 +165,7 @@ def plan_changes(
         )
     if proposal.files:
         keys = {raw: _check_path(root, raw, editable, protected) for raw in proposal.files}
-        originals = {key: _read(root, key) for key in keys.values()}
+        originals = {key: read_current(root, key) for key in keys.values()}
         planned = {keys[raw]: _normalize(text) for raw, text in proposal.files.items()}
     else:
         blocks = parse_blocks(proposal.edits)
@@ -175,7 +175,7 @@ def plan_changes(
         for block in blocks:
             if block.path not in keys:
                 keys[block.path] = _check_path(root, block.path, editable, protected)
-        originals = {key: _read(root, key) for key in keys.values()}
+        originals = {key: read_current(root, key) for key in keys.values()}
         planned = _apply_blocks(blocks, keys, originals)
     changes = {key: text for key, text in planned.items() if text != originals[key]}
     for key, text in changes.items():
@@ -323,7 +323,7 @@ def _matches(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(path, posixpath.normpath(pattern)) for pattern in patterns)
 
 
-def _read(root: Path, key: str) -> str | None:
+def read_current(root: Path, key: str) -> str | None:
     """Current text of a repo file with ``\\n`` line endings, or None if it does not exist."""
     target = root / key
     if not target.exists():

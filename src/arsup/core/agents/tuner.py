@@ -206,7 +206,7 @@ class TunerAgent:
         base = _fingerprint(context.files)
         tried = {(r.param, r.value) for r in records if r.base == base}
         for knob in _rotation(knobs, context.history):
-            proposal = self._try_knob(study, samplers, knob, context.files, base, tried)
+            proposal = self._try_knob(study, samplers, knob, context, base, tried)
             if proposal is not None:
                 return proposal
         return None
@@ -314,15 +314,16 @@ class TunerAgent:
         study: Study,
         samplers: tuple[BaseSampler, BaseSampler],
         knob: _Knob,
-        files: Mapping[str, str],
+        context: AgentContext,
         base: str,
         tried: set[tuple[str, _Value]],
     ) -> Proposal | None:
         """Ask for a value of this knob that is new on this kept line, and write it as an edit.
 
         TPE asks first. When its pick was already tried (TPE's argmax barely moves
-        in a small discrete space), the retries draw at random: a fresh value
-        still teaches something, a repeat teaches nothing.
+        in a small discrete space), or the engine would refuse it (the same
+        setting was tried on an earlier line), the retries draw at random: a
+        fresh value still teaches something, a repeat teaches nothing.
         """
         from optuna.distributions import distribution_to_json
         from optuna.trial import TrialState
@@ -334,7 +335,14 @@ class TunerAgent:
             trial = study.ask({knob.key: knob.distribution})
             sample = trial.params[knob.key]
             value = knob.value(sample)
-            if value == constant.value or (constant.name, value) in tried:
+            literal = _render(value, constant.source)
+            text = context.files[constant.path]
+            edited = {constant.path: text[: constant.start] + literal + text[constant.end :]}
+            if (
+                value == constant.value
+                or (constant.name, value) in tried
+                or context.check(Proposal(hypothesis="", files=edited))
+            ):
                 study.tell(trial, state=TrialState.FAIL)  # never trained; TPE ignores failed trials
                 continue
             self._pending[trial.number] = trial
@@ -349,8 +357,6 @@ class TunerAgent:
                 trial=trial.number,
                 base=base,
             )
-            literal = _render(value, constant.source)
-            text = files[constant.path]
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             if attempt > 0:
                 why = "random pick (TPE's pick was already tried)"
@@ -360,7 +366,7 @@ class TunerAgent:
                 why = f"TPE's pick after {completed} trials"
             return Proposal(
                 hypothesis=f"{constant.name} {constant.source} -> {literal}: {why}",
-                files={constant.path: text[: constant.start] + literal + text[constant.end :]},
+                files=edited,
                 meta=record.to_meta(),
             )
         return None

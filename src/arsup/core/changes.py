@@ -1,0 +1,91 @@
+"""What an edit changes, reduced to a signature, so the loop never runs the same idea twice.
+
+Agents walk in circles over a long night (the same LR bump again and again,
+each time "new"). Two edits are the same idea when they remove and add the
+same lines, wherever those lines sit, or when they set the same top-level
+constants to the same values. Signatures come from unified diffs, so the ones
+of past experiments are rebuilt from the journal without touching git.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from arsup.core.experiment import Experiment, Status
+
+_ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=\s*(.+?)\s*(?:#.*)?$")
+
+
+@dataclass(frozen=True)
+class Signature:
+    lines: frozenset[tuple[str, str]]  # ("-" or "+", stripped line)
+    constants: frozenset[tuple[str, str]]  # (NAME, canonical value) set by added lines
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def describe(self) -> str:
+        if self.constants:
+            return ", ".join(f"{name} = {value}" for name, value in sorted(self.constants))
+        return f"{len(self.lines)} changed lines"
+
+
+def _canonical(value: str) -> str:
+    """`3e-3`, `0.003` and `0.0030` are one value; anything not a literal stays as written."""
+    try:
+        return repr(ast.literal_eval(value))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return " ".join(value.split())
+
+
+def signature(diff: str) -> Signature:
+    lines, constants = set(), set()
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")) or line[:1] not in ("+", "-"):
+            continue
+        text = line[1:].strip()
+        if not text:
+            continue
+        lines.add((line[0], text))
+        match = _ASSIGNMENT.match(text)
+        if line[0] == "+" and match:
+            constants.add((match[1], _canonical(match[2])))
+    return Signature(frozenset(lines), frozenset(constants))
+
+
+def diff_texts(before: Mapping[str, str | None], after: Mapping[str, str]) -> str:
+    """A unified diff of planned changes (path -> old text or None for a new file -> new text)."""
+    out: list[str] = []
+    for path, new in sorted(after.items()):
+        old = before.get(path) or ""
+        out.extend(
+            difflib.unified_diff(
+                old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm="", n=0
+            )
+        )
+    return "\n".join(out)
+
+
+def find_repeat(candidate: Signature, history: Iterable[Experiment]) -> Experiment | None:
+    """The earlier trained attempt this edit repeats, exactly or by its constants, if any."""
+    if not candidate:
+        return None
+    for past in history:
+        if past.status not in Status.TRAINED or not past.diff:
+            continue
+        earlier = signature(past.diff)
+        if earlier.lines == candidate.lines:
+            return past
+        if candidate.constants and earlier.constants == candidate.constants and _only_constants(candidate):
+            return past
+    return None
+
+
+def _only_constants(candidate: Signature) -> bool:
+    """True when every added line sets a constant, so the constants are the whole idea."""
+    added = [text for sign, text in candidate.lines if sign == "+"]
+    return all(_ASSIGNMENT.match(text) for text in added)

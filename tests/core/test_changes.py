@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from arsup.core.changes import diff_texts, find_repeat, signature
+from arsup.core.experiment import Experiment, Status
+
+BASE = "LR = 0.001\nWIDTH = 64\n\ndef f():\n    return 1\n"
+
+
+def _past(diff: str, status: str = Status.DISCARD) -> Experiment:
+    return Experiment(id="0007", tag="t", parent="p", hypothesis="h", agent="llm", diff=diff, status=status, metric=1.0)
+
+
+def _sig(before: str, after: str):
+    return signature(diff_texts({"train.py": before}, {"train.py": after}))
+
+
+def test_same_lines_elsewhere_are_a_repeat() -> None:
+    earlier = diff_texts({"train.py": BASE}, {"train.py": BASE.replace("return 1", "return 2")})
+    moved = "# a comment that shifts lines\n" + BASE
+    candidate = _sig(moved, moved.replace("return 1", "return 2"))
+    assert find_repeat(candidate, [_past(earlier)]).id == "0007"
+
+
+def test_same_constant_value_written_differently_is_a_repeat() -> None:
+    earlier = diff_texts({"train.py": BASE}, {"train.py": BASE.replace("LR = 0.001", "LR = 0.003")})
+    kept_elsewhere = BASE.replace("WIDTH = 64", "WIDTH = 128")
+    candidate = _sig(kept_elsewhere, kept_elsewhere.replace("LR = 0.001", "LR = 3e-3  # bigger"))
+    assert candidate.constants == {("LR", "0.003")}
+    assert find_repeat(candidate, [_past(earlier)]) is not None
+
+
+def test_new_values_and_untrained_attempts_are_not_repeats() -> None:
+    earlier = diff_texts({"train.py": BASE}, {"train.py": BASE.replace("LR = 0.001", "LR = 0.003")})
+    candidate = _sig(BASE, BASE.replace("LR = 0.001", "LR = 0.004"))
+    assert find_repeat(candidate, [_past(earlier)]) is None
+    same = _sig(BASE, BASE.replace("LR = 0.001", "LR = 0.003"))
+    assert find_repeat(same, [_past(earlier, status=Status.INVALID)]) is None
+
+
+def test_constants_plus_code_is_a_different_idea() -> None:
+    earlier = diff_texts({"train.py": BASE}, {"train.py": BASE.replace("LR = 0.001", "LR = 0.003")})
+    both = BASE.replace("LR = 0.001", "LR = 0.003").replace("return 1", "return 3")
+    assert find_repeat(_sig(BASE, both), [_past(earlier)]) is None
+
+
+def test_git_diff_headers_and_context_are_ignored() -> None:
+    git_diff = (
+        "diff --git a/train.py b/train.py\nindex 1..2 100644\n--- a/train.py\n+++ b/train.py\n"
+        "@@ -1,2 +1,2 @@\n-LR = 0.001\n+LR = 0.003\n WIDTH = 64\n\\ No newline at end of file\n"
+    )
+    assert signature(git_diff).lines == {("-", "LR = 0.001"), ("+", "LR = 0.003")}

@@ -25,7 +25,10 @@ def default_tag() -> str:
 
 
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", help="tuner (offline, default) or script:FILE (replay JSONL proposals)")
+    parser.add_argument("--agent", help="tuner (offline, default), llm (a model through litellm) or script:FILE")
+    parser.add_argument("--model", help="the llm agent's model, e.g. anthropic/claude-sonnet-4-5 (or ARSUP_MODEL)")
+    parser.add_argument("--api-base", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--max-cost", type=float, metavar="USD", help="stop new proposals once the LLM spent this")
     parser.add_argument("--max-experiments", type=int, metavar="N", help="stop after N experiments (0: no limit)")
     parser.add_argument("--max-hours", type=float, metavar="H", help="stop starting experiments after H hours")
     parser.add_argument("--tag", help="run branch autoresearch/TAG (default: today's date, e.g. nov28)")
@@ -66,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
-    if args.agent:
-        overrides.setdefault("agent", {})["kind"] = args.agent
+    for flag, section, key in (
+        ("agent", "agent", "kind"),
+        ("model", "agent", "model"),
+        ("api_base", "agent", "api_base"),
+        ("max_cost", "budget", "max_cost_usd"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides.setdefault(section, {})[key] = getattr(args, flag)
     for key in ("max_experiments", "max_hours"):
         if getattr(args, key, None) is not None:
             overrides.setdefault("budget", {})[key] = getattr(args, key)

@@ -77,6 +77,13 @@ class MetricConfig(_Section):
 class AgentConfig(_Section):
     kind: str = "tuner"
     space: dict[str, list[Union[float, str]]] = {}
+    model: str = ""  # litellm model name, e.g. anthropic/claude-sonnet-4-5; ARSUP_MODEL when empty
+    api_base: str = ""  # an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(4096, gt=0)
+    timeout: float = Field(300, gt=0)  # wall-clock deadline of one model call, streaming included
+    retries: int = Field(6, ge=0)  # transient failures (429, 5xx, timeouts) retried with backoff
+    context_tokens: int = Field(0, ge=0)  # 0: litellm's model card, else 32768
 
     @field_validator("kind")
     @classmethod
@@ -97,6 +104,7 @@ class PolicyConfig(_Section):
 class BudgetConfig(_Section):
     max_experiments: int = Field(0, ge=0)  # 0 = no limit
     max_hours: float = Field(0, ge=0)
+    max_cost_usd: float = Field(0, ge=0)  # the LLM's spend; new proposals stop once reached
 
 
 class Config(_Section):

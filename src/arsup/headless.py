@@ -76,6 +76,10 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     best = engine.best()
     if best is not None:
         print(f"arsup: best {engine.config.metric.name} {best.metric:.6f} at {best.commit[:7]} ({best.id})", file=out)
+    spend = engine.spend()
+    if spend["calls"]:
+        tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
+        print(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", file=out)
     print(f"arsup: results in {engine.results_path}, journal in {engine.journal.path}", file=out, flush=True)
     if printer.ended is None or printer.ended.error:
         return 1

@@ -52,6 +52,7 @@ class Budget:
 
     max_experiments: int = 0
     max_hours: float = 0.0
+    max_cost_usd: float = 0.0
 
 
 class Engine:
@@ -61,7 +62,7 @@ class Engine:
         self.agent = agent
         self.tag = tag
         self.python = python
-        self.budget = Budget(config.budget.max_experiments, config.budget.max_hours)
+        self.budget = Budget(config.budget.max_experiments, config.budget.max_hours, config.budget.max_cost_usd)
         self.journal = journal.Journal(self.root)
         self.results_path = self.root / journal.RESULTS_NAME
         self.history: list[Experiment] = []  # this tag's finished experiments, oldest first
@@ -181,7 +182,7 @@ class Engine:
         except Exception as exc:  # unexpected: say so plainly, keep what was recorded
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
         finally:
-            self.journal.append("session_end", tag=self.tag, reason=reason, error=error)
+            self.journal.append("session_end", tag=self.tag, reason=reason, error=error, spend=self.spend())
             if self._vcs is not None:
                 self._vcs.close()
             self._emit(SessionEnded(reason, error))
@@ -201,11 +202,23 @@ class Engine:
         pick = min if self.config.metric.goal == "minimize" else max
         return pick(kept, key=lambda e: e.metric)  # type: ignore[arg-type, return-value]
 
+    def spend(self, since: float = 0.0) -> dict[str, float]:
+        """The agent's token and dollar spend over experiments proposed after `since` (all by default)."""
+        total = {"calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0, "cost_usd": 0.0}
+        for experiment in self.history:
+            if experiment.proposed_at >= since:
+                for key, value in experiment.agent_data.get("usage", {}).items():
+                    if key in total:
+                        total[key] += value
+        return total
+
     def _budget_spent(self, done: int, started_at: float) -> str:
         if self.budget.max_experiments and done >= self.budget.max_experiments:
             return f"reached --max-experiments {self.budget.max_experiments}"
         if self.budget.max_hours and time.time() - started_at >= self.budget.max_hours * 3600:
             return f"reached --max-hours {self.budget.max_hours:g}"
+        if self.budget.max_cost_usd and self.spend(started_at)["cost_usd"] >= self.budget.max_cost_usd:
+            return f"reached --max-cost {self.budget.max_cost_usd:g} USD"
         return ""
 
     def _loop(self) -> tuple[str, bool]:
@@ -282,6 +295,7 @@ class Engine:
             cancel=self._stop,
             check=self._refusal,
             on_text=lambda text: self._emit(AgentText(self._peek_id(), text)),
+            notify=lambda message: self._emit(Notice(message, "warning")),
         )
 
     def _propose_and_run(self, best: Experiment) -> Experiment | None:

@@ -6,6 +6,7 @@ are heavy, and `arsup --help` must stay fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from arsup.config import Config, ConfigError
@@ -28,4 +29,25 @@ def create_agent(config: Config, root: Path) -> Agent:
             return ScriptAgent(root / config.agent.script_path)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    raise ConfigError(f"[agent] kind: {kind!r} is not available in this version of arsup; use tuner or script:FILE")
+    if kind == "llm":
+        from arsup.core.agents.llm import LLMAgent
+        from arsup.core.agents.llm_client import LLMClient
+
+        agent = config.agent
+        model = agent.model or os.environ.get("ARSUP_MODEL", "")
+        if not model:
+            raise ConfigError(
+                "[agent] model: the llm agent needs a model; set it in arsup.toml, with --model "
+                "or in ARSUP_MODEL (e.g. anthropic/claude-sonnet-4-5, or openai/NAME with --api-base)"
+            )
+        client = LLMClient(
+            model,
+            api_base=agent.api_base,
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+            deadline_s=agent.timeout,
+            retries=agent.retries,
+            context_tokens=agent.context_tokens,
+        )
+        return LLMAgent(client, config.project.editable, config.project.protected)
+    raise ConfigError(f"[agent] kind: {kind!r} is unknown; use tuner, llm or script:FILE")

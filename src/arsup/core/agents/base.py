@@ -44,6 +44,7 @@ class AgentContext:
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it
     check: Callable[[Proposal], str] = lambda proposal: ""  # why the engine would refuse it ("" if it would not)
     on_text: Callable[[str], None] = lambda text: None  # the reply as it streams, for the screen
+    notify: Callable[[str], None] = lambda message: None  # a notice for the person (retries, overflow)
 
 
 class Agent(Protocol):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -192,12 +193,11 @@ class _ClientGone(Exception):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # OpenAIServer.close joins the handler threads itself
+    request_queue_size = 64
 
     owner: OpenAIServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # never print
-        import sys
-
         exc = sys.exc_info()[1]
         if exc is not None and not _is_disconnect(exc) and not self.owner._closing.is_set():
             self.owner.errors.append(exc)

@@ -144,3 +144,28 @@ def test_demo_refuses_a_non_empty_dir(tmp_path: Path) -> None:
     result = arsup("demo", "--headless", "--dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert (tmp_path / "x").read_text() == "mine"
+
+
+def test_llm_agent_trains_what_a_local_server_sends(tmp_path: Path) -> None:
+    from tests.openai_server import OpenAIServer, reply
+
+    edit = (
+        "NOTEBOOK:\n- the learning rate looks low\nHYPOTHESIS: a 6x higher learning rate fits more in the budget\n\n"
+        "train.py\n```python\n<<<<<<< SEARCH\nLR = 0.0005  # peak AdamW learning rate\n=======\n"
+        "LR = 0.003  # peak AdamW learning rate\n>>>>>>> REPLACE\n```\n"
+    )
+    target = tmp_path / "demo"
+    with OpenAIServer() as server:
+        server.push(reply(edit))
+        result = subprocess.run(
+            [*ARSUP, "demo", "--headless", "--dir", str(target), "--agent", "llm", "--model", "openai/local-coder",
+             "--api-base", server.base_url, "--max-experiments", "2", "--time-budget", "1"],
+            capture_output=True, text=True, timeout=240, env={**os.environ, "OPENAI_API_KEY": ""},
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a 6x higher learning rate" in result.stdout
+    assert "LLM spend 1 calls" in result.stdout
+    statuses = [row.split("\t")[3] for row in (target / "results.tsv").read_text().splitlines()[1:]]
+    assert len(statuses) == 2 and statuses[1] in ("keep", "discard")
+    log = git(target, "log", "--all", "--format=%s")
+    assert "a 6x higher learning rate" in log

@@ -36,9 +36,9 @@ def test_missing_hypothesis_is_a_reason() -> None:
     assert proposal.hypothesis == "(no hypothesis)"
 
 
-def test_malformed_block_is_a_reason() -> None:
-    _, reason = proposal_from_reply(GOOD.replace(">>>>>>> REPLACE\n", ""), FILES)
-    assert reason
+def test_malformed_blocks_are_left_for_the_engine_to_explain() -> None:
+    proposal, reason = proposal_from_reply(GOOD.replace(">>>>>>> REPLACE\n", ""), FILES)
+    assert reason == "" and proposal.edits.startswith("NOTEBOOK:") and not proposal.files
 
 
 def test_whole_file_fallback_for_small_files() -> None:

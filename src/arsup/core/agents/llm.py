@@ -47,19 +47,18 @@ def whole_file_fallback(text: str, files: dict[str, str]) -> dict[str, str]:
 
 
 def proposal_from_reply(text: str, files: dict[str, str]) -> tuple[Proposal, str]:
-    """The proposal in a reply, and why it is unusable ("" when it looks usable)."""
+    """The proposal in a reply, and what is missing from it ("" when nothing is).
+
+    Problems with the edit itself are the engine's to find (`AgentContext.check`).
+    """
     hypothesis = parse_hypothesis(text)
     try:
         has_blocks = bool(parse_blocks(text))
-    except EditError as exc:
-        return Proposal(hypothesis=hypothesis or "(no hypothesis)", edits=text), str(exc)
-    if has_blocks:
-        proposal = Proposal(hypothesis=hypothesis, edits=text)
-    else:
-        whole = whole_file_fallback(text, files)
-        proposal = Proposal(hypothesis=hypothesis, files=whole) if whole else Proposal(hypothesis=hypothesis, edits=text)
+    except EditError:
+        has_blocks = True  # malformed blocks: the engine's check explains what is wrong
+    whole = {} if has_blocks else whole_file_fallback(text, files)
+    proposal = Proposal(hypothesis=hypothesis or "(no hypothesis)", edits="" if whole else text, files=whole)
     if not hypothesis:
-        proposal.hypothesis = "(no hypothesis)"
         return proposal, "the reply has no `HYPOTHESIS:` line; start with one line saying what you change and why"
     return proposal, ""
 
@@ -91,10 +90,11 @@ class LLMAgent:
         try:
             messages, reply = self._first_reply(context, parts, usage, calls)
             for correction in range(self.max_corrections + 1):
-                proposal, reason = proposal_from_reply(reply.text, context.files)
+                proposal, missing = proposal_from_reply(reply.text, context.files)
                 if reply.too_long:
                     reason = "the reply is far too long; answer with the format only: NOTEBOOK, HYPOTHESIS and short blocks"
-                reason = reason or context.check(proposal)
+                else:
+                    reason = "; ".join(r for r in (missing, context.check(proposal)) if r)
                 if not reason or correction == self.max_corrections:
                     break
                 messages = messages + [

@@ -149,6 +149,12 @@ class LLMClient:
         except Exception:
             return []
 
+    def _local_without_key(self) -> bool:
+        """A local server needs no key, but the OpenAI client refuses to send a request without one."""
+        if self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            return True
+        return bool(self.missing_keys())
+
     # -- calls ----------------------------------------------------------------
 
     def complete(
@@ -192,7 +198,7 @@ class LLMClient:
         }
         if self.api_base:
             kwargs["api_base"] = self.api_base
-            if self.missing_keys():  # a local server needs no key, but the client wants one
+            if self._local_without_key():
                 kwargs["api_key"] = "no-key-needed"
         parts: list[str] = []
         usage: dict[str, int] = {}
@@ -263,7 +269,8 @@ class LLMClient:
         message = " ".join(str(exc).split())[:500]
         if isinstance(exc, litellm.ContextWindowExceededError):
             return LLMContextOverflow(message)
-        if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
+        status = _status(exc)
+        if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or status in (401, 403):
             missing = self.missing_keys()
             hint = (
                 f"set {' and '.join(missing)} in the environment"
@@ -282,7 +289,6 @@ class LLMClient:
             litellm.ServiceUnavailableError,
             litellm.InternalServerError,
         )
-        status = _status(exc)
         if isinstance(exc, retryable) or (status is not None and status >= 500):
             return LLMRetryable(f"{type(exc).__name__}: {message}", _retry_after(exc))
         if isinstance(exc, litellm.BadRequestError):

@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -71,7 +72,11 @@ def import_litellm() -> Any:
     """Import litellm offline and quiet; safe to call from any thread, cheap after the first time."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     os.environ["LITELLM_MODE"] = "PRODUCTION"
-    import litellm
+    # litellm's pydantic models warn about typing details at import and on first use: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*ReadOnly. qualifier", category=UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import litellm
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # a provider that lacks an option (stream_options...) ignores it

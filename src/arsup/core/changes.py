@@ -57,14 +57,14 @@ def signature(diff: str) -> Signature:
     return Signature(frozenset(lines), frozenset(constants))
 
 
-def diff_texts(before: Mapping[str, str | None], after: Mapping[str, str]) -> str:
+def diff_texts(before: Mapping[str, str | None], after: Mapping[str, str], context: int = 0) -> str:
     """A unified diff of planned changes (path -> old text or None for a new file -> new text)."""
     out: list[str] = []
     for path, new in sorted(after.items()):
         old = before.get(path) or ""
         out.extend(
             difflib.unified_diff(
-                old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm="", n=0
+                old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm="", n=context
             )
         )
     return "\n".join(out)

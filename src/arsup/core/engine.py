@@ -14,6 +14,8 @@ import shlex
 import sys
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,10 +23,12 @@ from typing import Callable
 from arsup.config import Config
 from arsup.core import acceptance, journal, metrics, runner
 from arsup.core import changes as changes_
+from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
 from arsup.core.agents.edits import EditError, plan_changes, read_current, write_changes
 from arsup.core.events import (
     AgentText,
+    ApprovalRequested,
     Event,
     ExperimentFinished,
     ExperimentStarted,
@@ -33,6 +37,7 @@ from arsup.core.events import (
     RunOutput,
     SessionEnded,
     SessionStarted,
+    StateChanged,
 )
 from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.vcs import GitError, Vcs, branch_name
@@ -40,6 +45,9 @@ from arsup.core.vcs import GitError, Vcs, branch_name
 Subscriber = Callable[[Event], None]
 MAX_INVALID_IN_A_ROW = 5
 STOPPED_BY_USER = "stopped by user"
+KILLED_BY_USER = "killed by user"
+STOPPED_AFTER_RUN = "stopped after the run, as asked"
+POLL_S = 0.2  # how often waits look at the stop flag
 
 
 class AgentFailed(Exception):
@@ -75,6 +83,10 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._vcs: Vcs | None = None
         self._next_id = 0
+        self.policy = config.policy.approve
+        self.notes: list[str] = []  # a person's notes to the agent, in every prompt from now on
+        self._paused = threading.Event()
+        self._stop_after_run = threading.Event()
 
     # -- outward -----------------------------------------------------------------
 
@@ -97,9 +109,74 @@ class Engine:
             if self._current_run is not None:
                 self._current_run.kill(STOPPED_BY_USER)
 
+    def stop_after_run(self) -> None:
+        """Let the current experiment finish, then end the loop."""
+        self._stop_after_run.set()
+        self._emit(Notice("will stop after this experiment"))
+
+    def kill(self) -> None:
+        """Kill the running training only; it is recorded as a crash and the loop goes on."""
+        with self._run_lock:
+            if self._current_run is not None:
+                self._current_run.kill(KILLED_BY_USER)
+
+    def pause(self) -> None:
+        """Finish the current step, then wait until resumed."""
+        self._paused.set()
+        self._emit(Notice("pausing after the current step"))
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._emit(Notice("resumed"))
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def set_policy(self, name: str) -> None:
+        if name not in policy.POLICIES:
+            raise ValueError(f"unknown policy {name!r}; one of {', '.join(policy.POLICIES)}")
+        self.policy = name
+        self.journal.append("policy", tag=self.tag, policy=name)
+        self._emit(Notice(f"policy: {name}"))
+
+    def add_note(self, text: str) -> None:
+        """A note from the person to the agent; it goes into every prompt from the next one on."""
+        text = " ".join(text.split())
+        if text:
+            self.notes.append(text)
+            self.journal.append("note", tag=self.tag, text=text)
+            self._emit(Notice(f"note for the agent: {text}"))
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def _state(self, state: str, detail: str = "") -> None:
+        self._emit(StateChanged(state, detail))
+
+    def _wait_while_paused(self) -> None:
+        if self._paused.is_set():
+            self._state("paused")
+            while self._paused.is_set() and not self._stop.is_set():
+                self._stop.wait(POLL_S)
+
+    def _ask(self, kind: str, experiment: Experiment, files: dict[str, str] | None = None) -> policy.Answer | None:
+        """Approve by policy, or wait for a person; None when the loop stops meanwhile."""
+        if not policy.asks(self.policy, kind):
+            return policy.Answer(True)
+        future: Future[policy.Answer] = Future()
+        self._state("awaiting approval", kind)
+        self._emit(ApprovalRequested(kind, experiment.copy(), future, dict(files or {})))
+        while not self._stop.is_set():
+            try:
+                return future.result(timeout=POLL_S)
+            except FutureTimeout:
+                if not policy.asks(self.policy, kind):  # the policy changed while waiting
+                    future.cancel()
+                    return policy.Answer(True)
+        future.cancel()
+        return None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -142,6 +219,7 @@ class Engine:
             )
         self.branch, _ = vcs.start_branch(self.tag)
         self.history = [e for e in experiments if e.status in Status.FINAL]
+        self.notes = [e["text"] for e in self.journal.events() if e.get("event") == "note" and e.get("tag") == self.tag]
         self._next_id = self.journal.next_number()
         journal.write_results(self.results_path, self.config.metric.name, self.history)
         self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
@@ -223,33 +301,32 @@ class Engine:
 
     def _loop(self) -> tuple[str, bool]:
         started_at, done, invalid_in_a_row = time.time(), 0, 0
-        while not self._stop.is_set():
+        while True:
+            self._wait_while_paused()
+            if self._stop.is_set():
+                return STOPPED_BY_USER, False
+            if self._stop_after_run.is_set():
+                return STOPPED_AFTER_RUN, False
             spent = self._budget_spent(done, started_at)
             if spent:
                 return spent, False
-            baseline = self.best()
-            if baseline is None:
-                experiment = self._run_baseline()
-                done += 1
-                if experiment.status != Status.KEEP:
-                    if self._stop.is_set():
-                        break
-                    log = Path(experiment.runs[-1].log_path) if experiment.runs else ""
-                    return f"the baseline crashed ({experiment.reason}); fix the training script. Log: {log}", True
-                continue
-            experiment = self._propose_and_run(baseline)
+            best = self.best()
+            experiment = self._run_baseline() if best is None else self._propose_and_run(best)
             if experiment is None:
                 if self._stop.is_set():
-                    break
+                    return STOPPED_BY_USER, False
                 return "the agent has no more ideas", False
+            if experiment.status == Status.CRASH and experiment.is_baseline and not self._stop.is_set():
+                log = experiment.runs[-1].log_path if experiment.runs else ""
+                return f"the baseline crashed ({experiment.reason}); fix the training script. Log: {log}", True
             if experiment.status == Status.INVALID:
                 invalid_in_a_row += 1
                 if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
                     return f"{MAX_INVALID_IN_A_ROW} invalid edits in a row; check the agent", True
                 continue
             invalid_in_a_row = 0
-            done += 1
-        return STOPPED_BY_USER, False
+            if experiment.status in Status.TRAINED:
+                done += 1
 
     def _peek_id(self) -> str:
         return f"{self._next_id:04d}"
@@ -271,6 +348,7 @@ class Engine:
     def _run_baseline(self) -> Experiment:
         self._emit(Proposing(self._peek_id()))
         experiment = self._new_experiment("baseline", "arsup")
+        experiment.is_baseline = True
         self._train(experiment)
         return experiment
 
@@ -292,6 +370,7 @@ class Engine:
             time_budget=project.time_budget,
             best=best.copy(),
             last_crash_tail=crashed.crash_tail if crashed else "",
+            notes=list(self.notes),
             cancel=self._stop,
             check=self._refusal,
             on_text=lambda text: self._emit(AgentText(self._peek_id(), text)),
@@ -300,6 +379,7 @@ class Engine:
 
     def _propose_and_run(self, best: Experiment) -> Experiment | None:
         self._emit(Proposing(self._peek_id()))
+        self._state("proposing", self.agent.name)
         asked_at = time.time()
         try:
             proposal = self.agent.propose(self._context(best))
@@ -340,12 +420,27 @@ class Engine:
         return ""
 
     def _apply(self, experiment: Experiment, proposal: Proposal) -> bool:
-        """Write and commit the edit; an edit that cannot apply is recorded as invalid."""
+        """Approve (by policy or person), write and commit the edit; a bad one is recorded as invalid."""
         try:
             changes = self._plan(proposal)
         except EditError as exc:
             self._finish(experiment, Status.INVALID, str(exc))
             return False
+        if policy.asks(self.policy, policy.EDIT):
+            before = {path: read_current(self.root, path) for path in changes}
+            experiment.diff = changes_.diff_texts(before, changes, context=3)
+            answer = self._ask(policy.EDIT, experiment, changes)
+            if answer is None or not answer.approved:
+                reason = STOPPED_BY_USER if answer is None else "skipped by user"
+                self._finish(experiment, Status.SKIPPED, reason)
+                return False
+            if answer.files is not None and answer.files != changes:
+                try:
+                    changes = self._plan(Proposal(experiment.hypothesis, files=answer.files))
+                except EditError as exc:
+                    self._finish(experiment, Status.INVALID, f"after the person's edit: {exc}")
+                    return False
+                experiment.agent_data["edited_by_user"] = True
         experiment.files = sorted(changes)
         self.journal.record(experiment)  # PROPOSED: recovery knows which files to restore
         try:
@@ -359,6 +454,10 @@ class Engine:
         return True
 
     def _train(self, experiment: Experiment) -> None:
+        answer = self._ask(policy.RUN, experiment)
+        if answer is None or not answer.approved:
+            self._finish(experiment, Status.SKIPPED, STOPPED_BY_USER if answer is None else "skipped by user")
+            return
         self.vcs.set_ref(self.tag, experiment.id, experiment.commit)
         run_dir = self.journal.run_dir(experiment.id)
         if experiment.diff:
@@ -367,6 +466,7 @@ class Engine:
         experiment.started_at = time.time()
         self.journal.record(experiment)
         self._emit(ExperimentStarted(experiment.copy()))
+        self._state("training", experiment.id)
 
         result = self._run_once(experiment, run_dir, seed=self.config.project.seed)
         experiment.runs.append(result)
@@ -379,7 +479,13 @@ class Engine:
         decision = acceptance.decide(
             experiment.metric, best.metric if best else None, self.config.metric.goal, self.config.metric.name
         )
-        self._finish(experiment, Status.KEEP if decision.keep else Status.DISCARD, decision.reason)
+        status, reason = (Status.KEEP if decision.keep else Status.DISCARD), decision.reason
+        if decision.keep and not experiment.is_baseline:
+            answer = self._ask(policy.KEEP, experiment)
+            if answer is None or not answer.approved:
+                status = Status.DISCARD
+                reason = f"{'not confirmed before the stop' if answer is None else 'keep rejected by user'}: {reason}"
+        self._finish(experiment, status, reason)
 
     def _run_once(self, experiment: Experiment, run_dir: Path, seed: int) -> RunResult:
         project = self.config.project
@@ -445,7 +551,7 @@ class Engine:
         self.journal.record(experiment)
         if status in Status.TRAINED:
             journal.append_result(self.results_path, self.config.metric.name, experiment)
-        if status in (Status.DISCARD, Status.CRASH) and experiment.commit != experiment.parent:
+        if status != Status.KEEP and experiment.commit and experiment.commit != experiment.parent:
             self.vcs.reset_to(experiment.parent, experiment.files)
         self.history.append(experiment)
         self._emit(ExperimentFinished(experiment.copy(), self.best()))

@@ -6,6 +6,7 @@ a subscriber can keep them without racing the engine.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from arsup.core.experiment import Experiment
@@ -51,6 +52,28 @@ class ExperimentFinished:
 
 
 @dataclass(frozen=True)
+class StateChanged:
+    """What the loop is doing now: proposing, awaiting approval, training, paused, stopping."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalRequested:
+    """The policy asks a person; answer by setting the future's result to a `policy.Answer`.
+
+    The engine waits on the future with a timeout and checks its stop flag, so
+    quitting never hangs on an unanswered question.
+    """
+
+    kind: str  # policy.EDIT, RUN or KEEP
+    experiment: Experiment
+    future: Future  # type: ignore[type-arg]
+    files: dict[str, str] = field(default_factory=dict)  # for an edit: the new texts, editable before approval
+
+
+@dataclass(frozen=True)
 class Notice:
     text: str
     level: str = "info"  # info | warning | error
@@ -62,4 +85,15 @@ class SessionEnded:
     error: bool = False
 
 
-Event = SessionStarted | Proposing | AgentText | ExperimentStarted | RunOutput | ExperimentFinished | Notice | SessionEnded
+Event = (
+    SessionStarted
+    | Proposing
+    | AgentText
+    | StateChanged
+    | ApprovalRequested
+    | ExperimentStarted
+    | RunOutput
+    | ExperimentFinished
+    | Notice
+    | SessionEnded
+)

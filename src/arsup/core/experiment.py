@@ -20,8 +20,9 @@ class Status:
     DISCARD = "discard"
     CRASH = "crash"
     INVALID = "invalid"  # the edit could not be applied; it never trained
+    SKIPPED = "skipped"  # a person declined it before it trained
 
-    FINAL = frozenset({KEEP, DISCARD, CRASH, INVALID})
+    FINAL = frozenset({KEEP, DISCARD, CRASH, INVALID, SKIPPED})
     TRAINED = frozenset({KEEP, DISCARD, CRASH})
 
 
@@ -63,10 +64,7 @@ class Experiment:
     finished_at: float = 0.0
     propose_s: float = 0.0
     agent_data: dict[str, Any] = field(default_factory=dict)  # Proposal.meta, JSON-serialisable
-
-    @property
-    def is_baseline(self) -> bool:
-        return not self.files and self.status != Status.INVALID and self.commit == self.parent
+    is_baseline: bool = False  # the unmodified code a run branch starts with
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -101,6 +101,30 @@ class PolicyConfig(_Section):
     approve: Literal["auto", "edits", "runs", "keeps"] = "auto"
 
 
+class AcceptanceConfig(_Section):
+    mode: Literal["confirm", "greedy"] = "confirm"
+    baseline_runs: Optional[int] = Field(None, ge=1, le=50)  # default: 3 to confirm, 1 for greedy
+    confirm_runs: int = Field(3, ge=2, le=50)  # runs in all for a candidate past the screen
+    threshold_sigma: float = Field(1.0, ge=0)  # the screen: beat the best by at least this many sigma
+    alpha: float = Field(0.05, gt=0, lt=1)  # the paired test's significance level
+    min_effect: float = Field(0.0, ge=0)  # the smallest mean gain worth keeping
+
+    @property
+    def runs_for_baseline(self) -> int:
+        if self.baseline_runs is not None:
+            return self.baseline_runs
+        return 3 if self.mode == "confirm" else 1
+
+    @model_validator(mode="after")
+    def _pairable(self) -> AcceptanceConfig:
+        if self.mode == "confirm" and self.confirm_runs > self.runs_for_baseline:
+            raise ValueError(
+                f"confirm_runs ({self.confirm_runs}) exceeds baseline_runs ({self.runs_for_baseline}): "
+                "confirmation runs are paired with the baseline's seeds; raise baseline_runs"
+            )
+        return self
+
+
 class BudgetConfig(_Section):
     max_experiments: int = Field(0, ge=0)  # 0 = no limit
     max_hours: float = Field(0, ge=0)
@@ -112,6 +136,7 @@ class Config(_Section):
     metric: MetricConfig = MetricConfig()
     agent: AgentConfig = AgentConfig()
     policy: PolicyConfig = PolicyConfig()
+    acceptance: AcceptanceConfig = AcceptanceConfig()
     budget: BudgetConfig = BudgetConfig()
 
 

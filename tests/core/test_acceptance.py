@@ -1,17 +1,94 @@
-from arsup.core.acceptance import decide
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from arsup.core.acceptance import (
+    Rule, confirm, decide_greedy, gain, head_of_line, noise, one_sided_p, screen,
+)
+from arsup.core.experiment import Experiment, RunResult, Status
 
 
-def test_first_result_is_kept() -> None:
-    assert decide(1.0, None, "minimize", "val_bpb").keep
+def _experiment(values: list[float], status: str = Status.KEEP, id_: str = "0001") -> Experiment:
+    runs = [RunResult(seed=i, log_path="", metrics={"m": v}) for i, v in enumerate(values)]
+    return Experiment(id=id_, tag="t", parent="p", hypothesis="h", agent="a", status=status,
+                      metric=sum(values) / len(values), runs=runs)
 
 
-def test_strictly_better_is_kept_equal_is_not() -> None:
-    assert decide(0.9, 1.0, "minimize", "val_bpb").keep
-    assert not decide(1.0, 1.0, "minimize", "val_bpb").keep
-    assert not decide(1.1, 1.0, "minimize", "val_bpb").keep
+def test_greedy_is_autoresearchs_rule() -> None:
+    assert decide_greedy(0.9, None, "minimize", "m").keep
+    assert decide_greedy(0.9, 1.0, "minimize", "m").keep
+    assert not decide_greedy(1.0, 1.0, "minimize", "m").keep
+    assert decide_greedy(0.9, 0.8, "maximize", "acc").keep
 
 
-def test_maximize() -> None:
-    assert decide(0.9, 0.8, "maximize", "acc").keep
-    decision = decide(0.7, 0.8, "maximize", "acc")
-    assert not decision.keep and "does not beat" in decision.reason
+def test_gain_is_positive_when_better_for_both_goals() -> None:
+    assert gain(0.9, 1.0, "minimize") == pytest.approx(0.1)
+    assert gain(0.9, 0.8, "maximize") == pytest.approx(0.1)
+
+
+def test_noise_is_pooled_over_repeated_commits() -> None:
+    a, b = _experiment([1.0, 1.2, 1.4]), _experiment([2.0, 2.2])
+    estimate = noise([a, b, _experiment([5.0])], "m")
+    pooled = math.sqrt((0.04 * 2 + 0.02 * 1) / 3)
+    assert estimate.sigma == pytest.approx(pooled) and estimate.runs == 5
+    assert "from 5 runs" in estimate.describe()
+    assert noise([_experiment([1.0])], "m") is None
+
+
+def test_crashed_runs_do_not_count_as_noise() -> None:
+    crashed = _experiment([1.0, 9.0])
+    crashed.runs[1].crash_reason = "exit code 1"
+    assert noise([crashed], "m") is None
+
+
+def test_screen_drops_gains_under_the_threshold() -> None:
+    rule = Rule(threshold_sigma=1.0)
+    assert screen(0.9995, 1.0, "minimize", 0.001, rule, "m").reason.startswith("screen:")
+    assert screen(0.998, 1.0, "minimize", 0.001, rule, "m") is None
+    assert not screen(1.001, 1.0, "minimize", 0.0, rule, "m").keep  # worse, even with no noise
+    assert screen(0.82, 0.80, "maximize", 0.01, rule, "acc") is None
+
+
+def test_zero_variance_gives_a_certain_answer() -> None:
+    assert one_sided_p([0.1, 0.1, 0.1]) == 0.0
+    assert one_sided_p([0.0, 0.0, 0.0]) == 1.0
+    decision = confirm({0: 0.9, 1: 0.9, 2: 0.9}, {0: 1.0, 1: 1.0, 2: 1.0}, "minimize", 0.0, Rule(), "m")
+    assert decision.keep and decision.p_value == 0.0 and decision.gain_sigma is None
+
+
+def test_better_on_the_screen_but_worse_on_confirmation_is_discarded() -> None:
+    best = {0: 1.00, 1: 1.00, 2: 1.00}
+    candidate = {0: 0.98, 1: 1.01, 2: 1.02}
+    decision = confirm(candidate, best, "minimize", 0.01, Rule(), "m")
+    assert not decision.keep and "not significant" in decision.reason and decision.p_value > 0.05
+
+
+def test_a_real_gain_is_kept_with_its_p_value_and_sigma() -> None:
+    best = {0: 1.000, 1: 1.010, 2: 0.990}
+    candidate = {0: 0.950, 1: 0.962, 2: 0.938}
+    decision = confirm(candidate, best, "minimize", 0.01, Rule(), "m")
+    assert decision.keep and decision.p_value < 0.05
+    assert decision.gain_sigma == pytest.approx(5.0, rel=0.01)
+
+
+def test_min_effect_and_maximize() -> None:
+    best = {0: 0.80, 1: 0.81, 2: 0.79}
+    candidate = {0: 0.81, 1: 0.8201, 2: 0.8002}
+    assert confirm(candidate, best, "maximize", 0.01, Rule(), "acc").keep
+    small = confirm(candidate, best, "maximize", 0.01, Rule(min_effect=0.05), "acc")
+    assert not small.keep and "min_effect" in small.reason
+
+
+def test_the_paired_test_holds_its_false_positive_rate() -> None:
+    rng = random.Random(7)
+    hits = sum(one_sided_p([rng.gauss(0, 1) for _ in range(3)]) < 0.05 for _ in range(4000))
+    assert 0.03 < hits / 4000 < 0.07
+
+
+def test_head_of_line_is_the_latest_keep() -> None:
+    first, later = _experiment([1.0], id_="0001"), _experiment([0.9], id_="0003")
+    assert head_of_line([first, _experiment([0.5], Status.DISCARD, "0002"), later]).id == "0003"
+    assert head_of_line([_experiment([1.0], Status.CRASH)]) is None

@@ -1,29 +1,140 @@
-"""Keep or discard: the one place the decision is made.
+"""Keep or discard: the one place the decision is made, and the statistics behind it.
 
-For now this is autoresearch's greedy rule (keep when strictly better than the
-best so far). A noise-aware rule replaces it here, and only here.
+Greedy single-run acceptance (autoresearch's rule) keeps a change that does
+nothing about half the time once seeds move the metric as much as real
+changes do. The `confirm` rule screens each candidate with one run, drops it
+when it beats the best by less than `threshold_sigma` noise standard
+deviations, and otherwise re-runs it on the best's seeds and keeps it only
+when a one-sided paired t-test says the gain is real (p < alpha) and at least
+`min_effect`. The noise sigma is pooled over every commit that ran more than
+once, so it sharpens as the night goes on.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
+from typing import Iterable
+
+from arsup.core.experiment import Experiment, Status
+
+
+@dataclass(frozen=True)
+class Rule:
+    mode: str = "confirm"  # or "greedy"
+    confirm_runs: int = 3  # runs in all for a candidate that passes the screen
+    threshold_sigma: float = 1.0
+    alpha: float = 0.05
+    min_effect: float = 0.0
 
 
 @dataclass(frozen=True)
 class Decision:
     keep: bool
     reason: str
+    p_value: float | None = None
+    gain_sigma: float | None = None  # the mean gain in noise standard deviations
+
+
+@dataclass(frozen=True)
+class Noise:
+    sigma: float
+    runs: int  # how many runs the estimate rests on
+
+    def describe(self) -> str:
+        return f"sigma {self.sigma:.6g} from {self.runs} runs"
 
 
 def is_better(candidate: float, best: float, goal: str) -> bool:
     return candidate < best if goal == "minimize" else candidate > best
 
 
-def decide(candidate: float, best: float | None, goal: str, metric: str) -> Decision:
-    """Greedy acceptance; `best` is None only before the baseline has a value."""
+def gain(candidate: float, best: float, goal: str) -> float:
+    """How much better the candidate is, positive whatever the goal."""
+    return best - candidate if goal == "minimize" else candidate - best
+
+
+def values_by_seed(experiment: Experiment, metric: str) -> dict[int, float]:
+    return {run.seed: run.metrics[metric] for run in experiment.runs if not run.crash_reason and metric in run.metrics}
+
+
+def noise(experiments: Iterable[Experiment], metric: str) -> Noise | None:
+    """Pooled standard deviation of repeated runs of the same commit; None before any repeat."""
+    squares, dof, runs = 0.0, 0, 0
+    for experiment in experiments:
+        values = list(values_by_seed(experiment, metric).values())
+        if len(values) >= 2:
+            squares += statistics.variance(values) * (len(values) - 1)
+            dof += len(values) - 1
+            runs += len(values)
+    return Noise(math.sqrt(squares / dof), runs) if dof else None
+
+
+def decide_greedy(candidate: float, best: float | None, goal: str, metric: str) -> Decision:
+    """autoresearch's rule: keep when strictly better than the best so far."""
     if best is None:
         return Decision(True, "first result on this branch: the reference to beat")
     delta = candidate - best
     if is_better(candidate, best, goal):
         return Decision(True, f"{metric} {candidate:.6f} beats the best {best:.6f} ({delta:+.6f})")
     return Decision(False, f"{metric} {candidate:.6f} does not beat the best {best:.6f} ({delta:+.6f})")
+
+
+def screen(candidate: float, best: float, goal: str, sigma: float, rule: Rule, metric: str) -> Decision | None:
+    """After one run: a Decision to discard, or None when the candidate deserves confirmation runs."""
+    won = gain(candidate, best, goal)
+    bar = rule.threshold_sigma * sigma
+    if won <= 0 or won < bar:
+        return Decision(
+            False,
+            f"screen: {metric} {candidate:.6f} vs best {best:.6f}: gain {won:+.6f} is under "
+            f"{rule.threshold_sigma:g} sigma ({bar:.6f})",
+            gain_sigma=won / sigma if sigma else None,
+        )
+    return None
+
+
+def one_sided_p(gains: list[float]) -> float:
+    """p-value of a one-sided paired t-test that the mean gain is above zero.
+
+    With no spread at all (a deterministic script) the answer is certain: 0 when
+    every gain is positive, 1 otherwise.
+    """
+    if len(gains) < 2 or statistics.pstdev(gains) == 0:
+        return 0.0 if gains and min(gains) > 0 else 1.0
+    from scipy import stats
+
+    return float(stats.ttest_1samp(gains, 0.0, alternative="greater").pvalue)
+
+
+def confirm(
+    candidate: dict[int, float], best: dict[int, float], goal: str, sigma: float, rule: Rule, metric: str
+) -> Decision:
+    """After the confirmation runs: keep only a gain the paired test believes and that is large enough."""
+    seeds = sorted(set(candidate) & set(best))
+    gains = [gain(candidate[s], best[s], goal) for s in seeds]
+    mean_gain = statistics.fmean(gains) if gains else 0.0
+    p = one_sided_p(gains)
+    in_sigma = mean_gain / sigma if sigma else None
+    summary = (
+        f"mean gain {mean_gain:+.6f}"
+        + (f" ({in_sigma:.1f} sigma)" if in_sigma is not None else "")
+        + f" over {len(seeds)} paired seeds, p = {p:.3g}"
+    )
+    if len(seeds) < 2:
+        return Decision(False, f"{summary}: fewer than 2 paired seeds", p, in_sigma)
+    if p >= rule.alpha:
+        return Decision(False, f"{summary}: not significant (alpha {rule.alpha:g})", p, in_sigma)
+    if mean_gain < rule.min_effect:
+        return Decision(False, f"{summary}: below min_effect {rule.min_effect:g}", p, in_sigma)
+    return Decision(True, f"{summary}: a real gain of {metric}", p, in_sigma)
+
+
+def head_of_line(history: Iterable[Experiment]) -> Experiment | None:
+    """The latest keep: the head of the kept line, which every new candidate is built on and must beat.
+
+    Each keep beat the one before it, so this is also the best result so far.
+    """
+    kept = [e for e in history if e.status == Status.KEEP and e.metric is not None]
+    return kept[-1] if kept else None

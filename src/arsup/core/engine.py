@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import statistics
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from arsup.core.events import (
     Notice,
     Proposing,
     RunOutput,
+    RunStarted,
     SessionEnded,
     SessionStarted,
     StateChanged,
@@ -274,11 +276,11 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------
 
     def best(self) -> Experiment | None:
-        kept = [e for e in self.history if e.status == Status.KEEP and e.metric is not None]
-        if not kept:
-            return None
-        pick = min if self.config.metric.goal == "minimize" else max
-        return pick(kept, key=lambda e: e.metric)  # type: ignore[arg-type, return-value]
+        """The head of the kept line: what the next candidate is built on and must beat."""
+        return acceptance.head_of_line(self.history)
+
+    def noise(self) -> acceptance.Noise | None:
+        return acceptance.noise(self.history, self.config.metric.name)
 
     def spend(self, since: float = 0.0) -> dict[str, float]:
         """The agent's token and dollar spend over experiments proposed after `since` (all by default)."""
@@ -467,18 +469,33 @@ class Engine:
         self.journal.record(experiment)
         self._emit(ExperimentStarted(experiment.copy()))
         self._state("training", experiment.id)
-
-        result = self._run_once(experiment, run_dir, seed=self.config.project.seed)
-        experiment.runs.append(result)
-        experiment.metrics = dict(result.metrics)
-        if result.crash_reason:
-            self._finish(experiment, Status.CRASH, result.crash_reason)
+        name, goal, rule = self.config.metric.name, self.config.metric.goal, self._rule()
+        head = self.best()
+        first = range(self.config.acceptance.runs_for_baseline) if experiment.is_baseline else range(1)
+        if not self._run_seeds(experiment, run_dir, first):
             return
-        experiment.metric = result.metrics[self.config.metric.name]
-        best = self.best()
-        decision = acceptance.decide(
-            experiment.metric, best.metric if best else None, self.config.metric.goal, self.config.metric.name
-        )
+        if head is None:
+            decision = acceptance.Decision(True, "the first result on this branch: the reference to beat")
+        elif rule.mode == "greedy":
+            decision = acceptance.decide_greedy(experiment.metric, head.metric, goal, name)  # type: ignore[arg-type]
+        else:
+            noise = self.noise()
+            sigma = noise.sigma if noise else 0.0
+            experiment.sigma = sigma
+            screened = acceptance.screen(experiment.metric, head.metric, goal, sigma, rule, name)  # type: ignore[arg-type]
+            if screened is None:
+                if not self._run_seeds(experiment, run_dir, range(1, rule.confirm_runs)):
+                    return
+                screened = acceptance.confirm(
+                    acceptance.values_by_seed(experiment, name),
+                    acceptance.values_by_seed(head, name),
+                    goal,
+                    sigma,
+                    rule,
+                    name,
+                )
+            decision = screened
+        experiment.p_value, experiment.gain_sigma = decision.p_value, decision.gain_sigma
         status, reason = (Status.KEEP if decision.keep else Status.DISCARD), decision.reason
         if decision.keep and not experiment.is_baseline:
             answer = self._ask(policy.KEEP, experiment)
@@ -486,8 +503,37 @@ class Engine:
                 status = Status.DISCARD
                 reason = f"{'not confirmed before the stop' if answer is None else 'keep rejected by user'}: {reason}"
         self._finish(experiment, status, reason)
+        if experiment.is_baseline and experiment.status == Status.KEEP:
+            noise = self.noise()
+            if noise is not None:
+                self._emit(Notice(f"noise floor: {noise.describe()}"))
 
-    def _run_once(self, experiment: Experiment, run_dir: Path, seed: int) -> RunResult:
+    def _rule(self) -> acceptance.Rule:
+        accept = self.config.acceptance
+        return acceptance.Rule(accept.mode, accept.confirm_runs, accept.threshold_sigma, accept.alpha, accept.min_effect)
+
+    def _run_seeds(self, experiment: Experiment, run_dir: Path, indexes: range) -> bool:
+        """Run the experiment once per seed index; on a crash, record it and return False."""
+        name = self.config.metric.name
+        for index in indexes:
+            seed = self.config.project.seed + index
+            log_name = "run.log" if not experiment.runs else f"run.{len(experiment.runs) + 1}.log"
+            self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
+            result = self._run_once(experiment, run_dir / log_name, seed)
+            experiment.runs.append(result)
+            if result.crash_reason:
+                experiment.metrics = dict(result.metrics)
+                repeat = f"run {len(experiment.runs)} (seed {seed}): " if len(experiment.runs) > 1 else ""
+                self._finish(experiment, Status.CRASH, repeat + result.crash_reason)
+                return False
+            good = [run.metrics for run in experiment.runs]
+            experiment.metrics = {k: statistics.fmean(m[k] for m in good if k in m) for k in result.metrics}
+            values = [m[name] for m in good]
+            experiment.metric = statistics.fmean(values)
+            experiment.metric_std = statistics.stdev(values) if len(values) > 1 else None
+        return True
+
+    def _run_once(self, experiment: Experiment, log_path: Path, seed: int) -> RunResult:
         project = self.config.project
         env = runner.build_env(
             os.environ,
@@ -503,7 +549,7 @@ class Engine:
         spec = runner.RunSpec(
             command=project.run.replace("{python}", shlex.quote(self.python)),
             cwd=self.root,
-            log_path=run_dir / "run.log",
+            log_path=log_path,
             env=env,
             timeout=project.timeout,
             kill_grace=project.kill_grace,

@@ -39,6 +39,16 @@ class ExperimentStarted:
 
 
 @dataclass(frozen=True)
+class RunStarted:
+    """One training run of an experiment: the screen, a baseline repeat or a confirmation."""
+
+    experiment_id: str
+    seed: int
+    index: int  # 1-based
+    started_at: float
+
+
+@dataclass(frozen=True)
 class RunOutput:
     experiment_id: str
     lines: list[str] = field(default_factory=list)
@@ -92,6 +102,7 @@ Event = (
     | StateChanged
     | ApprovalRequested
     | ExperimentStarted
+    | RunStarted
     | RunOutput
     | ExperimentFinished
     | Notice

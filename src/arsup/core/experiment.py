@@ -55,7 +55,11 @@ class Experiment:
     files: list[str] = field(default_factory=list)
     status: str = Status.PROPOSED
     reason: str = ""
-    metric: float | None = None  # the value the decision used
+    metric: float | None = None  # the value the decision used: the mean over the runs
+    metric_std: float | None = None  # spread over the runs (None with one run)
+    p_value: float | None = None  # the paired test's, when it was confirmed
+    gain_sigma: float | None = None  # the gain over the best in noise sigmas
+    sigma: float | None = None  # the noise floor the decision used
     metrics: dict[str, float] = field(default_factory=dict)
     runs: list[RunResult] = field(default_factory=list)
     crash_tail: str = ""  # the log's last lines, for the agent, when it crashed

@@ -112,10 +112,10 @@ class FileWatcher:
         relay = _Relay(self._note)
         for folder in sorted({os.path.dirname(key) for key in self._paths}):
             observer.schedule(relay, folder, recursive=False)
+        observer.start()  # raises here, before anything else runs, when a folder is missing
         self._observer = observer
         self._worker = threading.Thread(target=self._run, name="arsup-file-watch", daemon=True)
         self._worker.start()
-        observer.start()
 
     def stop(self) -> None:
         """Stop watching and join both threads; pending changes are not reported."""
@@ -130,8 +130,6 @@ class FileWatcher:
 
     def _note(self, key: str) -> None:
         """An event touched `key`: (re)start its debounce if it is watched."""
-        if key not in self._paths:
-            return
         with self._cond:
             self._due[key] = time.monotonic() + self._debounce_s
             self._cond.notify_all()

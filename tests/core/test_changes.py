@@ -49,3 +49,10 @@ def test_git_diff_headers_and_context_are_ignored() -> None:
         "@@ -1,2 +1,2 @@\n-LR = 0.001\n+LR = 0.003\n WIDTH = 64\n\\ No newline at end of file\n"
     )
     assert signature(git_diff).lines == {("-", "LR = 0.001"), ("+", "LR = 0.003")}
+
+
+def test_seed_only_edits_are_recognised() -> None:
+    base = "SEED = 42\nLR = 0.001\ntorch.manual_seed(SEED)\n"
+    assert _sig(base, base.replace("SEED = 42", "SEED = 137")).only_seeds
+    assert _sig(base, base.replace("manual_seed(SEED)", "manual_seed(7)")).only_seeds
+    assert not _sig(base, base.replace("SEED = 42", "SEED = 137").replace("0.001", "0.002")).only_seeds

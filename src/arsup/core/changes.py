@@ -28,6 +28,11 @@ class Signature:
     def __bool__(self) -> bool:
         return bool(self.lines)
 
+    @property
+    def only_seeds(self) -> bool:
+        """Every changed line is about a seed: re-seeding fits the noise, it is no idea."""
+        return bool(self.lines) and all("seed" in text.lower() for _, text in self.lines)
+
     def describe(self) -> str:
         if self.constants:
             return ", ".join(f"{name} = {value}" for name, value in sorted(self.constants))

@@ -405,6 +405,11 @@ class Engine:
             raise EditError("the edit changes nothing")
         before = {path: read_current(self.root, path) for path in changes}
         candidate = changes_.signature(changes_.diff_texts(before, changes))
+        if candidate.only_seeds:
+            raise EditError(
+                "this edit changes only a seed; the supervisor owns seeds (ARSUP_SEED) and repeats runs "
+                "with several of them, so a new seed is not an experiment: change something else"
+            )
         repeated = changes_.find_repeat(candidate, self.history)
         if repeated is not None:
             metric = "crashed" if repeated.metric is None else f"{self.config.metric.name} {repeated.metric:.6f}"

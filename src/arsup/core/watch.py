@@ -130,6 +130,8 @@ class FileWatcher:
 
     def _note(self, key: str) -> None:
         """An event touched `key`: (re)start its debounce if it is watched."""
+        if key not in self._paths:
+            return
         with self._cond:
             self._due[key] = time.monotonic() + self._debounce_s
             self._cond.notify_all()

@@ -1,0 +1,125 @@
+"""Noise-aware acceptance in the real loop: baseline repeats, screening, paired confirmation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from arsup import config
+from arsup.core.agents.script import ScriptAgent
+from arsup.core.engine import Engine
+from arsup.core.events import Event, Notice, RunStarted
+from arsup.core.experiment import Status
+from tests.conftest import git, make_project
+
+
+def train(values: dict[int, float], metric: str = "val_bpb", crash_on: int | None = None) -> str:
+    """A script whose metric per seed is given: noise we control exactly."""
+    crash = f"if seed == {crash_on}:\n    raise SystemExit(3)\n" if crash_on is not None else ""
+    return (
+        "import os\n"
+        f"VALUES = {values!r}\n"
+        "seed = int(os.environ['ARSUP_SEED'])\n"
+        f"{crash}"
+        f"print('---')\nprint(f'{metric}: {{VALUES[seed]:.6f}}')\n"
+    )
+
+
+BASE = {0: 1.00, 1: 1.02, 2: 0.98}  # sigma 0.02
+
+
+def run(root: Path, *candidates: str, **acceptance: object) -> tuple[Engine, list[Event]]:
+    script = root.parent / "p.jsonl"
+    script.write_text("".join(json.dumps({"hypothesis": f"c{i}", "files": {"train.py": c}}) + "\n" for i, c in enumerate(candidates)))
+    cfg = config.load(root, {"acceptance": acceptance} if acceptance else None)
+    engine = Engine(cfg, root, ScriptAgent(script), tag="noise")
+    events: list[Event] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    engine.run()
+    return engine, events
+
+
+def test_baseline_runs_three_seeds_and_reports_the_noise(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, events = run(root)
+    baseline = engine.history[0]
+    assert [r.seed for r in baseline.runs] == [0, 1, 2]
+    assert baseline.metric == pytest.approx(1.0) and baseline.metric_std == pytest.approx(0.02)
+    assert any(isinstance(e, Notice) and e.text == "noise floor: sigma 0.02 from 3 runs" for e in events)
+    assert [e.index for e in events if isinstance(e, RunStarted)] == [1, 2, 3]
+    assert (root / ".arsup/runs/0001/run.log").exists() and (root / ".arsup/runs/0001/run.3.log").exists()
+    rows = (root / "results.tsv").read_text().splitlines()
+    assert rows[1].split("\t")[1] == "1.000000"  # the mean
+
+
+def test_screen_drops_a_small_gain_in_one_run(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, _ = run(root, train({0: 0.99, 1: 1.01, 2: 0.97}))
+    tried = engine.history[1]
+    assert tried.status == Status.DISCARD and tried.reason.startswith("screen:")
+    assert len(tried.runs) == 1 and tried.sigma == pytest.approx(0.02)
+
+
+def test_better_on_the_screen_and_worse_on_confirmation_is_discarded(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, _ = run(root, train({0: 0.95, 1: 1.03, 2: 0.99}))
+    tried = engine.history[1]
+    assert tried.status == Status.DISCARD and "not significant" in tried.reason
+    assert [r.seed for r in tried.runs] == [0, 1, 2] and tried.p_value > 0.05
+    assert tried.metric == pytest.approx((0.95 + 1.03 + 0.99) / 3)
+
+
+def test_a_real_gain_is_kept_with_p_and_sigma(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, _ = run(root, train({0: 0.90, 1: 0.925, 2: 0.875}))
+    kept = engine.history[1]
+    assert kept.status == Status.KEEP and kept.p_value < 0.05
+    assert kept.gain_sigma == pytest.approx(5.0, rel=0.05)
+    assert "VALUES = {0: 0.9" in (root / "train.py").read_text()
+
+
+def test_a_crash_among_confirmation_runs_is_a_crash(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, _ = run(root, train({0: 0.90, 1: 0.9, 2: 0.9}, crash_on=1))
+    crashed = engine.history[1]
+    assert crashed.status == Status.CRASH and crashed.reason == "run 2 (seed 1): exit code 3"
+    assert git(root, "status", "--porcelain") == "" and "0.98" in (root / "train.py").read_text()
+    assert (root / "results.tsv").read_text().splitlines()[2].split("\t")[1:4] == ["0.000000", "0.0", "crash"]
+
+
+def test_a_baseline_that_crashes_on_a_repeat_ends_the_loop(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE, crash_on=2))
+    _, events = run(root)
+    assert events[-1].error and "the baseline crashed (run 3 (seed 2): exit code 3)" in events[-1].reason
+
+
+def test_zero_variance_keeps_a_strict_gain(tmp_path: Path) -> None:
+    flat = {0: 1.0, 1: 1.0, 2: 1.0}
+    root = make_project(tmp_path / "repo", train=train(flat))
+    engine, events = run(root, train({0: 0.999, 1: 0.999, 2: 0.999}), train({0: 0.999, 1: 0.9991, 2: 0.999}))
+    assert any(isinstance(e, Notice) and e.text == "noise floor: sigma 0 from 3 runs" for e in events)
+    assert engine.history[1].status == Status.KEEP and engine.history[1].p_value == 0.0
+    assert engine.history[2].status == Status.DISCARD
+
+
+def test_maximized_metric(tmp_path: Path) -> None:
+    base = {0: 0.80, 1: 0.82, 2: 0.78}
+    root = make_project(tmp_path / "repo", train=train(base, "acc"), metric={"name": "acc", "goal": "maximize"})
+    engine, _ = run(root, train({0: 0.90, 1: 0.925, 2: 0.875}, "acc"), train({0: 0.70, 1: 0.72, 2: 0.68}, "acc"))
+    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+
+
+def test_greedy_mode_is_one_run_and_strictly_better(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE))
+    engine, _ = run(root, train({0: 0.999, 1: 2.0, 2: 2.0}), mode="greedy")
+    assert len(engine.history[0].runs) == 1 and engine.history[1].status == Status.KEEP
+    assert len(engine.history[1].runs) == 1
+
+
+def test_a_seed_only_edit_is_refused(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train="SEED = 42\n" + train(BASE))
+    engine, _ = run(root, "SEED = 137\n" + train(BASE))
+    assert engine.history[1].status == Status.INVALID and "changes only a seed" in engine.history[1].reason

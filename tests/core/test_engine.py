@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -204,7 +205,7 @@ def test_recovers_an_experiment_left_running_by_a_killed_arsup(project: Path) ->
     ghost.id, ghost.commit, ghost.files, ghost.status, ghost.hypothesis = "0002", head, ["train.py"], Status.RUNNING, "x"
     journal.record(ghost)
     engine, events = make_engine(project, write_script(project))
-    engine.vcs.close()
+    engine.close()
     assert git(project, "rev-parse", "HEAD") == engine.history[0].commit
     recovered = engine.history[-1]
     assert (recovered.id, recovered.status) == ("0002", Status.CRASH)
@@ -258,3 +259,14 @@ def test_a_repeated_idea_is_refused_with_a_pointer(project: Path) -> None:
     assert again.status == Status.INVALID
     assert again.reason.startswith("this repeats experiment 0002 (discard")
     assert "LR = 1e-07" in again.reason
+
+
+def test_a_second_arsup_on_the_same_repo_is_refused(project: Path) -> None:
+    from arsup.core.journal import RepoBusy
+
+    first, _ = make_engine(project, write_script(project))
+    with pytest.raises(RepoBusy, match=f"pid {os.getpid()}"):
+        make_engine(project, write_script(project))
+    first.close()
+    second, _ = make_engine(project, write_script(project))
+    second.close()

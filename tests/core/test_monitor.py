@@ -153,7 +153,7 @@ def test_history_keeps_only_the_last_samples() -> None:
     monitor = Monitor(history_len=3, gpu_reader=FixedGpuReader([H100]))
     taken = [monitor.sample() for _ in range(5)]
     assert len(monitor.history) == 3
-    assert all(a is b for a, b in zip(monitor.history, taken[2:]))
+    assert all(a is b for a, b in zip(monitor.history, taken[2:], strict=True))
 
 
 def test_history_is_bounded_while_the_thread_runs() -> None:

@@ -9,8 +9,6 @@ committed ends with a journal record, a results.tsv row and a clean work tree.
 
 from __future__ import annotations
 
-import os
-import shlex
 import statistics
 import sys
 import threading
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import Config
-from arsup.core import acceptance, journal, metrics, runner
+from arsup.core import acceptance, journal, measure, runner
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -85,6 +83,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._vcs: Vcs | None = None
         self._next_id = 0
+        self._lock = journal.RepoLock(self.root)
         self.policy = config.policy.approve
         self.notes: list[str] = []  # a person's notes to the agent, in every prompt from now on
         self._paused = threading.Event()
@@ -191,15 +190,15 @@ class Engine:
     def prepare(self) -> None:
         """Check the repo, recover an interrupted experiment, check out the run branch.
 
-        Raises GitError with a message for the user; runs in the caller's thread
-        so a bad repo is reported before anything starts.
+        Raises GitError or RepoBusy with a message for the user; runs in the
+        caller's thread so a bad repo is reported before anything starts.
         """
-        vcs = Vcs(self.root)
-        self._vcs = vcs
+        self._lock.acquire()
         try:
+            self._vcs = vcs = Vcs(self.root)
             self._prepare_repo(vcs)
         except BaseException:
-            vcs.close()
+            self.close()
             raise
         self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
 
@@ -246,6 +245,13 @@ class Engine:
         if recovered:
             self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
 
+    def close(self) -> None:
+        """Let go of the repo: the git object and the lock (run() does this when it ends)."""
+        if self._vcs is not None:
+            self._vcs.close()
+            self._vcs = None
+        self._lock.release()
+
     def start(self) -> threading.Thread:
         """Run the loop in its own thread (the caller keeps its thread for the UI or signals)."""
         self._thread = threading.Thread(target=self.run, name="arsup-engine", daemon=True)
@@ -263,8 +269,7 @@ class Engine:
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
         finally:
             self.journal.append("session_end", tag=self.tag, reason=reason, error=error, spend=self.spend())
-            if self._vcs is not None:
-                self._vcs.close()
+            self.close()
             self._emit(SessionEnded(reason, error))
             self._ended.set()
 
@@ -539,26 +544,8 @@ class Engine:
         return True
 
     def _run_once(self, experiment: Experiment, log_path: Path, seed: int) -> RunResult:
-        project = self.config.project
-        env = runner.build_env(
-            os.environ,
-            project.pass_env,
-            {
-                **project.env,
-                "ARSUP_SEED": str(seed),
-                "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
-                "ARSUP_EXPERIMENT": experiment.id,
-                "ARSUP_TAG": self.tag,
-            },
-        )
-        spec = runner.RunSpec(
-            command=project.run.replace("{python}", shlex.quote(self.python)),
-            cwd=self.root,
-            log_path=log_path,
-            env=env,
-            timeout=project.timeout,
-            kill_grace=project.kill_grace,
-        )
+        labels = {"ARSUP_EXPERIMENT": experiment.id, "ARSUP_TAG": self.tag}
+        spec = measure.run_spec(self.config, self.root, self.python, log_path, seed, labels)
 
         def forward(lines: list[str], partial: str) -> None:
             self._emit(RunOutput(experiment.id, lines, partial))
@@ -572,28 +559,10 @@ class Engine:
         outcome = run.wait()
         with self._run_lock:
             self._current_run = None
-        failure = outcome.start_error or outcome.kill_reason
-        parsed = metrics.parse_log(
-            metrics.read_log(spec.log_path),
-            self.config.metric.name,
-            self.config.metric.pattern,
-            self.config.metric.record,
-            outcome.exit_code,
-            failure,
-        )
-        if parsed.crash_reason:
-            experiment.crash_tail = parsed.tail
-        return RunResult(
-            seed=seed,
-            log_path=str(spec.log_path),
-            exit_code=outcome.exit_code,
-            wall_s=round(outcome.wall_s, 3),
-            peak_rss_mb=round(outcome.peak_rss_mb, 1),
-            timed_out=outcome.timed_out,
-            killed=outcome.killed,
-            metrics=parsed.metrics,
-            crash_reason=parsed.crash_reason,
-        )
+        record, tail = measure.result(self.config, spec, outcome, seed)
+        if tail:
+            experiment.crash_tail = tail
+        return record
 
     def _finish(self, experiment: Experiment, status: str, reason: str) -> None:
         """Journal, then results.tsv, then the reset: a kill between steps is recoverable."""

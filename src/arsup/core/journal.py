@@ -9,6 +9,7 @@ can always be rewritten from it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -79,6 +80,39 @@ class Journal:
         """Ids are numbers, unique across tags, so run folders and refs never collide."""
         numbers = [int(e.id) for e in self.experiments() if e.id.isdigit()]
         return max(numbers, default=0) + 1
+
+
+class RepoBusy(Exception):
+    """Another arsup is working in this repo; two loops on one work tree would wreck each other."""
+
+
+class RepoLock:
+    """An exclusive lock on `.arsup/lock`, held while arsup changes the work tree; gone with the process."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / STATE_DIR / "lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RepoBusy(
+                f"another arsup (pid {holder}) is working in {self.path.parent.parent}; "
+                "wait for it to finish or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
 
 def results_header(metric: str) -> str:

@@ -266,8 +266,8 @@ class Monitor:
                 taken = self.sample()
                 if self.on_sample is not None:
                     self.on_sample(taken)
-            finally:
-                pass
+            except Exception:
+                logger.exception("monitor sample or callback failed")
             self._stop.wait(self.interval)
 
 

@@ -1,0 +1,65 @@
+"""One measured training run as the supervisor defines it: environment, seed, budget, metrics.
+
+The loop, `arsup verify` and `arsup ablate` all measure through here, so a
+number from the morning-after checks means exactly what it meant at night.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from arsup.config import Config
+from arsup.core import metrics, runner
+from arsup.core.experiment import RunResult
+
+
+def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str]) -> runner.RunSpec:
+    """The run command with the supervisor's environment: allow-listed, seeded, budgeted."""
+    project = config.project
+    extra = {
+        **project.env,
+        "ARSUP_SEED": str(seed),
+        "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
+        **labels,
+    }
+    return runner.RunSpec(
+        command=project.run.replace("{python}", shlex.quote(python)),
+        cwd=root,
+        log_path=log_path,
+        env=runner.build_env(os.environ, project.pass_env, extra),
+        timeout=project.timeout,
+        kill_grace=project.kill_grace,
+    )
+
+
+def result(config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int) -> tuple[RunResult, str]:
+    """The run's record and, when it crashed, its log tail for the agent."""
+    parsed = metrics.parse_log(
+        metrics.read_log(spec.log_path),
+        config.metric.name,
+        config.metric.pattern,
+        config.metric.record,
+        outcome.exit_code,
+        outcome.start_error or outcome.kill_reason,
+    )
+    record = RunResult(
+        seed=seed,
+        log_path=str(spec.log_path),
+        exit_code=outcome.exit_code,
+        wall_s=round(outcome.wall_s, 3),
+        peak_rss_mb=round(outcome.peak_rss_mb, 1),
+        timed_out=outcome.timed_out,
+        killed=outcome.killed,
+        metrics=parsed.metrics,
+        crash_reason=parsed.crash_reason,
+    )
+    return record, parsed.tail if parsed.crash_reason else ""
+
+
+def measure(config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str]) -> RunResult:
+    """Run once in the foreground (Ctrl-C kills the whole tree before it propagates)."""
+    spec = run_spec(config, root, python, log_path, seed, labels)
+    record, _ = result(config, spec, runner.run(spec), seed)
+    return record

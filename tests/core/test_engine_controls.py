@@ -184,3 +184,20 @@ def test_notes_reach_the_agent_and_survive_a_restart(project: Path) -> None:
     again.finish()
     assert again.engine.notes == ["try a smaller model"]
     assert [e.status for e in again.engine.history] == [Status.SKIPPED, Status.KEEP, Status.DISCARD]
+
+
+def test_editing_program_md_during_the_loop_is_noticed_and_used(project: Path) -> None:
+    script = write_script(project, {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")})
+    driver = Driver(project, script, approve="runs")
+    driver.next_approval(policy.RUN).future.set_result(policy.Answer(True))
+    request = driver.next_approval(policy.RUN)
+    tmp = project / "program.md.tmp"
+    tmp.write_text("New direction: try smaller models.\n")
+    tmp.replace(project / "program.md")  # how editors save
+    deadline = time.monotonic() + 10
+    while not any("instructions reloaded" in getattr(e, "text", "") for e in driver.events):
+        assert time.monotonic() < deadline, "no reload notice"
+        time.sleep(0.05)
+    request.future.set_result(policy.Answer(True))
+    driver.finish()
+    assert "New direction" in driver.engine._context(driver.engine.best()).instructions  # noqa: SLF001

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from arsup.config import Config
+from arsup.config import CONFIG_NAME, Config
 from arsup.core import acceptance, journal, measure, runner
 from arsup.core import changes as changes_
 from arsup.core import policy
@@ -41,6 +41,7 @@ from arsup.core.events import (
 )
 from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.vcs import GitError, Vcs, branch_name
+from arsup.core.watch import FileWatcher
 
 Subscriber = Callable[[Event], None]
 MAX_INVALID_IN_A_ROW = 5
@@ -258,16 +259,26 @@ class Engine:
         self._thread.start()
         return self._thread
 
+    def _on_file_change(self, path: Path) -> None:
+        if path.name == self.config.project.instructions.rsplit("/", 1)[-1]:
+            self._emit(Notice(f"instructions reloaded: the next proposal reads the new {path.name}"))
+        else:
+            self._emit(Notice(f"{path.name} changed; restart arsup to apply it", "warning"))
+
     def run(self) -> None:
         """The loop; always ends with one SessionEnded event and the repo object closed."""
         reason, error = "", False
+        watched = [self.root / self.config.project.instructions, self.root / CONFIG_NAME]
+        watcher = FileWatcher([p for p in watched if p.parent.is_dir()], self._on_file_change)
         try:
+            watcher.start()
             reason, error = self._loop()
         except (GitError, AgentFailed) as exc:
             reason, error = str(exc), True
         except Exception as exc:  # unexpected: say so plainly, keep what was recorded
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
         finally:
+            watcher.stop()
             self.journal.append("session_end", tag=self.tag, reason=reason, error=error, spend=self.spend())
             self.close()
             self._emit(SessionEnded(reason, error))

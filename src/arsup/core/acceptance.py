@@ -101,7 +101,8 @@ def one_sided_p(gains: list[float]) -> float:
     With no spread at all (a deterministic script) the answer is certain: 0 when
     every gain is positive, 1 otherwise.
     """
-    if len(gains) < 2 or statistics.pstdev(gains) == 0:
+    spread_is_rounding = len(gains) >= 2 and statistics.pstdev(gains) <= 1e-9 * max(abs(g) for g in gains)
+    if len(gains) < 2 or spread_is_rounding:
         return 0.0 if gains and min(gains) > 0 else 1.0
     from scipy import stats
 

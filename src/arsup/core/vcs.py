@@ -9,6 +9,8 @@ moved on. GitPython is not thread-safe: one thread owns a `Vcs` at a time.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import git
@@ -103,8 +105,32 @@ class Vcs:
         self.git.commit("--no-verify", "-q", "-m", message, "--", *files, env=self._commit_env())
         return self.head()
 
-    def diff(self, parent: str, commit: str) -> str:
-        return self.git.diff(parent, commit, "--no-color", "--no-ext-diff")
+    def diff(self, parent: str, commit: str, context: int = 3) -> str:
+        return self.git.diff(parent, commit, "--no-color", "--no-ext-diff", f"-U{context}")
+
+    def resolve(self, rev: str) -> str:
+        try:
+            return self.git.rev_parse("--verify", f"{rev}^{{commit}}")
+        except git.GitCommandError:
+            raise GitError(f"{rev!r} is not a commit in {self.root}") from None
+
+    def files_differing(self, a: str, b: str, pathspecs: list[str]) -> list[str]:
+        out = self.git.diff("--name-only", a, b, "--", *pathspecs)
+        return [line for line in out.splitlines() if line]
+
+    def revert_in_work_tree(self, patch: str) -> None:
+        """Undo a change in the work tree only (for ablations); GitError when later edits overlap it.
+
+        The patch should have no context lines (`diff(..., context=0)`), so that a
+        later change to a neighbouring line does not block the revert."""
+        with tempfile.NamedTemporaryFile("w", suffix=".patch", dir=self.repo.git_dir, delete=False) as handle:
+            handle.write(patch if patch.endswith("\n") else patch + "\n")
+        try:
+            self.git.apply("-R", "--unidiff-zero", "--whitespace=nowarn", handle.name)
+        except git.GitCommandError as exc:
+            raise GitError(f"the change does not revert cleanly: {exc.stderr.strip()}") from None
+        finally:
+            os.unlink(handle.name)
 
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)

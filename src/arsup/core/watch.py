@@ -32,6 +32,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 logger = logging.getLogger(__name__)
+# watchdog logs an error when events race its own shutdown; harmless, and it would land on the screen.
+logging.getLogger("watchdog").setLevel(logging.CRITICAL)
 
 # Opened / closed-without-writing events are left out: reading a file to hash it raises them,
 # and counting them would make the watcher re-check its own reads forever.

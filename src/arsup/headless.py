@@ -26,7 +26,10 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
         f"{experiment.id}  {experiment.status:<7}  {metric} {_format_metric(shown):>10}"
         f"  best {_format_metric(best.metric if best else None):>10}  {hypothesis}"
     )
-    if experiment.status in (Status.CRASH, Status.INVALID):
+    if experiment.p_value is not None:
+        sigmas = f", {experiment.gain_sigma:+.1f} sigma" if experiment.gain_sigma is not None else ""
+        line += f"  (p {experiment.p_value:.3g}{sigmas}, {len(experiment.runs)} runs)"
+    if experiment.status in (Status.CRASH, Status.INVALID, Status.SKIPPED):
         line += f"  [{' '.join(experiment.reason.split())[:200]}]"
     return line
 

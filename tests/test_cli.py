@@ -95,7 +95,7 @@ def test_run_headless_prints_a_line_per_experiment(project: Path) -> None:
     lines = [line for line in result.stdout.splitlines() if line[:4].isdigit()]
     assert len(lines) == 2
     assert lines[0].split()[:3] == ["0001", "keep", "val_bpb"] and lines[0].endswith("baseline")
-    assert lines[1].split()[1] == "keep" and lines[1].endswith("raise LR")
+    assert lines[1].split()[1] == "keep" and lines[1].endswith("raise LR  (p 0, 3 runs)")
     assert "results in" in result.stdout and "journal.jsonl" in result.stdout
     assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/cli"
 
@@ -169,3 +169,18 @@ def test_llm_agent_trains_what_a_local_server_sends(tmp_path: Path) -> None:
     assert len(statuses) == 2 and statuses[1] in ("keep", "discard")
     log = git(target, "log", "--all", "--format=%s")
     assert "a 6x higher learning rate" in log
+
+
+def test_verify_and_ablate_from_the_command_line(tmp_path: Path) -> None:
+    from tests.core.test_checks import ADDITIVE
+
+    root = make_project(tmp_path / "repo", train=ADDITIVE)
+    agent = _script(root, {"hypothesis": "turn on A", "files": {"train.py": ADDITIVE.replace("A = 0", "A = 1")}})
+    assert arsup("run", "--headless", "--agent", agent, "--tag", "t", cwd=root).returncode == 0
+    verified = arsup("verify", "--seeds", "2", cwd=root)
+    assert verified.returncode == 0, verified.stderr
+    assert "gain over the baseline: +0.100000" in verified.stdout
+    ablated = arsup("ablate", "--seeds", "2", cwd=root)
+    assert ablated.returncode == 0 and "0002  turn on A" in ablated.stdout
+    bad = arsup("verify", "nope", cwd=root)
+    assert bad.returncode == 2 and "'nope' is not a commit" in bad.stderr and "Traceback" not in bad.stderr

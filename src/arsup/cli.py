@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from arsup import __version__
+from arsup.core.policy import POLICIES
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 EXIT_USAGE = 2
@@ -32,18 +33,24 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-experiments", type=int, metavar="N", help="stop after N experiments (0: no limit)")
     parser.add_argument("--max-hours", type=float, metavar="H", help="stop starting experiments after H hours")
     parser.add_argument("--tag", help="run branch autoresearch/TAG (default: today's date, e.g. nov28)")
-    parser.add_argument("--headless", action="store_true", help="plain output, one line per experiment")
+    parser.add_argument("--headless", action="store_true", help="plain output, one line per experiment (no screen)")
+    parser.add_argument("--policy", choices=POLICIES, help="when the screen asks you: auto, edits, runs or keeps")
+    parser.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="arsup",
-        description="The autoresearch supervisor: runs an autonomous ML-research loop and records every experiment.",
-    )
-    parser.add_argument("--version", action="version", version=f"arsup {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--dir", type=Path, help="the research repo (default: the current folder)")
+    parser = argparse.ArgumentParser(
+        prog="arsup",
+        parents=[where],
+        description="The autoresearch supervisor: runs an autonomous ML-research loop and records every experiment. "
+        "Without a command, `arsup` is `arsup run` on screen; `arsup --browse` shows a run's history.",
+    )
+    parser.add_argument("--version", action="version", version=f"arsup {__version__}")
+    _add_loop_options(parser)
+    parser.add_argument("--browse", action="store_true", help="open the history of a run (--tag, default the latest)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     init = commands.add_parser("init", parents=[where], help="write arsup.toml, detecting the layout")
     init.add_argument("--metric", help="metric name printed by the script (default val_bpb)")
@@ -57,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", parents=[where], help="run the research loop in this repo")
     _add_loop_options(run)
+
+    verify = commands.add_parser("verify", parents=[where], help="re-run a commit (default: the best) with N seeds")
+    verify.add_argument("commit", nargs="?", help="the commit to measure (default: the best of the run)")
+    verify.add_argument("--seeds", type=int, default=3, metavar="N", help="runs with seeds seed..seed+N-1 (default 3)")
+    verify.add_argument("--tag", help="the run (default: the latest in the journal)")
+
+    ablate = commands.add_parser("ablate", parents=[where], help="measure what each kept change is worth")
+    ablate.add_argument("--seeds", type=int, default=3, metavar="N", help="runs per ablation (default 3)")
+    ablate.add_argument("--tag", help="the run (default: the latest in the journal)")
 
     demo = commands.add_parser("demo", help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", type=Path, help="where to put the copy: a new or empty folder (default: a temp folder)")
@@ -77,6 +93,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     ):
         if getattr(args, flag) is not None:
             overrides.setdefault(section, {})[key] = getattr(args, flag)
+    if getattr(args, "policy", None) is not None:
+        overrides.setdefault("policy", {})["approve"] = args.policy
     for key in ("max_experiments", "max_hours"):
         if getattr(args, key, None) is not None:
             overrides.setdefault("budget", {})[key] = getattr(args, key)
@@ -119,11 +137,21 @@ def _run_loop(root: Path, args: argparse.Namespace, overrides: dict[str, dict[st
     from arsup import config
     from arsup.core.agents import create_agent
     from arsup.core.engine import Engine
-    from arsup.headless import run_headless
 
     cfg = config.load(root, overrides)
+    if args.headless and cfg.policy.approve != "auto":
+        raise config.ConfigError(
+            f"policy {cfg.policy.approve!r} asks a person, and --headless has no screen to ask on; "
+            "use --policy auto (or drop --headless)"
+        )
     engine = Engine(cfg, root, create_agent(cfg, root), tag=args.tag or default_tag())
-    return run_headless(engine)
+    if args.headless:
+        from arsup.headless import run_headless
+
+        return run_headless(engine)
+    from arsup.tui.launch import run_live
+
+    return run_live(engine, theme=args.theme or "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -141,17 +169,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_loop(root, args, overrides)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    return _check(args, "verify")
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    return _check(args, "ablate")
+
+
+def _check(args: argparse.Namespace, kind: str) -> int:
+    from arsup import config
+    from arsup.core import checks
+    from arsup.report import ablation_lines, verify_lines
+
+    if args.seeds < 1:
+        raise config.ConfigError("--seeds must be at least 1")
+    root = (args.dir or Path.cwd()).resolve()
+    cfg = config.load(root)
+    tag = args.tag or checks.last_tag(root)
+    progress = lambda line: print(f"arsup: {line}", flush=True)  # noqa: E731
+    if kind == "verify":
+        lines = verify_lines(checks.verify(cfg, root, tag, args.commit, args.seeds, progress), cfg.metric.name)
+    else:
+        lines = ablation_lines(checks.ablate(cfg, root, tag, args.seeds, progress), cfg.metric.name)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from arsup import config
+    from arsup.tui.launch import run_browse
+
+    root = (args.dir or Path.cwd()).resolve()
+    return run_browse(config.load(root), root, tag=args.tag or "", theme=args.theme or "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    if args.browse and args.command is not None:
+        parser.error("--browse goes without a command: arsup --browse [--tag T]")
+    command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError
+    from arsup.core.journal import RepoBusy
     from arsup.core.vcs import GitError
 
+    commands = {
+        "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse,
+        "verify": cmd_verify, "ablate": cmd_ablate,
+    }
     try:
-        return {"init": cmd_init, "run": cmd_run, "demo": cmd_demo}[args.command](args)
-    except (ConfigError, GitError) as exc:
+        return commands[command](args)
+    except KeyboardInterrupt:  # the checks' runs were killed before this got here
+        print("\narsup: stopped", file=sys.stderr)
+        return 130
+    except (ConfigError, GitError, RepoBusy) as exc:
         print(f"arsup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -131,6 +131,10 @@ class BudgetConfig(_Section):
     max_cost_usd: float = Field(0, ge=0)  # the LLM's spend; new proposals stop once reached
 
 
+class UiConfig(_Section):
+    theme: str = ""  # a theme in themes/ (dark, light, high-contrast); empty: the default
+
+
 class Config(_Section):
     project: ProjectConfig
     metric: MetricConfig = MetricConfig()
@@ -138,6 +142,8 @@ class Config(_Section):
     policy: PolicyConfig = PolicyConfig()
     acceptance: AcceptanceConfig = AcceptanceConfig()
     budget: BudgetConfig = BudgetConfig()
+    ui: UiConfig = UiConfig()
+    keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:

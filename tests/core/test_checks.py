@@ -84,5 +84,5 @@ def test_checks_refuse_a_dirty_tree_or_a_busy_repo(night: Path) -> None:
 
 def test_no_run_yet(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo")
-    with pytest.raises(GitError, match="no arsup run"):
+    with pytest.raises(GitError, match="the journal is empty"):
         last_tag(root)

@@ -68,11 +68,11 @@ class Ablation:
 
 
 def last_tag(root: Path) -> str:
-    """The tag of the most recent session in the journal, for checks run without --tag."""
-    sessions = [e for e in journal.Journal(root).events() if e.get("event") == "session"]
-    if not sessions:
-        raise GitError(f"no arsup run in {root} yet: the journal has no session")
-    return str(sessions[-1]["tag"])
+    """The tag of the most recently recorded experiment, for commands run without --tag."""
+    experiments = journal.Journal(root).experiments()
+    if not experiments:
+        raise GitError(f"no arsup run in {root} yet: the journal is empty; run `arsup` first")
+    return experiments[-1].tag
 
 
 def compare(subject: dict[int, float], reference: dict[int, float], goal: str, noise: acceptance.Noise | None) -> Comparison:

@@ -9,6 +9,7 @@ committed ends with a journal record, a results.tsv row and a clean work tree.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import sys
 import threading
@@ -43,6 +44,7 @@ from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.vcs import GitError, Vcs, branch_name
 from arsup.core.watch import FileWatcher
 
+logger = logging.getLogger(__name__)
 Subscriber = Callable[[Event], None]
 MAX_INVALID_IN_A_ROW = 5
 STOPPED_BY_USER = "stopped by user"
@@ -99,8 +101,8 @@ class Engine:
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)
-            except Exception as exc:  # a broken display must not stop the research
-                print(f"arsup: a subscriber failed on {type(event).__name__}: {exc!r}", file=sys.stderr)
+            except Exception:  # a broken display must not stop the research
+                logger.exception("a subscriber failed on %s", type(event).__name__)
 
     # -- inward --------------------------------------------------------------------
 
@@ -202,6 +204,11 @@ class Engine:
             self.close()
             raise
         self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
+
+    def load_history(self) -> None:
+        """The tag's finished experiments from the journal, without git or the lock: for browsing."""
+        self.history = [e for e in self.journal.experiments(self.tag) if e.status in Status.FINAL]
+        self.branch = branch_name(self.tag)
 
     def _prepare_repo(self, vcs: Vcs) -> None:
         vcs.head()

@@ -1,0 +1,484 @@
+"""The supervisor's screen: panes fed by engine events, keys that call the engine's controls.
+
+The engine runs in its own thread; everything it says arrives here as a
+message through the bridge, is folded into the `SessionView`, and the panes
+are redrawn from that. Keys call the engine's thread-safe controls. Quitting
+stops the engine and waits for it in a thread worker, so the screen never
+hangs and no training process outlives it.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Callable
+
+from textual import work
+from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from arsup.core import policy
+from arsup.core.engine import Engine
+from arsup.core.events import (
+    AgentText,
+    ApprovalRequested,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    Notice,
+    Proposing,
+    RunOutput,
+    RunStarted,
+    SessionEnded,
+    StateChanged,
+)
+from arsup.core.experiment import Experiment
+from arsup.core.monitor import Monitor
+from arsup.tui import editor, keys
+from arsup.tui.bridge import ApprovalClosed, Bridge, EngineEvent, MonitorSampled, answer
+from arsup.tui.palette import Palette
+from arsup.tui.panes.diff import DiffPane
+from arsup.tui.panes.gpu import GpuPane
+from arsup.tui.panes.header import HeaderInfo, HeaderPane
+from arsup.tui.panes.history import HistoryPane
+from arsup.tui.panes.hypothesis import HypothesisPane, live_text, past_text
+from arsup.tui.panes.log import LogPane
+from arsup.tui.screens import (
+    APPROVE,
+    EDIT,
+    HIDE,
+    SKIP,
+    STOP_AFTER_RUN,
+    STOP_NOW,
+    ApprovalScreen,
+    ErrorScreen,
+    HelpScreen,
+    NoteScreen,
+    QuitScreen,
+)
+from arsup.tui.session import SessionView
+from arsup.tui.themes import ThemeSet, load_themes
+
+STOP_WAIT_S = 60.0  # a stop kills the training (SIGTERM, grace, SIGKILL); then the screen closes regardless
+SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+REDRAWN_BY = (
+    Proposing, StateChanged, ApprovalRequested, ExperimentStarted, RunStarted, ExperimentFinished, SessionEnded,
+)  # the events after which the header, hypothesis, diff and keys are redrawn (not every streamed token)
+PANE_TITLES = {"hypothesis": "Hypothesis", "gpu": "GPU", "log": "Log", "diff": "Diff", "history": "History"}
+
+
+class MainScreen(Screen[None]):
+    """The panes; the app keeps it to reach them while a modal screen is on top."""
+
+    def __init__(self, view: SessionView) -> None:
+        super().__init__()
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        yield HeaderPane(self.view, id="header")
+        with Horizontal(id="top"):
+            yield HypothesisPane(id="hypothesis")
+            yield GpuPane(id="gpu")
+        with Horizontal(id="bottom"):
+            yield HistoryPane(self.view, id="history")
+            with Vertical(id="right"):
+                yield LogPane(id="log")
+                yield DiffPane(id="diff")
+        yield Footer(compact=True)
+
+    class Resumed(Message):
+        """The main screen is on top again: a dialog over it closed."""
+
+    def on_mount(self) -> None:
+        for pane_id, title in PANE_TITLES.items():
+            self.query_one(f"#{pane_id}").border_title = title
+
+    def on_screen_resume(self) -> None:
+        self.post_message(self.Resumed())
+
+
+class SupervisorApp(App[int]):
+    """One research session on screen: live (the engine runs) or browse (its history, read-only)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "arsup"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = keys.main_bindings()
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
+    def __init__(
+        self,
+        engine: Engine,
+        bridge: Bridge,
+        *,
+        live: bool = True,
+        autostart: bool = True,
+        monitor: Monitor | None = None,
+        clock: Callable[[], float] = time.time,
+        theme: str = "",
+        key_map: dict[str, str] | None = None,
+        themes: ThemeSet | None = None,
+        notices: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.bridge = bridge
+        self.live = live
+        self.autostart = autostart
+        self.monitor = monitor
+        self.clock = clock
+        self.key_map = dict(key_map or {})
+        self.themes = themes or load_themes()
+        self.requested_theme = theme
+        self.notices = list(notices or [])
+        cfg = engine.config
+        self.view = SessionView(cfg.metric.name, cfg.metric.goal, cfg.project.time_budget, branch=engine.branch)
+        self.palette = Palette.from_variables({})
+        self.started_at = clock()
+        self.selected: Experiment | None = None  # a past experiment shown instead of the live one
+        self.stopping = ""  # "", "now" or "after this run"
+        self._approval: ApprovalScreen | None = None
+        self._hidden: ApprovalRequested | None = None  # the question the person put aside with esc
+        self.engine_started = False
+        self.main = MainScreen(self.view)
+
+    # -- layout --------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        await self.push_screen(self.main)
+        for theme in self.themes.themes:
+            self.register_theme(theme)
+        for problem in self.themes.problems:
+            self.notices.append(f"theme: {problem}")
+        chosen, why = self.themes.choose(self.requested_theme, list(self.available_themes))
+        if why:
+            self.notices.append(why)
+        self.theme = chosen
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+        self.set_keymap(self.key_map)
+        self._restyle()
+        for notice in self.notices:
+            self.notify(notice, severity="warning", markup=False, timeout=8)
+        self.main.set_interval(1.0, self._tick)  # the main screen's timer: it stops when the screen closes
+        if self.monitor is not None:
+            self.monitor.on_sample = self.bridge.sampled
+            self.monitor.start()
+        self.call_after_refresh(self._load_history)
+
+    def _load_history(self) -> None:
+        """After the first frame: the experiments finished before (a resumed tag, or browse mode), then go."""
+        self.view.load(list(self.engine.history), self.engine.best())
+        history = self.main.query_one(HistoryPane)
+        history.rebuild()
+        history.experiment_tree.focus()
+        if self.live or not self.view.history:
+            self._show_live()
+        else:  # browsing: nothing is live, so show the latest experiment, log and all
+            self._show_past(self.view.history[-1])
+        self.bridge.attach(self.main)  # messages bubble up to the app; none reach a closed screen
+        if self.live and self.autostart:
+            self.engine.start()
+            self.engine_started = True
+
+    def on_unmount(self) -> None:
+        self.bridge.detach()
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    # -- engine events -------------------------------------------------------------
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        try:
+            self._apply(message.event)
+        except Exception:  # a display bug must not take the research down: show it, keep going
+            self._show_error("The screen failed to show an event", traceback.format_exc(limit=6))
+
+    def _apply(self, event: Event) -> None:
+        self.view.apply(event)
+        log = self.main.query_one(LogPane)
+        if isinstance(event, RunOutput):
+            if event.experiment_id == log.live_id:
+                log.live_output(event.lines, event.partial)
+        elif isinstance(event, AgentText):
+            self._refresh_panes()
+        elif isinstance(event, ApprovalRequested):
+            self._ask(event)
+        elif isinstance(event, ExperimentStarted):
+            log.start_live(event.experiment.id)
+        elif isinstance(event, RunStarted) and event.index > 1:
+            log.live_note(f"── run {event.index} (seed {event.seed}) ──")
+        elif isinstance(event, ExperimentFinished):
+            self.main.query_one(HistoryPane).finished(event.experiment)
+        elif isinstance(event, Notice):
+            self.notify(event.text, severity=SEVERITY.get(event.level, "information"), markup=False)  # type: ignore[arg-type]
+        elif isinstance(event, SessionEnded):
+            self._ended(event)
+        if isinstance(event, REDRAWN_BY):
+            self._refresh_live()
+            self.refresh_bindings()
+
+    def _ended(self, event: SessionEnded) -> None:
+        if self.stopping == "after this run":
+            self._close()
+        elif event.error:
+            self._show_error("The loop ended", event.reason)
+
+    def on_monitor_sampled(self, message: MonitorSampled) -> None:
+        self.main.query_one(GpuPane).add(message.sample)
+
+    def _tick(self) -> None:
+        """Once a second: the clock, the training's progress."""
+        self._refresh_header()
+        if self.view.running is not None:
+            self.main.query_one(HistoryPane).running(self.view.running, self._state_label())
+
+    # -- drawing -------------------------------------------------------------------
+
+    def _restyle(self) -> None:
+        self.palette = Palette.from_variables(self.theme_variables)
+        self.main.query_one(GpuPane).restyle(self.palette)
+        self.main.query_one(DiffPane).restyle(self.palette)
+        self.main.query_one(HistoryPane).restyle(self.palette)
+        self._refresh_live()
+
+    def _state_label(self) -> str:
+        if not self.live:
+            return "browsing"
+        if self.stopping and self.view.ended is None:
+            return f"stopping {self.stopping}" if self.stopping == "after this run" else "stopping…"
+        return self.view.state_label(self.clock(), pausing=self.engine.paused)
+
+    def _refresh_header(self) -> None:
+        cfg = self.engine.config
+        model = cfg.agent.model if cfg.agent.kind == "llm" else ""
+        spend = self.engine.spend()
+        spent = f"${spend['cost_usd']:.2f} ({int(spend['calls'])} calls)" if spend["calls"] else ""
+        info = HeaderInfo(
+            project=self.engine.root.name,
+            agent=f"{cfg.agent.kind} {model}".strip(),
+            policy=self.engine.policy,
+            state=self._state_label(),
+            elapsed_s=self.clock() - self.started_at,
+            spend=spent,
+        )
+        self.main.query_one(HeaderPane).show(info, self.palette)
+
+    def _current(self) -> Experiment | None:
+        """The experiment the live panes are about: asked about, training, or the last one."""
+        view = self.view
+        if view.pending is not None:
+            return view.pending.experiment
+        return view.running or (view.history[-1] if view.history else None)
+
+    def _refresh_live(self) -> None:
+        self._refresh_header()
+        self.main.query_one(HistoryPane).running(self.view.running, self._state_label())
+        self._refresh_panes()
+
+    def _refresh_panes(self) -> None:
+        """The hypothesis and the diff of the live experiment, unless a past one is in view."""
+        if self.selected is not None:
+            return
+        view = self.view
+        in_flight = view.pending.experiment if view.pending is not None else view.running
+        streaming = in_flight is None and bool(view.agent_text)
+        subtitle = in_flight.id if in_flight is not None else view.proposing_id if streaming else ""
+        self.main.query_one(HypothesisPane).show(live_text(view, self.palette), subtitle, follow=streaming)
+        current = self._current()
+        diff = self.main.query_one(DiffPane)
+        if diff.experiment is not current:
+            diff.show(current)
+
+    def _show_live(self) -> None:
+        self.selected = None
+        self.main.query_one(DiffPane).show(None)
+        self.main.query_one(LogPane).show_live()
+        self._refresh_live()
+        self.refresh_bindings()
+
+    def on_history_pane_picked(self, message: HistoryPane.Picked) -> None:
+        if self.view.running is not None and message.experiment.id == self.view.running.id:
+            self._show_live()
+        else:
+            self._show_past(message.experiment)
+
+    def _show_past(self, experiment: Experiment) -> None:
+        self.selected = experiment
+        self.main.query_one(HypothesisPane).show(past_text(experiment, self.view, self.palette), experiment.id)
+        self.main.query_one(DiffPane).show(experiment)
+        self.main.query_one(LogPane).show_past(experiment)
+        self.refresh_bindings()
+
+    def _show_error(self, title: str, message: str) -> None:
+        self.push_screen(ErrorScreen(title, message))
+
+    # -- approvals -----------------------------------------------------------------
+
+    def _ask(self, request: ApprovalRequested) -> None:
+        self.bell()
+        self._offer(request)
+
+    def _offer(self, request: ApprovalRequested) -> None:
+        """Show the question in its dialog, unless another dialog is open (it comes when that one closes)."""
+        if self.screen is self.main and not request.future.done():
+            best = self.view.best.metric if self.view.best else None
+            self._approval = ApprovalScreen(request, self.palette, best, self.key_map)
+            self.push_screen(self._approval, lambda choice: self._approval_chosen(request, choice))
+
+    def on_main_screen_resumed(self, message: MainScreen.Resumed) -> None:
+        pending = self.view.pending
+        if pending is not None and pending is not self._hidden and self._approval is None:
+            self._offer(pending)
+
+    def _approval_chosen(self, request: ApprovalRequested, choice: str | None) -> None:
+        self._approval = None
+        if choice == HIDE:
+            self._hidden = request
+        elif choice == APPROVE:
+            self._answer(request, policy.Answer(True))
+        elif choice == SKIP:
+            self._answer(request, policy.Answer(False))
+        elif choice == EDIT:
+            self._edit(request)
+
+    def _answer(self, request: ApprovalRequested, reply: policy.Answer) -> None:
+        if not answer(request.future, reply):
+            self.notify("that question was already withdrawn", severity="warning")
+        self.view.approval_closed(request)
+        self._refresh_live()
+        self.refresh_bindings()
+
+    def _edit(self, request: ApprovalRequested) -> None:
+        """Run $EDITOR on the proposed files in the foreground, then approve what was saved."""
+        try:
+            with self.suspend():
+                edited = editor.edit_files(request.files)
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to an editor", severity="error")
+            return
+        except (OSError, RuntimeError) as exc:
+            self.notify(f"editing failed, nothing approved: {exc}", severity="error", markup=False)
+            return
+        self._answer(request, policy.Answer(True, files=edited))
+
+    def on_approval_closed(self, message: ApprovalClosed) -> None:
+        self.view.approval_closed(message.request)
+        if self._approval is not None and self._approval.request is message.request and self.screen is self._approval:
+            self._approval.dismiss(None)
+        self._refresh_live()
+        self.refresh_bindings()
+
+    # -- keys ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only the keys that apply now are live (and shown in the footer)."""
+        running = self.live and self.view.ended is None and not self.stopping
+        pending = self.view.pending
+        if action in (APPROVE, SKIP):
+            return pending is not None
+        if action == EDIT:
+            return pending is not None and pending.kind == policy.EDIT and bool(pending.files)
+        if action == "kill":
+            return running and self.view.running is not None
+        if action == "pause":
+            return running and not self.engine.paused
+        if action == "resume":
+            return running and self.engine.paused
+        if action in ("note", "policy"):
+            return running
+        if action == "live":
+            return self.live and self.selected is not None
+        return True
+
+    def action_approve(self) -> None:
+        if self.view.pending is not None:
+            self._answer(self.view.pending, policy.Answer(True))
+
+    def action_skip(self) -> None:
+        if self.view.pending is not None:
+            self._answer(self.view.pending, policy.Answer(False))
+
+    def action_edit(self) -> None:
+        if self.view.pending is not None:
+            self._edit(self.view.pending)
+
+    def action_kill(self) -> None:
+        if self.view.running is not None:
+            self.notify(f"killing the training of {self.view.running.id}", markup=False)
+            self.engine.kill()
+
+    def action_pause(self) -> None:
+        self.engine.pause()
+        self._refresh_header()
+        self.refresh_bindings()
+
+    def action_resume(self) -> None:
+        self.engine.resume()
+        self._refresh_header()
+        self.refresh_bindings()
+
+    def action_note(self) -> None:
+        def send(note: str | None) -> None:
+            if note:
+                self.engine.add_note(note)
+
+        self.push_screen(NoteScreen(), send)
+
+    def action_policy(self) -> None:
+        self.engine.set_policy(policy.next_policy(self.engine.policy))
+        self._refresh_header()
+
+    def action_theme(self) -> None:
+        self.theme = self.themes.next_after(self.theme)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_map, self.engine.policy))
+
+    def action_live(self) -> None:
+        self._show_live()
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """q (and ctrl+q): at once when nothing trains, else ask; never hangs, leaves no process."""
+        if not self.live or self.view.ended is not None:
+            self._close()
+        elif self.stopping == "now":
+            return
+        elif self.view.running is not None:
+            self.push_screen(QuitScreen(), self._quit_chosen)
+        else:
+            self._stop_and_exit()
+
+    def _quit_chosen(self, choice: str | None) -> None:
+        if choice == STOP_NOW:
+            self._stop_and_exit()
+        elif choice == STOP_AFTER_RUN:
+            self.stopping = "after this run"
+            self.engine.stop_after_run()
+            self._refresh_header()
+            self.refresh_bindings()
+
+    def _stop_and_exit(self) -> None:
+        self.stopping = "now"
+        self.engine.stop()
+        self._refresh_header()
+        self.refresh_bindings()
+        self._wait_then_exit()
+
+    @work(thread=True, exclusive=True, group="quit")
+    def _wait_then_exit(self) -> None:
+        self.engine.wait(STOP_WAIT_S)
+        self.call_from_thread(self._close)
+
+    def _close(self) -> None:
+        """Exit; first cut the feeds, so no event arrives for panes that are being torn down."""
+        self.bridge.detach()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.exit(self._exit_code())
+
+    def _exit_code(self) -> int:
+        ended = self.view.ended
+        return 1 if ended is not None and ended.error else 0

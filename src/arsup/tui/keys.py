@@ -1,0 +1,77 @@
+"""The screen's keys: one table of action ids, default keys and words, and the `[keys]` remapping.
+
+Action ids are what `[keys]` in arsup.toml names (`approve = "y"`); Textual's
+keymap applies them to every binding with that id, the approval dialog's
+included, so a remapped key works the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding, BindingType
+
+from arsup.core.policy import POLICIES
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    id: str
+    key: str  # Textual key name
+    label: str  # in the footer
+    help: str  # in the help screen
+    display: str = ""  # how the key is shown, when its name is not the character
+
+
+ACTIONS = (
+    KeyAction("approve", "a", "approve", "approve the pending edit, run or keep"),
+    KeyAction("skip", "s", "skip", "reject the pending proposal (recorded as skipped) or keep"),
+    KeyAction("edit", "e", "edit", "edit the pending change in $EDITOR, then approve it"),
+    KeyAction("kill", "k", "kill run", "kill the running training; it is recorded as a crash and the loop goes on"),
+    KeyAction("pause", "p", "pause", "pause after the current step; again to resume"),
+    KeyAction("note", "n", "note", "write a note that the agent reads in every prompt from now on"),
+    KeyAction("policy", "P", "policy", f"cycle the approval policy: {', '.join(POLICIES)}"),
+    KeyAction("live", "l", "live", "back to the live experiment after looking at a past one"),
+    KeyAction("theme", "t", "theme", "cycle the colour theme"),
+    KeyAction("help", "question_mark", "help", "this help", display="?"),
+    KeyAction("quit", "q", "quit", "quit; while a run trains, asks: stop now, after this run, or cancel"),
+)
+BY_ID = {action.id: action for action in ACTIONS}
+
+
+def binding(action_id: str, action: str | None = None, label: str | None = None, show: bool = True) -> Binding:
+    """The binding for one action id (a screen may bind it to its own action and words)."""
+    spec = BY_ID[action_id]
+    return Binding(
+        spec.key,
+        action or action_id,
+        label or spec.label,
+        show=show,
+        key_display=spec.display or None,
+        id=action_id,
+    )
+
+
+def main_bindings() -> list[BindingType]:
+    """The main screen's bindings; `p` is two bindings (pause, resume) and the state picks one."""
+    bindings: list[BindingType] = []
+    for action in ACTIONS:
+        bindings.append(binding(action.id))
+        if action.id == "pause":
+            bindings.append(binding("pause", "resume", "resume"))
+    return bindings
+
+
+def keymap(overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The `[keys]` table as a Textual keymap, and a problem for each unknown action id."""
+    known = {k: v for k, v in overrides.items() if k in BY_ID and v.strip()}
+    problems = [
+        f"[keys] {name}: no such action (actions: {', '.join(BY_ID)})" for name in overrides if name not in BY_ID
+    ]
+    return known, problems
+
+
+def key_of(action_id: str, keymap_: dict[str, str]) -> str:
+    """The key an action has now, as a person would type it."""
+    spec = BY_ID[action_id]
+    return keymap_.get(action_id) or spec.display or spec.key

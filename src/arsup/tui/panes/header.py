@@ -1,0 +1,81 @@
+"""The header: where the research stands, in one glance.
+
+Fields are packed greedily into as many lines as the width needs, never
+split in the middle, so the same header reads at 120 columns and at 80.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.geometry import Size
+from textual.widget import Widget
+
+from arsup.tui import text
+from arsup.tui.palette import Palette
+from arsup.tui.session import SessionView
+
+@dataclass
+class HeaderInfo:
+    """What the header shows besides the session view: fixed facts and live figures from the app."""
+
+    project: str
+    agent: str
+    policy: str
+    state: str
+    elapsed_s: float
+    spend: str  # "" when the agent spends nothing
+
+
+def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
+    """The header's fields in reading order; each is kept whole on one line."""
+    arrow = "↓" if view.goal == "minimize" else "↑"
+    items = [
+        Text(info.project, style=palette.strong),
+        Text(view.branch or "-"),
+        Text(info.agent),
+        Text(f"{view.metric} {arrow} {view.goal}"),
+        Text(f"policy {info.policy}"),
+    ]
+    baseline = view.baseline
+    items.append(Text(f"baseline {text.metric(baseline.metric if baseline else None)}"))
+    best = Text(f"best {text.metric(view.best.metric if view.best else None)}")
+    if view.best is not None and baseline is not None and view.best.id != baseline.id and view.best.metric is not None:
+        change = view.best.metric - baseline.metric  # type: ignore[operator]
+        best.append(f" ({text.delta(change)})", palette.change(text.improves(change, view.goal)))
+    items.append(best)
+    counts = view.counts()
+    tally = Text("exp ")
+    tally.append(f"{counts['keep']} kept", palette.good)
+    tally.append(f" · {counts['discard']} discarded · ")
+    tally.append(f"{counts['crash']} crashed", palette.bad if counts["crash"] else "")
+    items.append(tally)
+    items.append(Text(text.duration(info.elapsed_s)))
+    if info.spend:
+        items.append(Text(info.spend))
+    items.append(Text(f"● {info.state}", style=palette.accent + palette.strong))
+    return items
+
+
+class HeaderPane(Widget):
+    """Redrawn by the app every second and on every event; holds the latest figures only."""
+
+    DEFAULT_CSS = """
+    HeaderPane { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, view: SessionView, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = view
+        self._fields: list[Text] = [Text("arsup")]
+
+    def show(self, info: HeaderInfo, palette: Palette) -> None:
+        self._fields = fields(self.view, info, palette)
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return text.pack(self._fields, self.content_size.width or 80)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(text.pack(self._fields, width).split("\n"))

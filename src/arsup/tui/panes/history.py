@@ -1,0 +1,163 @@
+"""The History pane: the experiments as a tree (the kept line as its trunk), a results table and a chart.
+
+Each kept experiment is a trunk node; every attempt that started from it
+(discarded, crashed, invalid, skipped) hangs off it, found by
+`experiment.parent == kept.commit`. Choosing a node or a row posts `Picked`,
+and the app shows that experiment in the other panes.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, TabbedContent, TabPane, Tree
+from textual.widgets.tree import TreeNode
+
+from arsup.core.experiment import Experiment, Status
+from arsup.tui import labels, text
+from arsup.tui.palette import Palette
+from arsup.tui.panes.chart import MetricChart
+from arsup.tui.session import SessionView
+
+
+class ExperimentTree(Tree[Experiment]):
+    """Kept experiments at the top level, attempts under the commit they started from."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("experiments", id=id)
+        self.show_root = False
+        self.guide_depth = 3
+        self._trunk: dict[str, TreeNode[Experiment]] = {}
+        self._running_node: TreeNode[Experiment] | None = None
+
+    def rebuild(self, view: SessionView, palette: Palette) -> None:
+        self.clear()
+        self._trunk, self._running_node = {}, None
+        for experiment in view.history:
+            self.add_experiment(experiment, view, palette)
+
+    def add_experiment(self, experiment: Experiment, view: SessionView, palette: Palette) -> TreeNode[Experiment]:
+        label = labels.tree_label(experiment, view.parent_metric(experiment), view.goal, palette)
+        if experiment.status == Status.KEEP:
+            node = self.root.add(label, data=experiment, expand=True, allow_expand=False)
+            self._trunk[experiment.commit] = node
+        else:
+            parent = self._trunk.get(experiment.parent, self.root)
+            node = parent.add_leaf(label, data=experiment)
+            parent.allow_expand = parent is not self.root
+        return node
+
+    def set_running(self, experiment: Experiment | None, state: str, palette: Palette) -> None:
+        """Show (or update, or remove with None) the node of the experiment in flight."""
+        if experiment is None:
+            if self._running_node is not None:
+                self._running_node.remove()
+                self._running_node = None
+            return
+        label = labels.running_label(experiment, state, palette)
+        shown = self._running_node
+        if shown is not None and shown.data is not None and shown.data.id == experiment.id:
+            shown.set_label(label)
+            return
+        self.set_running(None, state, palette)
+        parent = self._trunk.get(experiment.parent, self.root)
+        self._running_node = parent.add_leaf(label, data=experiment)
+        parent.allow_expand = parent is not self.root
+        parent.expand()
+
+
+class ResultsTable(DataTable[Text]):
+    """autoresearch's results.tsv as a table, one row per finished experiment, every cell a `Text`."""
+
+    def __init__(self, metric: str, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.metric = metric
+
+    def on_mount(self) -> None:
+        for name in ("id", "commit", self.metric, "Δ", "GB", "status", "description"):
+            self.add_column(name, key=name)
+
+    def rebuild(self, view: SessionView, palette: Palette) -> None:
+        self.clear()
+        for experiment in view.history:
+            self.add_experiment(experiment, view, palette)
+
+    def add_experiment(self, experiment: Experiment, view: SessionView, palette: Palette) -> None:
+        trained = experiment.status in (Status.KEEP, Status.DISCARD)
+        shown = experiment.metric if trained else None
+        parent = view.parent_metric(experiment)
+        change = None if shown is None or parent is None else shown - parent
+        vram = experiment.metrics.get("peak_vram_mb")
+        self.add_row(
+            Text(experiment.id),
+            Text(experiment.commit[:7]),
+            Text(text.metric(shown)),
+            Text(text.delta(change), style=palette.change(text.improves(change, view.goal)) if change else ""),
+            Text("-" if vram is None or not trained else f"{vram / 1024:.1f}"),
+            Text(experiment.status, style=palette.status(experiment.status)),
+            Text(text.one_line(experiment.hypothesis)),
+            key=experiment.id,
+        )
+
+
+class HistoryPane(Vertical):
+    class Picked(Message):
+        """A person chose an experiment to look at."""
+
+        def __init__(self, experiment: Experiment) -> None:
+            super().__init__()
+            self.experiment = experiment
+
+    def __init__(self, view: SessionView, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = view
+        self.palette = Palette.from_variables({})
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="history-tabs"):
+            with TabPane("Tree", id="tab-tree"):
+                yield ExperimentTree(id="history-tree")
+            with TabPane("Table", id="tab-table"):
+                yield ResultsTable(self.view.metric, id="history-table")
+            with TabPane("Chart", id="tab-chart"):
+                yield MetricChart(id="history-chart")
+
+    @property
+    def experiment_tree(self) -> ExperimentTree:
+        return self.query_one(ExperimentTree)
+
+    def rebuild(self) -> None:
+        """Everything again from the session view: at start and when the theme changes."""
+        self.experiment_tree.rebuild(self.view, self.palette)
+        self.query_one(ResultsTable).rebuild(self.view, self.palette)
+        self.query_one(MetricChart).draw(self.view, self.palette)
+        self.experiment_tree.scroll_end(animate=False)
+
+    def restyle(self, palette: Palette) -> None:
+        self.palette = palette
+        self.rebuild()
+
+    def finished(self, experiment: Experiment) -> None:
+        following = self.experiment_tree.is_vertical_scroll_end  # the person is not reading further up
+        self.experiment_tree.set_running(None, "", self.palette)
+        node = self.experiment_tree.add_experiment(experiment, self.view, self.palette)
+        if following:
+            self.experiment_tree.call_after_refresh(self.experiment_tree.scroll_to_node, node, animate=False)
+        self.query_one(ResultsTable).add_experiment(experiment, self.view, self.palette)
+        self.query_one(MetricChart).draw(self.view, self.palette)
+
+    def running(self, experiment: Experiment | None, state: str) -> None:
+        self.experiment_tree.set_running(experiment, state, self.palette)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Experiment]) -> None:
+        event.stop()
+        if event.node.data is not None:
+            self.post_message(self.Picked(event.node.data))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        picked = next((e for e in self.view.history if e.id == event.row_key.value), None)
+        if picked is not None:
+            self.post_message(self.Picked(picked))

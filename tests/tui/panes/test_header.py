@@ -1,0 +1,26 @@
+"""The header's fields: what a person checks at a glance."""
+
+from __future__ import annotations
+
+from arsup.core.events import ExperimentFinished, StateChanged
+from arsup.core.experiment import Experiment, Status
+from arsup.tui.palette import Palette
+from arsup.tui.panes.header import HeaderInfo, fields
+from arsup.tui.session import SessionView
+
+
+def test_fields() -> None:
+    view = SessionView("val_bpb", "minimize", 30, branch="autoresearch/nov28")
+    base = Experiment("0001", "t", "c", "baseline", "arsup", commit="c", status=Status.KEEP, metric=3.0)
+    base.is_baseline = True
+    best = Experiment("0002", "t", "c", "h", "llm", commit="d", status=Status.KEEP, metric=2.5)
+    view.apply(ExperimentFinished(base, base))
+    view.apply(ExperimentFinished(best, best))
+    view.apply(StateChanged("proposing"))
+    info = HeaderInfo("tinylm", "llm openai/qwen", "runs", "proposing", 3725, "$0.12 (3 calls)")
+    shown = [f.plain for f in fields(view, info, Palette.from_variables({}))]
+    assert shown == [
+        "tinylm", "autoresearch/nov28", "llm openai/qwen", "val_bpb ↓ minimize", "policy runs",
+        "baseline 3.000000", "best 2.500000 (-0.500000)", "exp 2 kept · 0 discarded · 0 crashed",
+        "1:02:05", "$0.12 (3 calls)", "● proposing",
+    ]

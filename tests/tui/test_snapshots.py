@@ -1,0 +1,204 @@
+"""What the screen looks like, pinned as SVG snapshots (update with `pytest tests/tui --snapshot-update`).
+
+Every screen is built from a fixed sequence of engine events posted through
+the bridge, a fixed clock and fixed GPU samples, so a snapshot changes only
+when the screen does. The engine is real but never started.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import TabbedContent
+
+from arsup import config
+from arsup.core import policy
+from arsup.core.engine import Engine
+from arsup.core.events import (
+    AgentText,
+    ApprovalRequested,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    Proposing,
+    RunOutput,
+    SessionStarted,
+    StateChanged,
+)
+from arsup.core.experiment import Experiment, RunResult, Status
+from arsup.core.monitor import GpuSample, HostSample, Sample
+from arsup.tui.app import SupervisorApp
+from arsup.tui.bridge import Bridge
+from arsup.tui.launch import NoProposals
+from tests.conftest import make_project
+
+T0 = 1_764_300_000.0
+SIZES = {"wide": (120, 40), "narrow": (80, 24)}
+DIFF = """diff --git a/train.py b/train.py
+--- a/train.py
++++ b/train.py
+@@ -12,7 +12,7 @@ BATCH_SIZE = 32
+ WIDTH = 128
+ DEPTH = 4
+-LR = 0.0005  # peak AdamW learning rate
++LR = 0.0012  # peak AdamW learning rate
+ WARMUP_STEPS = 16
+ FINAL_LR_FRAC = 0.143
+"""
+LOG = [
+    "seed 0",
+    "\x1b[1;32mcompiling\x1b[0m model: 4 layers, width 128",
+    "[/usr/bin] [bold]x  <- printed by the script, shown as is",
+    "step 100/1000  loss 3.912  lr 0.00060",
+    "step 200/1000  loss 3.101  lr 0.00120",
+    "step 300/1000  loss 2.655  lr 0.00118",
+    "step 400/1000  loss 2.402  lr 0.00112",
+]
+
+
+class Clock:
+    """A settable clock, so elapsed time and training progress read the same in every run."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def experiment(
+    number: int, status: str, metric: float | None, parent: int, hypothesis: str, **extra: Any
+) -> Experiment:
+    return Experiment(
+        id=f"{number:04d}",
+        tag="nov28",
+        parent=f"{parent:04d}aaa" + "0" * 33,
+        commit=f"{number:04d}aaa" + "0" * 33,
+        hypothesis=hypothesis,
+        agent="llm",
+        status=status,
+        metric=metric,
+        metrics={"peak_vram_mb": 2048.0} if metric is not None else {},
+        runs=[RunResult(seed=0, log_path="run.log", wall_s=31.0)] if metric is not None else [],
+        **extra,
+    )
+
+
+HISTORY = [
+    experiment(1, Status.KEEP, 2.636343, 1, "baseline", is_baseline=True),
+    experiment(2, Status.DISCARD, 3.650369, 1, "lower LR: 0.0005 -> 0.000397 [slower warmup]", diff=DIFF),
+    experiment(3, Status.KEEP, 2.189082, 1, "shorter warmup: WARMUP_STEPS 20 -> 16", diff=DIFF),
+    experiment(4, Status.CRASH, None, 3, "double the width", reason="killed by user"),
+    experiment(5, Status.KEEP, 2.174567, 3, "FINAL_LR_FRAC 0.1 -> 0.365", diff=DIFF),
+    experiment(6, Status.INVALID, None, 5, "swap GELU for ReLU", reason="SEARCH matched nothing"),
+    experiment(7, Status.KEEP, 2.024059, 5, "FINAL_LR_FRAC 0.365 -> 0.143", diff=DIFF,
+               agent_data={"notebook": "- warmup matters more than peak LR\n- width 128 is memory-bound"}),
+]
+RUNNING = experiment(8, Status.RUNNING, None, 7, "a 2.4x higher peak LR fits more steps in the budget", diff=DIFF)
+RUNNING.started_at = T0 + 700
+
+
+def session_events() -> list[Event]:
+    events: list[Event] = [SessionStarted("nov28", "autoresearch/nov28", HISTORY[0].commit, 0)]
+    best = None
+    for done in HISTORY:
+        if done.status == Status.KEEP:
+            best = done
+        events.append(ExperimentFinished(done, best))
+    events += [
+        Proposing("0008"),
+        AgentText("0008", "NOTEBOOK:\n- warmup matters more than peak LR\nHYPOTHESIS: a 2.4x higher peak LR"),
+        ExperimentStarted(RUNNING),
+        StateChanged("training", "0008"),
+        RunOutput("0008", LOG, partial="step 420/1000  loss 2.371"),
+    ]
+    return events
+
+
+def samples() -> list[Sample]:
+    """Two minutes of a busy H100, then now."""
+    out = []
+    for tick in range(80):
+        util = float((tick * 37) % 100) if tick < 20 else 97.0
+        gpu = GpuSample(0, "NVIDIA H100 80GB HBM3", util, 40_000 + tick * 400, 81_559, 72, 412, 700)
+        host = HostSample(cpu_pct=float(20 + tick % 7), ram_used_mb=5_100, ram_total_mb=15_600)
+        out.append(Sample(T0 + tick * 1.5, [gpu], host, ""))
+    return out
+
+
+def screen(tmp_path: Path, theme: str = "") -> tuple[SupervisorApp, Bridge, Clock]:
+    root = make_project(tmp_path / "tinylm", project={"time_budget": 30, "timeout": 120})
+    overrides = {"agent": {"kind": "llm", "model": "anthropic/claude-sonnet-4-5"}, "policy": {"approve": "runs"}}
+    engine = Engine(config.load(root, overrides), root, NoProposals(), "nov28")
+    bridge, clock = Bridge(), Clock()
+    return SupervisorApp(engine, bridge, autostart=False, clock=clock, theme=theme), bridge, clock
+
+
+def feed(bridge: Bridge, clock: Clock, events: list[Event]) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()  # the bridge attaches after the first frame; samples before that are dropped
+        clock.now = T0 + 712.6  # 12.6 s into a 30 s run: 42%
+        for sample in samples():
+            bridge.sampled(sample)
+        for event in events:
+            bridge(event)
+        await pilot.pause(0.3)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen(snap_compare: Any, tmp_path: Path, size: str) -> None:
+    app, bridge, clock = screen(tmp_path)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=feed(bridge, clock, session_events()))
+
+
+@pytest.mark.parametrize("theme", ["light", "high-contrast"])
+def test_themes(snap_compare: Any, tmp_path: Path, theme: str) -> None:
+    app, bridge, clock = screen(tmp_path, theme=theme)
+    assert snap_compare(app, terminal_size=SIZES["wide"], run_before=feed(bridge, clock, session_events()))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_approval_modal(snap_compare: Any, tmp_path: Path, size: str) -> None:
+    app, bridge, clock = screen(tmp_path)
+    proposed = experiment(8, Status.PROPOSED, None, 7, RUNNING.hypothesis, diff=DIFF)
+    events = session_events()[:-3] + [
+        StateChanged("awaiting approval", policy.RUN),
+        ApprovalRequested(policy.RUN, proposed, Future(), {}),
+    ]
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=feed(bridge, clock, events))
+
+
+REPLY = [
+    "NOTEBOOK:\n- warmup matters more than peak LR\n- width 128 is memory-bound\n",
+    "- [untested] a higher peak LR with the shorter warmup\n",
+    "HYPOTHESIS: a 2.4x higher peak LR fits more steps in the budget\n\ntrain.py\n```python\n",
+    "<<<<<<< SEARCH\nLR = 0.0005  # peak AdamW learning rate\n=======\n",
+    "LR = 0.0012  # peak AdamW learning rate\n>>>>>>> REPLACE\n",
+]
+
+
+def test_hypothesis_streaming(snap_compare: Any, tmp_path: Path) -> None:
+    app, bridge, clock = screen(tmp_path)
+    events = session_events()[:-4] + [StateChanged("proposing", "llm")] + [AgentText("0008", part) for part in REPLY]
+    assert snap_compare(app, terminal_size=SIZES["narrow"], run_before=feed(bridge, clock, events))
+
+
+@pytest.mark.parametrize("tab", ["tab-table", "tab-chart"])
+def test_history_tabs(snap_compare: Any, tmp_path: Path, tab: str) -> None:
+    app, bridge, clock = screen(tmp_path)
+    fed = feed(bridge, clock, session_events())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await fed(pilot)
+        app.main.query_one("#history-tabs", TabbedContent).active = tab
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=SIZES["wide"], run_before=run_before)

@@ -22,6 +22,9 @@ def outcome(experiment: Experiment, parent_metric: float | None, goal: str, pale
     if shown is not None and parent_metric is not None:
         change = shown - parent_metric
         label.append(f" {text.delta(change)}", palette.change(text.improves(change, goal)))
+    if experiment.status == Status.KEEP and experiment.p_value is not None:
+        sigmas = f"{experiment.gain_sigma:+.1f}σ " if experiment.gain_sigma is not None else ""
+        label.append(f" {sigmas}p={experiment.p_value:.2g}", palette.accent)
     return label
 
 

@@ -16,3 +16,10 @@ def test_points_and_best_steps() -> None:
     points, steps = series(view)
     assert points == [(1, 3.0, True), (2, 3.5, False), (4, 2.5, True), (5, 2.9, False)]
     assert steps == [(1, 3.0), (4, 3.0), (4, 2.5), (5, 2.5)]
+
+
+def test_noise_band_follows_the_best() -> None:
+    from arsup.tui.panes.chart import noise_band
+
+    upper, lower = noise_band([(1, 3.0), (4, 3.0), (4, 2.5)], 0.25)
+    assert upper == [(1, 3.25), (4, 3.25), (4, 2.75)] and lower == [(1, 2.75), (4, 2.75), (4, 2.25)]

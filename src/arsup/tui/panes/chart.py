@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.widgets import Static
 
+from arsup.core import acceptance
 from arsup.core.experiment import Status
 from arsup.tui.palette import Palette
 from arsup.tui.session import SessionView
@@ -40,6 +41,11 @@ def series(view: SessionView) -> tuple[list[tuple[int, float, bool]], list[tuple
     if steps and points:
         steps.append((points[-1][0], steps[-1][1]))
     return points, steps
+
+
+def noise_band(steps: list[tuple[int, float]], sigma: float) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """The running best plus and minus one noise sigma: a keep inside the band was never sure."""
+    return [(n, v + sigma) for n, v in steps], [(n, v - sigma) for n, v in steps]
 
 
 def _rgb(style: Style) -> tuple[int, int, int]:
@@ -83,7 +89,11 @@ class MetricChart(Container):
         plt.clear_data()
         plt.clear_figure()
         good = _rgb(palette.good)
-        if steps:  # first, so the points are drawn over it
+        noise = acceptance.noise(view.history, view.metric)
+        if steps and noise is not None and noise.sigma > 0:  # first, so the line and points are drawn over it
+            for edge in noise_band(steps, noise.sigma):
+                plt.plot([n for n, _ in edge], [v for _, v in edge], marker="·", color="gray")
+        if steps:
             plt.plot([n for n, _ in steps], [v for _, v in steps], marker="braille", color=good)
         for kept, marker, color in ((False, "•", "gray"), (True, "●", good)):
             chosen = [(n, v) for n, v, k in points if k == kept]
@@ -92,6 +102,7 @@ class MetricChart(Container):
         numbers = sorted({n for n, _, _ in points})
         if len(numbers) <= MAX_TICKS:
             plt.xticks([float(n) for n in numbers], [str(n) for n in numbers])
-        plt.title(f"{view.metric} ({view.goal}): ● kept  • discarded")
+        band = f"  ·· best ± {noise.describe()}" if noise is not None and noise.sigma > 0 else ""
+        plt.title(f"{view.metric} ({view.goal}): ● kept  • discarded{band}")
         plt.xlabel("experiment")
         self._plot.refresh()

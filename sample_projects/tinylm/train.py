@@ -1,4 +1,4 @@
-"""Train a tiny byte-level GPT for a fixed time and report val_bpb. The file to edit.
+"""Train a tiny byte-level GPT on a fixed amount of data and report val_bpb. The file to edit.
 
 Everything here is fair game for an experiment: the hyperparameters below, the
 model, the optimizer, the schedule. What is fixed lives in prepare.py. The
@@ -17,18 +17,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # importing prepare must not leave a __pycache__ in the work tree
-from prepare import TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_batch  # noqa: E402
+from prepare import TIME_BUDGET, TOKEN_BUDGET, VOCAB_SIZE, evaluate_bpb, get_batch  # noqa: E402
 
 # Hyperparameters: one constant per line, so that an experiment is a one-line edit.
 # The optimisation ones come first: they usually matter most.
 LR = 0.0005  # peak AdamW learning rate
-WARMUP_STEPS = 20
+WARMUP_STEPS = 300  # linear warmup from 0 to LR; the default budget is 341 steps
 FINAL_LR_FRAC = 0.1  # the cosine schedule ends at this fraction of LR
+BATCH_SIZE = 32  # sequences per step; the data budget is fixed, so a smaller batch means more steps
 WEIGHT_DECAY = 0.1
 BETA1 = 0.9
 BETA2 = 0.95
 GRAD_CLIP = 1.0  # max global gradient norm
-BATCH_SIZE = 32
 N_LAYER = 2
 N_HEAD = 4
 N_EMBD = 128
@@ -112,7 +112,7 @@ class GPT(nn.Module):
 
 
 def learning_rate(step: int, progress: float) -> float:
-    """Linear warmup over steps, then cosine decay over the time budget (progress in [0, 1])."""
+    """Linear warmup over steps, then cosine decay over the data budget (progress in [0, 1])."""
     warmup = min(1.0, (step + 1) / max(1, WARMUP_STEPS))
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return LR * warmup * (FINAL_LR_FRAC + (1.0 - FINAL_LR_FRAC) * cosine)
@@ -137,12 +137,15 @@ def main() -> None:
         lr=LR, betas=(BETA1, BETA2),
     )
 
-    # Time-based training, like autoresearch: every experiment gets the same wall clock.
+    # Data-based training: every experiment sees TOKEN_BUDGET training bytes, so the result does not
+    # depend on how busy the machine is. A bigger batch or context means fewer steps, as a bigger model
+    # means more compute per byte. TIME_BUDGET is only a wall-clock cap: a run that hits it stops early.
+    total_steps = max(1, TOKEN_BUDGET // (BATCH_SIZE * BLOCK_SIZE))
     t_train = time.time()
     training_seconds = 0.0
     step = 0
-    while training_seconds < TIME_BUDGET:
-        lr = learning_rate(step, min(1.0, training_seconds / TIME_BUDGET))
+    while step < total_steps and training_seconds < TIME_BUDGET:
+        lr = learning_rate(step, step / total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(BATCH_SIZE, BLOCK_SIZE, batch_generator, device)
@@ -158,10 +161,13 @@ def main() -> None:
             sys.exit(1)
         training_seconds = time.time() - t_train
         step += 1
-        if step % 10 == 1:  # from the first step on, so even a short run shows progress
-            print(f"\rstep {step:05d} | loss {loss_value:.4f} | lr {lr:.2e} | "
-                  f"{training_seconds:5.1f}/{TIME_BUDGET:.0f} s", end="", flush=True)
+        if step % 10 == 1 or step == total_steps:  # from the first step on, so even a short run shows progress
+            print(f"\rstep {step:05d}/{total_steps:05d} | loss {loss_value:.4f} | lr {lr:.2e} | "
+                  f"{training_seconds:5.1f} s", end="", flush=True)
     print()
+    if step < total_steps:
+        print(f"time cap of {TIME_BUDGET:g} s reached after {step} of {total_steps} steps: "
+              "the run saw less data than the budget", flush=True)
 
     val_bpb = evaluate_bpb(model, BLOCK_SIZE, device)
     if not math.isfinite(val_bpb):

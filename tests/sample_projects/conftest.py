@@ -1,8 +1,10 @@
 """Fixtures for the sample-project tests: copy a sample, run its train.py as arsup would.
 
-The runs are real subprocesses with a one-second budget, so the tests check
+The runs are real subprocesses, kept short either by a one-second time cap or
+by a small data budget written into the copy's prepare.py, so the tests check
 what the supervisor depends on (exit code, summary block, `\\r` progress, a
-clean work tree) rather than a mocked version of it.
+clean work tree, a result that depends on the seed and not on the clock)
+rather than a mocked version of it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class TrainRun:
     changed: list[str]  # paths the run created, modified or deleted in its folder
 
     @property
+    def losses(self) -> list[str]:
+        """The training losses the progress line showed, as printed (`loss 5.5432`)."""
+        return re.findall(r"\bloss (\S+)", self.stdout)
+
+    @property
     def summary(self) -> dict[str, float]:
         """The `name: value` lines after the last `---` line (empty when there is none)."""
         lines = self.stdout.split("\n")
@@ -65,7 +72,7 @@ def sample_copy(tmp_path: Path) -> Callable[[str], Path]:
 
 
 def _run_train(folder: Path, budget_s: float = 1.0, seed: int = 0) -> TrainRun:
-    """Run train.py the way arsup does: `{python} train.py` in the folder, budget and seed in the env."""
+    """Run train.py the way arsup does: `{python} train.py` in the folder, time cap and seed in the env."""
     env = dict(os.environ, ARSUP_TIME_BUDGET=str(budget_s), ARSUP_SEED=str(seed))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the script itself must keep __pycache__ out of the tree
     before = _snapshot(folder)
@@ -78,8 +85,21 @@ def _run_train(folder: Path, budget_s: float = 1.0, seed: int = 0) -> TrainRun:
 
 @pytest.fixture
 def run_train() -> Callable[..., TrainRun]:
-    """`run_train(folder, budget_s=1.0, seed=0)`: one real training run."""
+    """`run_train(folder, budget_s=1.0, seed=0)`: one real training run; budget_s is the time cap."""
     return _run_train
+
+
+def _set_constant(path: Path, name: str, value: object) -> None:
+    """Rewrite the top-level `NAME = ...` line of a copied sample file, as a one-line edit would."""
+    text, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", path.read_text(), flags=re.MULTILINE)
+    assert count == 1, f"no single top-level {name} in {path}"
+    path.write_text(text)
+
+
+@pytest.fixture
+def set_constant() -> Callable[[Path, str, object], None]:
+    """`set_constant(path, name, value)`: edit one constant of a copied sample file."""
+    return _set_constant
 
 
 def _hyperparameters(train_py: Path) -> dict[str, object]:

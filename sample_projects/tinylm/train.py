@@ -138,8 +138,8 @@ def main() -> None:
     )
 
     # Data-based training: every experiment sees TOKEN_BUDGET training bytes, so the result does not
-    # depend on how busy the machine is. A bigger batch or context means fewer steps, as a bigger model
-    # means more compute per byte. TIME_BUDGET is only a wall-clock cap: a run that hits it stops early.
+    # depend on how busy the machine is. A bigger batch or context means fewer steps; a bigger model,
+    # more compute per byte. TIME_BUDGET is only a wall-clock cap: a run that hits it stops early.
     total_steps = max(1, TOKEN_BUDGET // (BATCH_SIZE * BLOCK_SIZE))
     t_train = time.time()
     training_seconds = 0.0

@@ -24,9 +24,9 @@ your change only if the result is better.
 Rules:
 - Edit only these files: {editable}. Never edit: {protected}.
 - Add no new dependencies: use only what the code already imports.
-- The metric is {metric}; {direction} is better. Every run trains for a fixed \
-{time_budget:g} seconds of wall-clock time, so a change that makes each step slower \
-must win by learning more per step.
+- The metric is {metric}; {direction} is better. Every run gets the same fixed budget \
+(at most {time_budget:g} seconds of wall-clock time, enforced by the supervisor), so a \
+change that makes each step slower must win by learning more per step.
 - Simplicity counts: a tiny gain that adds ugly complexity is not worth keeping; \
 removing code for an equal result is a win.
 - The random seed belongs to the supervisor (it sets ARSUP_SEED for every run). \

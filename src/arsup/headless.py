@@ -34,6 +34,11 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
     return line
 
 
+def locations(engine: Engine) -> str:
+    """Where a session's record is, said when it ends (headless or after the screen closes)."""
+    return f"arsup: results in {engine.results_path}, journal in {engine.journal.path}"
+
+
 class Printer:
     """Turns engine events into lines; called from the engine thread."""
 
@@ -83,7 +88,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     if spend["calls"]:
         tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
         print(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", file=out)
-    print(f"arsup: results in {engine.results_path}, journal in {engine.journal.path}", file=out, flush=True)
+    print(locations(engine), file=out, flush=True)
     if printer.ended is None or printer.ended.error:
         return 1
     return 130 if interrupted else 0

@@ -18,6 +18,7 @@ from arsup.core.engine import Engine
 from arsup.core.experiment import Experiment
 from arsup.core.checks import last_tag
 from arsup.core.monitor import Monitor
+from arsup.headless import locations
 from arsup.tui import keys
 from arsup.tui.app import STOP_WAIT_S, SupervisorApp
 from arsup.tui.bridge import Bridge, LogToScreen
@@ -71,7 +72,7 @@ def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
     ended = bridge.ended
     if ended is not None:
         print(f"arsup: {'error: ' if ended.error else ''}{ended.reason}", file=out)
-    print(f"arsup: results in {engine.results_path}, journal in {engine.journal.path}", file=out, flush=True)
+    print(locations(engine), file=out, flush=True)
     if app.return_code:  # the screen itself failed; Textual has printed why
         return app.return_code
     return 1 if ended is not None and ended.error else 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,34 @@ def make_project(root: Path, train: str = TOY_TRAIN, **sections: dict) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "repo")
+
+
+def edit(search: str, replace: str, path: str = "train.py") -> str:
+    """One SEARCH/REPLACE block, as a model writes it."""
+    return f"{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+
+
+def write_script(root: Path, *entries: dict[str, Any]) -> Path:
+    """Proposals for the script agent, beside (not inside) the repo."""
+    path = root.parent / "proposals.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return path
+
+
+def make_engine(
+    root: Path, script: Path, tag: str = "t1", max_experiments: int = 0, **overrides: dict[str, Any]
+) -> tuple[Any, list[Any]]:
+    """A prepared engine replaying `script`, and the list its events go to."""
+    from arsup.core.agents.script import ScriptAgent
+    from arsup.core.engine import Engine
+
+    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}, **overrides})
+    engine = Engine(cfg, root, ScriptAgent(script), tag=tag)
+    events: list[Any] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    return engine, events
+
+
+def results_rows(root: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (root / "results.tsv").read_text().splitlines()[1:]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -12,36 +11,12 @@ import psutil
 import pytest
 
 from arsup import config
-from arsup.core.agents.script import ScriptAgent
 from arsup.core.engine import Engine
 from arsup.core.events import Event, ExperimentFinished, ExperimentStarted, RunOutput, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from arsup.core.vcs import GitError
-from tests.conftest import TOY_TRAIN, git, make_project
-
-
-def edit(search: str, replace: str, path: str = "train.py") -> str:
-    return f"{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
-
-
-def write_script(root: Path, *entries: dict) -> Path:
-    path = root.parent / "proposals.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    return path
-
-
-def make_engine(root: Path, script: Path, tag: str = "t1", max_experiments: int = 0) -> tuple[Engine, list[Event]]:
-    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}})
-    engine = Engine(cfg, root, ScriptAgent(script), tag=tag)
-    events: list[Event] = []
-    engine.subscribe(events.append)
-    engine.prepare()
-    return engine, events
-
-
-def results_rows(root: Path) -> list[list[str]]:
-    return [line.split("\t") for line in (root / "results.tsv").read_text().splitlines()[1:]]
+from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, results_rows, write_script
 
 
 def test_full_cycle_keep_discard_crash_invalid(project: Path) -> None:

@@ -14,8 +14,7 @@ from arsup.core.engine import Engine
 from arsup.core.events import ApprovalRequested, Event, RunOutput, SessionEnded, StateChanged
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
-from tests.conftest import TOY_TRAIN, git
-from tests.core.test_engine import edit, write_script
+from tests.conftest import TOY_TRAIN, edit, git, write_script
 
 SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
 

@@ -23,10 +23,6 @@ SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n
 NO_GPU = "no NVIDIA GPU found (test: no driver)"
 
 
-def edit(search: str, replace: str, path: str = "train.py") -> str:
-    return f"{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
-
-
 def live_app(
     root: Path,
     *proposals: dict[str, Any],

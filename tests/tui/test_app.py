@@ -19,7 +19,8 @@ from arsup.tui.panes.history import ExperimentTree
 from arsup.tui.panes.log import LogPane
 from arsup.tui.screens import ApprovalScreen, HelpScreen, NoteScreen, QuitScreen
 from tests.conftest import TOY_TRAIN, git
-from tests.tui.conftest import NO_GPU, SLOW, edit, finish, live_app, training_processes, until
+from tests.conftest import edit
+from tests.tui.conftest import NO_GPU, SLOW, finish, live_app, training_processes, until
 
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}

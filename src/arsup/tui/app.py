@@ -227,7 +227,9 @@ class SupervisorApp(App[int]):
             self._show_error("The loop ended", event.reason)
 
     def on_monitor_sampled(self, message: MonitorSampled) -> None:
-        self.main.query_one(GpuPane).add(message.sample)
+        # A sample may arrive while the main screen is still composing or already closing.
+        for pane in self.main.query(GpuPane):
+            pane.add(message.sample)
 
     def _tick(self) -> None:
         """Once a second: the clock, the training's progress."""

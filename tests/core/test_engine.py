@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -245,3 +246,27 @@ def test_a_second_arsup_on_the_same_repo_is_refused(project: Path) -> None:
     first.close()
     second, _ = make_engine(project, write_script(project))
     second.close()
+
+
+def test_a_project_in_a_subfolder_of_a_repository(tmp_path: Path) -> None:
+    """Monorepos: the project folder is below the repository's top; every path stays project-relative."""
+    top = make_project(tmp_path / "mono" / "research" / "lm").parents[1]
+    shutil.rmtree(top / "research" / "lm" / ".git")  # one repository, at the top
+    (top / "README.md").write_text("the monorepo\n")
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "monorepo")
+    root = top / "research" / "lm"
+    script = write_script(
+        top,
+        {"hypothesis": "raise LR", "edits": edit("LR = 0.0001", "LR = 0.003")},
+        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 128")},
+    )
+    engine, _ = make_engine(root, script)
+    engine.run()
+    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert engine.history[1].files == ["train.py"]
+    assert "a/train.py" in engine.history[1].diff  # diffs are project-relative too
+    assert "WIDTH = 64" in (root / "train.py").read_text() and "LR = 0.003" in (root / "train.py").read_text()
+    assert git(top, "status", "--porcelain") == ""  # .arsup/ and results.tsv are excluded where they are
+    assert (root / ".arsup" / "journal.jsonl").is_file() and (root / "results.tsv").is_file()

@@ -199,4 +199,4 @@ def test_editing_program_md_during_the_loop_is_noticed_and_used(project: Path) -
         time.sleep(0.05)
     request.future.set_result(policy.Answer(True))
     driver.finish()
-    assert "New direction" in driver.engine._context(driver.engine.best()).instructions  # noqa: SLF001
+    assert "New direction" in driver.engine.instructions()

@@ -9,7 +9,7 @@ from tests.conftest import git
 
 
 def test_not_a_repo_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(GitError, match="not a git repository"):
+    with pytest.raises(GitError, match="not in a git repository"):
         Vcs(tmp_path)
 
 

@@ -5,10 +5,24 @@ controls inward through its methods (`stop` for now), so headless mode, the
 TUI and tests drive it the same way. Every step that can be interrupted waits
 on the stop event, so stopping never hangs; every experiment that was
 committed ends with a journal record, a results.tsv row and a clean work tree.
+
+What it guarantees the person, whatever the agent or the training does:
+
+* Files it never writes, deletes or restores: anything git ignores or does
+  not track (but new files an edit creates), `.git/`, `.arsup/`,
+  `results.tsv`, `arsup.toml` and the instructions. A failed edit puts back
+  exactly the bytes it replaced.
+* Protected files are fingerprinted at the start and checked after every
+  run; a run that changed one is a crash, said loudly, and the file is
+  restored from git. A run cannot change what scores it.
+* A restart after a kill finishes what was left half done (the branch back
+  on the last measured commit, the record closed) but first refuses to touch
+  any uncommitted change it did not make itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 import sys
@@ -21,11 +35,19 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, measure, runner
+from arsup.core import acceptance, journal, manifest, measure, runner
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
-from arsup.core.agents.edits import EditError, plan_changes, read_current, write_changes
+from arsup.core.agents.edits import (
+    EditError,
+    may_edit,
+    plan_changes,
+    put_back,
+    read_current,
+    render_changes,
+    write_changes,
+)
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
@@ -50,7 +72,9 @@ MAX_INVALID_IN_A_ROW = 5
 STOPPED_BY_USER = "stopped by user"
 KILLED_BY_USER = "killed by user"
 STOPPED_AFTER_RUN = "stopped after the run, as asked"
+PERSON = "person"  # the agent name of a commit a person made on the run branch
 POLL_S = 0.2  # how often waits look at the stop flag
+MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the prompt and the screen
 
 
 class AgentFailed(Exception):
@@ -91,6 +115,14 @@ class Engine:
         self.notes: list[str] = []  # a person's notes to the agent, in every prompt from now on
         self._paused = threading.Event()
         self._stop_after_run = threading.Event()
+        project = config.project
+        # Paths no edit may touch, whatever the editable globs say.
+        self.reserved = [
+            journal.STATE_DIR, f"{journal.STATE_DIR}/*", journal.RESULTS_NAME, CONFIG_NAME, project.instructions,
+        ]
+        self._manifest = manifest.Manifest(self.root, {})
+        self._unmeasured_head = ""  # a commit a person added to the run branch, measured before anything else
+        self._fatal = ""  # why the loop must end after the current experiment
 
     # -- outward -----------------------------------------------------------------
 
@@ -213,32 +245,60 @@ class Engine:
     def _prepare_repo(self, vcs: Vcs) -> None:
         vcs.head()
         vcs.exclude([f"/{journal.STATE_DIR}/", f"/{journal.RESULTS_NAME}"])
-        watched = self.config.project.editable + self.config.project.protected
+        project = self.config.project
         experiments = self.journal.experiments(self.tag)
-        if experiments and vcs.branch_exists(branch_name(self.tag)):
-            vcs.start_branch(self.tag)
-            self._recover(experiments[-1])
-            experiments = self.journal.experiments(self.tag)
-        dirty = vcs.changed_files(watched)
-        if dirty:
+        last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
+        # Uncommitted changes first, before anything is touched: only arsup's own writes may be undone.
+        # Untracked files count where a name is given literally; under a glob they are only neighbours.
+        named = project.editable + project.protected
+        literal = [entry for entry in named if not any(char in entry for char in "*?[")]
+        dirty = list(dict.fromkeys(vcs.changed_files(named, untracked=False) + vcs.changed_files(literal)))
+        own = self._own_writes(last, dirty)
+        foreign = [path for path in dirty if path not in own]
+        if foreign:
             raise GitError(
                 "uncommitted changes in files arsup edits or protects: "
-                + ", ".join(dirty)
+                + ", ".join(foreign)
                 + "; commit or stash them first (arsup commits and resets these files)"
             )
+        if last is not None:
+            vcs.start_branch(self.tag)
+            self._recover(last, own)
+            experiments = self.journal.experiments(self.tag)
         self.branch, _ = vcs.start_branch(self.tag)
         self.history = [e for e in experiments if e.status in Status.FINAL]
         self.notes = [e["text"] for e in self.journal.events() if e.get("event") == "note" and e.get("tag") == self.tag]
         self._next_id = self.journal.next_number()
+        self._manifest = manifest.Manifest.take(self.root, manifest.expand(self.root, project.protected))
+        best = self.best()
+        if best is not None and vcs.head() != best.commit:
+            self._unmeasured_head = vcs.head()
         journal.write_results(self.results_path, self.config.metric.name, self.history)
         self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
 
-    def _recover(self, last: Experiment) -> None:
+    def _own_writes(self, last: Experiment | None, dirty: list[str]) -> set[str]:
+        """The dirty files that hold exactly the bytes arsup was writing when it was killed."""
+        if last is None or last.status != Status.PROPOSED:
+            return set()
+        return {
+            path for path in dirty
+            if path in last.written and manifest.digest(self.root / path) == last.written[path]
+        }
+
+    def _recover(self, last: Experiment, own: set[str]) -> None:
         """Finish what a killed arsup left half done, so the branch and the journal agree again."""
+        vcs = self.vcs
         recovered = False
         if last.status == Status.PROPOSED:
-            self.vcs.restore(last.files, self.vcs.head())
-            last.status, last.reason = Status.INVALID, "interrupted before its commit"
+            head = vcs.head()
+            if head != last.parent and vcs.commit_message(head).startswith(f"arsup {last.id}:"):
+                # Killed after the commit (a post-commit hook, say): that commit was never measured.
+                vcs.set_ref(self.tag, last.id, head)
+                last.commit = head
+                vcs.reset_to(last.parent, last.files)
+            else:
+                vcs.restore(sorted(own), head)
+            last.status, last.reason = Status.INVALID, "interrupted before its run"
             self.journal.record(last)
             recovered = True
         elif last.status == Status.RUNNING:
@@ -247,8 +307,8 @@ class Engine:
             self.journal.record(last)
             recovered = True
         if last.status in (Status.DISCARD, Status.CRASH) and last.commit != last.parent:
-            if self.vcs.head() == last.commit:
-                self.vcs.reset_to(last.parent, last.files)
+            if vcs.head() == last.commit:
+                vcs.reset_to(last.parent, last.files)
                 recovered = True
         if recovered:
             self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
@@ -336,14 +396,22 @@ class Engine:
             if spent:
                 return spent, False
             best = self.best()
-            experiment = self._run_baseline() if best is None else self._propose_and_run(best)
+            if best is None:
+                experiment = self._run_baseline()
+            elif self._unmeasured_head:
+                experiment = self._run_persons_commit(best)
+            else:
+                experiment = self._propose_and_run(best)
             if experiment is None:
                 if self._stop.is_set():
                     return STOPPED_BY_USER, False
                 return "the agent has no more ideas", False
+            if self._fatal:
+                return self._fatal, True
             if experiment.status == Status.CRASH and experiment.is_baseline and not self._stop.is_set():
                 log = experiment.runs[-1].log_path if experiment.runs else ""
-                return f"the baseline crashed ({experiment.reason}); fix the training script. Log: {log}", True
+                what = "the baseline" if experiment.agent != PERSON else f"the person's commit {experiment.commit[:7]}"
+                return f"{what} crashed ({experiment.reason}); fix the training script. Log: {log}", True
             if experiment.status == Status.INVALID:
                 invalid_in_a_row += 1
                 if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
@@ -360,6 +428,9 @@ class Engine:
         head = self.vcs.head()
         experiment_id = self._peek_id()
         self._next_id += 1
+        hypothesis = " ".join(hypothesis.split())
+        if len(hypothesis) > MAX_HYPOTHESIS_CHARS:
+            hypothesis = hypothesis[: MAX_HYPOTHESIS_CHARS - 1] + "…"
         return Experiment(
             id=experiment_id,
             tag=self.tag,
@@ -377,17 +448,42 @@ class Engine:
         self._train(experiment)
         return experiment
 
+    def _run_persons_commit(self, best: Experiment) -> Experiment:
+        """A person committed on the run branch: measure it like a baseline before it may count as the best."""
+        head, self._unmeasured_head = self._unmeasured_head, ""
+        self._emit(Proposing(self._peek_id()))
+        message = self.vcs.commit_message(head)
+        self._emit(Notice(f"the run branch moved to {head[:7]} ({message}) outside arsup; measuring it first"))
+        experiment = self._new_experiment(f"a person's commit: {message}", PERSON)
+        experiment.parent, experiment.commit, experiment.is_baseline = best.commit, head, True
+        experiment.files = self.vcs.files_differing(best.commit, head, self.config.project.editable)
+        experiment.diff = self.vcs.diff(best.commit, head)
+        self._train(experiment)
+        return experiment
+
+    def _editable_files(self) -> list[str]:
+        """What the agent is shown: files it may edit that git tracks (never an ignored .env)."""
+        project = self.config.project
+        candidates = [
+            path for path in manifest.expand(self.root, project.editable)
+            if may_edit(self.root, path, project.editable, project.protected, self.reserved)
+        ]
+        tracked = self.vcs.tracked(candidates)
+        return [path for path in candidates if path in tracked]
+
+    def instructions(self) -> str:
+        """The research instructions as the next proposal reads them (a person may edit them live)."""
+        path = self.root / self.config.project.instructions
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+
     def _context(self, best: Experiment) -> AgentContext:
         project = self.config.project
-        files = {}
-        for pattern in project.editable:
-            for path in sorted(self.root.glob(pattern)):
-                if path.is_file():
-                    files[path.relative_to(self.root).as_posix()] = path.read_text(encoding="utf-8", errors="replace")
-        instructions = self.root / project.instructions
+        files = {
+            path: (self.root / path).read_text(encoding="utf-8", errors="replace") for path in self._editable_files()
+        }
         crashed = self.history[-1] if self.history and self.history[-1].status == Status.CRASH else None
         return AgentContext(
-            instructions=instructions.read_text(encoding="utf-8", errors="replace") if instructions.is_file() else "",
+            instructions=self.instructions(),
             files=files,
             history=[e.copy() for e in self.history],
             metric=self.config.metric.name,
@@ -423,9 +519,10 @@ class Engine:
     def _plan(self, proposal: Proposal) -> dict[str, str]:
         """The files the proposal would write, or EditError saying why the engine refuses it."""
         project = self.config.project
-        changes = plan_changes(self.root, proposal, project.editable, project.protected)
+        changes = plan_changes(self.root, proposal, project.editable, project.protected, self.reserved)
         if not changes:
             raise EditError("the edit changes nothing")
+        self._check_writable(sorted(changes))
         before = {path: read_current(self.root, path) for path in changes}
         candidate = changes_.signature(changes_.diff_texts(before, changes))
         if candidate.only_seeds:
@@ -441,6 +538,22 @@ class Engine:
                 f"which set {candidate.describe()}; propose something not tried yet"
             )
         return changes
+
+    def _check_writable(self, paths: list[str]) -> None:
+        """Refuse paths a reset could not give back: ignored by git, or there but never committed."""
+        ignored = sorted(self.vcs.ignored(paths))
+        if ignored:
+            raise EditError(
+                f"{', '.join(ignored)}: ignored by git (.gitignore or .git/info/exclude); "
+                "arsup never writes a file git ignores. Edit a tracked file instead."
+            )
+        existing = [path for path in paths if (self.root / path).exists()]
+        untracked = sorted(set(existing) - self.vcs.tracked(existing))
+        if untracked:
+            raise EditError(
+                f"{', '.join(untracked)}: exists but is not tracked by git; arsup edits committed files "
+                "and creates new ones, never a file it could not restore."
+            )
 
     def _refusal(self, proposal: Proposal) -> str:
         try:
@@ -472,14 +585,26 @@ class Engine:
                     return False
                 experiment.agent_data["edited_by_user"] = True
         experiment.files = sorted(changes)
-        self.journal.record(experiment)  # PROPOSED: recovery knows which files to restore
+        experiment.written = {
+            path: hashlib.sha256(data).hexdigest() for path, data in render_changes(self.root, changes).items()
+        }
+        self.journal.record(experiment)  # PROPOSED: recovery knows which files, and which bytes, are its own
         try:
-            write_changes(self.root, changes)
+            saved = write_changes(self.root, changes)
+        except EditError as exc:  # nothing stays written
+            self._finish(experiment, Status.INVALID, str(exc))
+            return False
+        try:
             experiment.commit = self.vcs.commit(experiment.files, f"arsup {experiment.id}: {experiment.hypothesis}")
         except Exception as exc:
-            self.vcs.restore(experiment.files, experiment.parent)
-            self._finish(experiment, Status.INVALID, f"could not write and commit the edit: {exc}")
-            raise GitError(f"committing experiment {experiment.id} failed: {exc}") from exc
+            put_back(self.root, saved)
+            try:
+                self.vcs.unstage(experiment.files)
+            except GitError:
+                pass  # nothing was staged (git add itself failed)
+            detail = " ".join(str(exc).split())
+            self._finish(experiment, Status.INVALID, f"could not commit the edit: {detail}")
+            raise GitError(f"committing experiment {experiment.id} failed: {detail}") from exc
         experiment.diff = self.vcs.diff(experiment.parent, experiment.commit)
         return True
 
@@ -504,6 +629,8 @@ class Engine:
             return
         if head is None:
             decision = acceptance.Decision(True, "the first result on this branch: the reference to beat")
+        elif experiment.agent == PERSON:
+            decision = acceptance.Decision(True, "a person's commit on the run branch, measured: the new reference")
         elif rule.mode == "greedy":
             decision = acceptance.decide_greedy(experiment.metric, head.metric, goal, name)  # type: ignore[arg-type]
         else:
@@ -578,9 +705,59 @@ class Engine:
         with self._run_lock:
             self._current_run = None
         record, tail = measure.result(self.config, spec, outcome, seed)
+        tampered = self._check_after_run(experiment)
+        if tampered:
+            record.crash_reason = tampered
         if tail:
             experiment.crash_tail = tail
         return record
+
+    def _check_after_run(self, experiment: Experiment) -> str:
+        """Undo what a run changed that it must not; the crash reason when it touched what scores it."""
+        project = self.config.project
+        rewritten = [
+            path for path in self.vcs.modified(project.editable)
+            if path not in self._manifest.digests
+            and may_edit(self.root, path, project.editable, project.protected, self.reserved)
+        ]
+        if rewritten:
+            kept = self._keep_evidence(experiment, rewritten)
+            self.vcs.restore(rewritten, self.vcs.head())
+            self._emit(Notice(
+                f"experiment {experiment.id}: the run rewrote {', '.join(rewritten)}; restored (its version: {kept})",
+                "warning",
+            ))
+        changed = self._manifest.changed()
+        if not changed:
+            return ""
+        self._keep_evidence(experiment, changed)
+        tracked = self.vcs.tracked(changed)
+        self.vcs.restore([path for path in changed if path in tracked], self.vcs.head())
+        lost = [path for path in changed if path not in tracked]
+        what = ", ".join(changed)
+        if lost:
+            self._fatal = (
+                f"the run of experiment {experiment.id} changed protected files git does not hold "
+                f"({', '.join(lost)}); arsup cannot restore them: put them back and restart"
+            )
+        self._emit(Notice(
+            f"TAMPERING: the run of experiment {experiment.id} modified {what}; "
+            + ("restored from git; " if not lost else "")
+            + "the experiment counts as a crash",
+            "error",
+        ))
+        return f"protected file modified at run time: {what}"
+
+    def _keep_evidence(self, experiment: Experiment, paths: list[str]) -> Path:
+        """Copy what a run left in files it must not change, before they are restored: nothing is lost."""
+        folder = self.journal.run_dir(experiment.id) / "changed-at-run-time"
+        for path in paths:
+            source = self.root / path
+            if source.is_file():
+                target = folder / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+        return folder
 
     def _finish(self, experiment: Experiment, status: str, reason: str) -> None:
         """Journal, then results.tsv, then the reset: a kill between steps is recoverable."""

@@ -7,6 +7,11 @@ them on resume, and so that events can carry copies across threads.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
+import reprlib
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +58,7 @@ class Experiment:
     commit: str = ""  # the attempt's own commit; the parent for the baseline
     diff: str = ""
     files: list[str] = field(default_factory=list)
+    written: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 of the bytes arsup wrote, for recovery
     status: str = Status.PROPOSED
     reason: str = ""
     metric: float | None = None  # the value the decision used: the mean over the runs
@@ -74,11 +80,71 @@ class Experiment:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Experiment:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["runs"] = [RunResult(**run) for run in values.get("runs", [])]
+    def from_json(cls, data: Any, dropped: list[str] | None = None) -> Experiment:
+        """Rebuild a record from JSON that an older or a newer arsup may have written.
+
+        A wrong shape or type is a ValueError naming the field, so the journal
+        can skip that line and say why, instead of a TypeError deep in the
+        engine later. Keys this version does not know are left out, and named
+        in `dropped` when the caller wants to say so.
+        """
+        values = _known_fields(cls, data, "", dropped)
+        runs = values.get("runs", [])
+        values["runs"] = [RunResult(**_known_fields(RunResult, run, f"runs[{i}]", dropped)) for i, run in enumerate(runs)]
         return cls(**values)
 
     def copy(self) -> Experiment:
         return Experiment.from_json(self.to_json())
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _known_fields(cls: type, data: Any, where: str, dropped: list[str] | None) -> dict[str, Any]:
+    """`cls`'s fields in `data`, each checked against its type; unknown keys go to `dropped`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'the experiment'} is not an object: {reprlib.repr(data)}")
+    named = lambda key: f"{where}.{key}" if where else key  # noqa: E731
+    required = [
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [named(key) for key in required if key not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    types_ = _field_types(cls)
+    values = {}
+    for key, value in data.items():
+        if key not in types_:
+            if dropped is not None:
+                dropped.append(named(key))
+        elif not _fits(value, types_[key]):
+            raise ValueError(f"{named(key)} should be {_type_name(types_[key])}, not {reprlib.repr(value)}")
+        else:
+            values[key] = value
+    return values
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field of type `hint` (true and false are not numbers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, args[1]) for k, v in value.items())
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)  # its own fields are checked when it is built
+    if hint in (int, float):
+        return isinstance(value, (int, hint)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    """`list[RunResult]`, not `list[arsup.core.experiment.RunResult]`."""
+    return hint.__name__ if isinstance(hint, type) else re.sub(r"(?:\w+\.)+", "", str(hint))

@@ -5,6 +5,10 @@ commit, never `git add -A`), and a reset touches only those files, so a
 person's unrelated work in the same repo is never swept in or thrown away.
 Every attempt stays reachable under `refs/arsup/<tag>/<id>` after its branch
 moved on. GitPython is not thread-safe: one thread owns a `Vcs` at a time.
+
+The project may live in a subfolder of the repository: git runs in the
+project folder, so pathspecs given and paths returned are relative to the
+project, never to the repository's top.
 """
 
 from __future__ import annotations
@@ -34,12 +38,20 @@ def branch_name(tag: str) -> str:
 class Vcs:
     def __init__(self, root: Path) -> None:
         try:
-            self.repo = git.Repo(root)
+            self.repo = git.Repo(root, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(f"{root} is not a git repository; run `git init` and commit your files first") from None
-        self.root = Path(self.repo.working_tree_dir or root)
-        self.git = self.repo.git
+            raise GitError(
+                f"{root} is not in a git repository; run `git init` and commit your files first"
+            ) from None
+        self.root = root.resolve()
+        top = Path(self.repo.working_tree_dir or root).resolve()
+        self.prefix = self.root.relative_to(top).as_posix() if self.root != top else ""
+        self.git = git.Git(self.root)  # runs in the project folder: pathspecs are project-relative
         self._identity_env: dict[str, str] | None = None
+
+    def _from_top(self, path: str) -> str:
+        """A path git printed relative to the repository's top, made relative to the project."""
+        return path[len(self.prefix) + 1 :] if self.prefix and path.startswith(self.prefix + "/") else path
 
     def close(self) -> None:
         self.repo.close()
@@ -56,15 +68,60 @@ class Vcs:
     def current_branch(self) -> str:
         return self.git.rev_parse("--abbrev-ref", "HEAD")
 
-    def changed_files(self, pathspecs: list[str]) -> list[str]:
-        """Files under these pathspecs that differ from HEAD or are not committed at all."""
+    def changed_files(self, pathspecs: list[str], untracked: bool = True) -> list[str]:
+        """Files under these pathspecs that differ from HEAD, or (with `untracked`) are not committed at all."""
         if not pathspecs:
             return []
-        out = self.git.status("--porcelain", "--untracked-files=all", "--", *pathspecs)
-        return [line[3:] for line in out.splitlines() if line.strip()]
+        which = "--untracked-files=all" if untracked else "--untracked-files=no"
+        out = self.git.status("--porcelain", "-z", which, "--", *pathspecs)
+        entries = out.split("\0")
+        changed, index = [], 0
+        while index < len(entries):
+            entry = entries[index]
+            index += 1
+            if len(entry) < 4:
+                continue
+            changed.append(self._from_top(entry[3:]))
+            if entry[0] in "RC":  # a rename is followed by its old path
+                index += 1
+        return changed
+
+    def tracked(self, paths: list[str]) -> set[str]:
+        """Which of these project-relative paths git tracks."""
+        if not paths:
+            return set()
+        out = self.git.ls_files("-z", "--", *paths)
+        return {path for path in out.split("\0") if path}
+
+    def ignored(self, paths: list[str]) -> set[str]:
+        """Which of these paths git ignores (.gitignore, info/exclude); tracked files never are."""
+        if not paths:
+            return set()
+        status, out, err = self.git.execute(
+            ["git", "-c", "core.quotePath=false", "check-ignore", "--", *paths],
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+        if status not in (0, 1):  # 1: none of them is ignored
+            raise GitError(f"git check-ignore failed: {err.strip()}")
+        return {path for path in out.splitlines() if path}
+
+    def commit_message(self, rev: str) -> str:
+        return self.git.log("-1", "--format=%s", rev)
+
+    def is_ancestor(self, ancestor: str, rev: str) -> bool:
+        try:
+            self.git.merge_base("--is-ancestor", ancestor, rev)
+            return True
+        except git.GitCommandError:
+            return False
 
     def exclude(self, patterns: list[str]) -> None:
-        """Keep arsup's own files out of `git status` without touching a tracked file."""
+        """Keep arsup's own files out of `git status` without touching a tracked file.
+
+        Patterns are anchored at the project folder (``/name``), which may be below the top."""
+        if self.prefix:
+            patterns = [f"/{self.prefix}{p}" if p.startswith("/") else p for p in patterns]
         exclude = Path(self.repo.common_dir) / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         present = exclude.read_text(encoding="utf-8").splitlines() if exclude.is_file() else []
@@ -106,7 +163,7 @@ class Vcs:
         return self.head()
 
     def diff(self, parent: str, commit: str, context: int = 3) -> str:
-        return self.git.diff(parent, commit, "--no-color", "--no-ext-diff", f"-U{context}")
+        return self.git.diff(parent, commit, "--relative", "--no-color", "--no-ext-diff", f"-U{context}")
 
     def resolve(self, rev: str) -> str:
         try:
@@ -114,8 +171,22 @@ class Vcs:
         except git.GitCommandError:
             raise GitError(f"{rev!r} is not a commit in {self.root}") from None
 
+    def modified(self, pathspecs: list[str]) -> list[str]:
+        """Tracked files under these pathspecs whose work-tree bytes differ from HEAD (deleted ones too)."""
+        if not pathspecs:
+            return []
+        out = self.git.diff("--name-only", "--relative", "HEAD", "--", *pathspecs)
+        return [line for line in out.splitlines() if line]
+
+    def unstage(self, files: list[str]) -> None:
+        """Take these files out of the index again (after a commit that failed half way)."""
+        try:
+            self.git.reset("-q", "--", *files)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot unstage {', '.join(files)}: {exc.stderr.strip()}") from None
+
     def files_differing(self, a: str, b: str, pathspecs: list[str]) -> list[str]:
-        out = self.git.diff("--name-only", a, b, "--", *pathspecs)
+        out = self.git.diff("--name-only", "--relative", a, b, "--", *pathspecs)
         return [line for line in out.splitlines() if line]
 
     def revert_in_work_tree(self, patch: str) -> None:
@@ -126,7 +197,8 @@ class Vcs:
         with tempfile.NamedTemporaryFile("w", suffix=".patch", dir=self.repo.git_dir, delete=False) as handle:
             handle.write(patch if patch.endswith("\n") else patch + "\n")
         try:
-            self.git.apply("-R", "--unidiff-zero", "--whitespace=nowarn", handle.name)
+            directory = [f"--directory={self.prefix}"] if self.prefix else []  # patch paths are project-relative
+            self.git.apply("-R", "--unidiff-zero", "--whitespace=nowarn", *directory, handle.name)
         except git.GitCommandError as exc:
             raise GitError(f"the change does not revert cleanly: {exc.stderr.strip()}") from None
         finally:
@@ -137,7 +209,7 @@ class Vcs:
 
     def _in_commit(self, commit: str, path: str) -> bool:
         try:
-            self.git.cat_file("-e", f"{commit}:{path}")
+            self.git.cat_file("-e", f"{commit}:./{path}")
             return True
         except git.GitCommandError:
             return False

@@ -149,6 +149,7 @@ def plan_changes(
     proposal: Proposal,
     editable: Sequence[str],
     protected: Sequence[str],
+    reserved: Sequence[str] = (),
 ) -> dict[str, str]:
     """Compute, without writing anything, the new text of every file the proposal changes.
 
@@ -156,7 +157,8 @@ def plan_changes(
     files whose text ends up unchanged are left out. Every path is checked
     before any block is tried, blocks on one file apply in order to the text
     the earlier ones produced, and every changed ``*.py`` file must compile.
-    Any failure raises EditError and the repo is untouched.
+    ``reserved`` names what no edit may touch whatever the globs say (the
+    supervisor's own files). Any failure raises EditError and the repo is untouched.
     """
     root = root.resolve()
     if proposal.edits.strip() and proposal.files:
@@ -164,7 +166,7 @@ def plan_changes(
             "the proposal carries both SEARCH/REPLACE edits and whole files; send one of them."
         )
     if proposal.files:
-        keys = {raw: _check_path(root, raw, editable, protected) for raw in proposal.files}
+        keys = {raw: _check_path(root, raw, editable, protected, reserved) for raw in proposal.files}
         originals = {key: read_current(root, key) for key in keys.values()}
         planned = {keys[raw]: _normalize(text) for raw, text in proposal.files.items()}
     else:
@@ -174,7 +176,7 @@ def plan_changes(
         keys = {}
         for block in blocks:
             if block.path not in keys:
-                keys[block.path] = _check_path(root, block.path, editable, protected)
+                keys[block.path] = _check_path(root, block.path, editable, protected, reserved)
         originals = {key: read_current(root, key) for key in keys.values()}
         planned = _apply_blocks(blocks, keys, originals)
     changes = {key: text for key, text in planned.items() if text != originals[key]}
@@ -184,29 +186,62 @@ def plan_changes(
     return changes
 
 
-def write_changes(root: Path, changes: Mapping[str, str]) -> None:
-    """Write planned texts, keeping each existing file's line endings and mode.
+Saved = dict[str, bytes | None]
+"""What each path held before a write (None: it did not exist), to put back exactly that."""
+
+
+def render_changes(root: Path, changes: Mapping[str, str]) -> dict[str, bytes]:
+    """The exact bytes ``write_changes`` will write: each existing file keeps its line endings."""
+    root = root.resolve()
+    rendered = {}
+    for key, text in changes.items():
+        target = root / key
+        data = _normalize(text)
+        if target.exists() and _uses_crlf(target.read_bytes()):
+            data = data.replace("\n", "\r\n")
+        rendered[key] = data.encode("utf-8")
+    return rendered
+
+
+def write_changes(root: Path, changes: Mapping[str, str]) -> Saved:
+    """Write planned texts all or nothing; return what the paths held before, for ``put_back``.
 
     Files are rewritten in place (not replaced through a temporary file) so
     that their mode, owner and hard links stay as they were; a new file gets
     ``\\n`` endings, the process umask and any missing parent directories.
     All paths are checked against ``root`` again before the first write,
-    because a symlink could have appeared since planning.
+    because a symlink could have appeared since planning. If a write fails,
+    what was already written is put back before EditError is raised.
     """
     root = root.resolve()
     targets = {key: (root / key).resolve() for key in changes}
     for key, target in targets.items():
         if not target.is_relative_to(root):
             raise EditError(f"{key}: resolves outside the repository; nothing was written.")
-    for key, text in changes.items():
-        target = targets[key]
-        data = _normalize(text)
-        if target.exists():
-            if _uses_crlf(target.read_bytes()):
-                data = data.replace("\n", "\r\n")
+    rendered = render_changes(root, changes)
+    saved: Saved = {key: target.read_bytes() if target.exists() else None for key, target in targets.items()}
+    written: Saved = {}
+    try:
+        for key, data in rendered.items():
+            written[key] = saved[key]
+            targets[key].parent.mkdir(parents=True, exist_ok=True)
+            targets[key].write_bytes(data)
+    except OSError as exc:
+        put_back(root, written)
+        raise EditError(f"{exc.filename or 'a file'}: cannot be written ({exc.strerror}); nothing was changed.") from exc
+    return saved
+
+
+def put_back(root: Path, saved: Saved) -> None:
+    """Undo ``write_changes``: the old bytes where a file existed, no file where none did.
+
+    Only paths arsup itself wrote are ever in ``saved``, so nothing else is touched."""
+    for key, data in saved.items():
+        target = root / key
+        if data is None:
+            target.unlink(missing_ok=True)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data.encode("utf-8"))
+            target.write_bytes(data)
 
 
 def _strip_emphasis(text: str) -> str:
@@ -282,7 +317,9 @@ def _as_path(line: str) -> str | None:
     return None
 
 
-def _check_path(root: Path, raw: str, editable: Sequence[str], protected: Sequence[str]) -> str:
+def _check_path(
+    root: Path, raw: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str] = ()
+) -> str:
     """Refuse a path the agent may not write; return its canonical repo-relative POSIX path.
 
     The rules are checked on both the path as written and the path it
@@ -310,12 +347,23 @@ def _check_path(root: Path, raw: str, editable: Sequence[str], protected: Sequen
         raise EditError(f"{path}: is a directory, not a file.")
     if any(".git" in PurePosixPath(name).parts for name in names):
         raise EditError(f"{path}: files under .git may not be edited.")
+    if any(_matches(name, reserved) for name in names):
+        raise EditError(f"{path}: the supervisor's own file (or the research instructions); it may not be edited.")
     if any(_matches(name, protected) for name in names):
         raise EditError(f"{path}: the file is protected and may not be edited.")
     if not all(_matches(name, editable) for name in names):
         allowed = ", ".join(editable) or "none"
         raise EditError(f"{path}: the file is not editable; editable files: {allowed}.")
     return canonical
+
+
+def may_edit(root: Path, path: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str]) -> bool:
+    """Whether an edit to this existing path would pass the path rules (the agent sees only those files)."""
+    try:
+        _check_path(root.resolve(), path, editable, protected, reserved)
+    except EditError:
+        return False
+    return True
 
 
 def _matches(path: str, patterns: Sequence[str]) -> bool:

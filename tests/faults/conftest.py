@@ -1,0 +1,54 @@
+"""The four invariants every fault test asserts, whatever the fault did.
+
+A fault may end an experiment, a session or arsup itself, but it must never
+leave behind: a protected file that changed, a process of the run, a journal
+that does not parse, or a dirty work tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import git
+
+
+def fingerprint(root: Path, names: list[str]) -> dict[str, str]:
+    """SHA-256 of each named file, taken before the fault."""
+    return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+
+
+def leftover_processes(root: Path) -> list[psutil.Process]:
+    """Processes (but this one) working in the project folder: a run's tree, escapees included."""
+    inside = str(root.resolve())
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd", "status"]):
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cwd = proc.info["cwd"] or ""
+        if cwd == inside or cwd.startswith(inside + os.sep):
+            found.append(proc)
+    return found
+
+
+def journal_records(root: Path) -> list[dict]:
+    """Every line of the journal, each of which must be a JSON object with an event name."""
+    path = root / ".arsup" / "journal.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(isinstance(r, dict) and "event" in r for r in records)
+    return records
+
+
+def assert_invariants(root: Path, protected: dict[str, str], settle_s: float = 3.0) -> None:
+    assert fingerprint(root, list(protected)) == protected, "a protected file changed"
+    deadline = time.monotonic() + settle_s
+    while leftover_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftover_processes(root) == [], "a process of the run is still alive"
+    journal_records(root)
+    assert git(root, "status", "--porcelain") == "", "the work tree is not clean"

@@ -1,0 +1,70 @@
+"""A restart after arsup was killed at the worst moment: the branch, the journal and the files agree again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arsup.core.experiment import Status
+from arsup.core.journal import Journal
+from arsup.core.vcs import GitError
+from tests.conftest import TOY_TRAIN, edit, git, make_engine, write_script
+from tests.faults.conftest import assert_invariants, fingerprint
+
+
+def _killed_after_the_commit(project: Path) -> tuple[str, str]:
+    """Play a kill -9 during a post-commit hook: the commit exists, the journal says 'proposed'."""
+    engine, _ = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+    parent = git(project, "rev-parse", "HEAD")
+    ghost = engine.history[0].copy()
+    ghost.id, ghost.parent, ghost.commit, ghost.files = "0002", parent, parent, ["train.py"]
+    ghost.status, ghost.hypothesis, ghost.is_baseline = Status.PROPOSED, "wider", False
+    Journal(project).record(ghost)
+    (project / "train.py").write_text(TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 99"))
+    git(project, "commit", "-qam", "arsup 0002: wider")
+    return parent, git(project, "rev-parse", "HEAD")
+
+
+def test_a_kill_just_after_the_commit_resets_the_branch_to_the_parent(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    parent, unmeasured = _killed_after_the_commit(project)
+    engine, _ = make_engine(project, write_script(project))
+    engine.close()
+    assert git(project, "rev-parse", "HEAD") == parent
+    recovered = engine.history[-1]
+    assert (recovered.id, recovered.status) == ("0002", Status.INVALID)
+    assert git(project, "rev-parse", "refs/arsup/t1/0002") == unmeasured  # the attempt stays reachable
+    assert "WIDTH = 64" in (project / "train.py").read_text()
+    assert_invariants(project, protected)
+
+
+def test_recovery_refuses_to_touch_a_persons_uncommitted_edit(project: Path) -> None:
+    parent, _ = _killed_after_the_commit(project)
+    mine = TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 7  # my own idea")
+    (project / "train.py").write_text(mine)
+    with pytest.raises(GitError, match="train.py"):
+        make_engine(project, write_script(project))
+    assert (project / "train.py").read_text() == mine
+
+
+def test_a_write_cut_short_by_a_kill_is_recognised_as_arsups_and_undone(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(project, {"hypothesis": "x", "edits": edit("WIDTH = 64", "WIDTH = 65")})
+    engine, _ = make_engine(project, script, max_experiments=1)
+    engine.run()
+    # The journal says 'proposed' with the bytes arsup meant to write; the file holds exactly them.
+    import hashlib
+
+    planned = TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 65").encode()
+    ghost = engine.history[0].copy()
+    ghost.id, ghost.files, ghost.status, ghost.is_baseline = "0002", ["train.py"], Status.PROPOSED, False
+    ghost.written = {"train.py": hashlib.sha256(planned).hexdigest()}
+    Journal(project).record(ghost)
+    (project / "train.py").write_bytes(planned)
+    engine, _ = make_engine(project, script)
+    engine.close()
+    assert engine.history[-1].status == Status.INVALID
+    assert (project / "train.py").read_text() == TOY_TRAIN
+    assert_invariants(project, protected)

@@ -270,3 +270,20 @@ def test_a_project_in_a_subfolder_of_a_repository(tmp_path: Path) -> None:
     assert "WIDTH = 64" in (root / "train.py").read_text() and "LR = 0.003" in (root / "train.py").read_text()
     assert git(top, "status", "--porcelain") == ""  # .arsup/ and results.tsv are excluded where they are
     assert (root / ".arsup" / "journal.jsonl").is_file() and (root / "results.tsv").is_file()
+
+
+def test_a_persons_commit_on_the_run_branch_is_measured_before_it_counts(project: Path) -> None:
+    engine, _ = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+    (project / "train.py").write_text(TOY_TRAIN.replace("LR = 0.0001", "LR = 0.003"))
+    git(project, "commit", "-qam", "my own LR")
+    mine = git(project, "rev-parse", "HEAD")
+    engine, events = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+    measured = engine.history[-1]
+    assert (measured.agent, measured.status, measured.commit) == ("person", Status.KEEP, mine)
+    assert measured.hypothesis == "a person's commit: my own LR" and len(measured.runs) == 3
+    assert measured.metric == pytest.approx(1.0 + (0.5229 - 0.5) ** 2, abs=1e-3)
+    assert engine.best().id == measured.id
+    assert any("outside arsup" in getattr(e, "text", "") for e in events)
+    assert git(project, "rev-parse", "HEAD") == mine

@@ -56,3 +56,14 @@ def test_tail_keeps_last_50_lines_with_progress_collapsed() -> None:
 
 def test_log_lines_collapse_carriage_returns() -> None:
     assert log_lines("x\r\ny\rz\n") == ["x", "z"]
+
+
+def test_the_tail_is_capped_in_lines_and_bytes() -> None:
+    flood = "x" * 10_000_000  # a crash that printed 10 MB without a newline
+    parsed = parse_log(f"start\n{flood}\nTraceback: boom\n", "val_bpb", exit_code=1)
+    assert parsed.crash_reason == "exit code 1"
+    assert len(parsed.tail.encode()) <= 8 * 1024 + 100
+    assert parsed.tail.startswith("[arsup: ") and "bytes of the tail cut]" in parsed.tail
+    assert parsed.tail.endswith("Traceback: boom")
+    many = "\n".join(f"line {i}" for i in range(1000))
+    assert parse_log(many, "val_bpb").tail.splitlines() == [f"line {i}" for i in range(950, 1000)]

@@ -18,6 +18,7 @@ from arsup.core.terminal import collapse_progress
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 FAIL_WORD = re.compile(r"\bFAIL\b")
 TAIL_LINES = 50
+TAIL_BYTES = 8 * 1024  # the tail goes into the journal and the next prompt: a flood must not
 
 
 @dataclass
@@ -42,6 +43,16 @@ def log_lines(text: str) -> list[str]:
     return lines
 
 
+def log_tail(lines: list[str], max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
+    """The last lines of a log, at most `max_bytes` of UTF-8, cut at the front with a marker saying so."""
+    tail = "\n".join(lines[-max_lines:])
+    data = tail.encode("utf-8")
+    if len(data) <= max_bytes:
+        return tail
+    kept = data[-max_bytes:].decode("utf-8", errors="ignore")
+    return f"[arsup: {len(data) - len(kept.encode('utf-8'))} earlier bytes of the tail cut]\n{kept}"
+
+
 def parse_log(
     text: str,
     metric: str,
@@ -54,7 +65,7 @@ def parse_log(
     lines = log_lines(text)
     # Progress segments are searched too, since autoresearch glues FAIL onto one.
     searchable = text.replace("\r", "\n")
-    parsed = ParsedLog(tail="\n".join(lines[-TAIL_LINES:]))
+    parsed = ParsedLog(tail=log_tail(lines))
     for name, regex in [(metric, metric_pattern(metric, pattern))] + [(n, metric_pattern(n)) for n in record]:
         matches = regex.findall(searchable)
         if matches:

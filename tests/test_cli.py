@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
-from arsup import __version__, config
+from arsup import __version__, cli, config
+from arsup.core import journal
+from arsup.core.experiment import Experiment
 from tests.conftest import TOY_TRAIN, git, make_project
 
 ARSUP = [sys.executable, "-m", "arsup"]
@@ -76,7 +79,7 @@ def test_not_a_git_repo_exits_2(tmp_path: Path) -> None:
     make_project(tmp_path / "repo")
     subprocess.run(["rm", "-rf", str(tmp_path / "repo" / ".git")], check=True)
     result = arsup("run", "--headless", cwd=tmp_path / "repo")
-    assert result.returncode == 2 and "not a git repository" in result.stderr
+    assert result.returncode == 2 and "not in a git repository" in result.stderr
 
 
 def _script(root: Path, *entries: dict) -> str:
@@ -184,3 +187,92 @@ def test_verify_and_ablate_from_the_command_line(tmp_path: Path) -> None:
     assert ablated.returncode == 0 and "0002  turn on A" in ablated.stdout
     bad = arsup("verify", "nope", cwd=root)
     assert bad.returncode == 2 and "'nope' is not a commit" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _bad_project(tmp_path: Path, **project: object) -> Path:
+    (tmp_path / "x.py").write_text("")  # outside the project: the old check found it and went on
+    (tmp_path / "outside.md").write_text("")
+    return make_project(tmp_path / "repo", project=project)
+
+
+@pytest.mark.parametrize(
+    ("project", "key"),
+    [
+        ({"editable": ["../x.py"]}, "[project] editable: '../x.py' is outside the project folder"),
+        ({"editable": ["/abs/path"]}, "[project] editable: '/abs/path' is outside the project folder"),
+        ({"protected": ["../x.py"]}, "[project] protected: '../x.py' is outside the project folder"),
+        ({"protected": ["/abs/path"]}, "[project] protected: '/abs/path' is outside the project folder"),
+        ({"instructions": "../outside.md"}, "[project] instructions: '../outside.md' is outside the project folder"),
+        ({"time_budget": True}, "[project] time_budget: must be a number, not true or false"),
+    ],
+)
+def test_config_mistakes_end_in_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], project: dict, key: str
+) -> None:
+    root = _bad_project(tmp_path, **project)
+    code = cli.main(["run", "--headless", "--max-experiments", "1", "--dir", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("arsup: error: ") and key in err and "Traceback" not in err
+
+
+def test_init_with_an_absolute_editable_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "program.md").write_text("")
+    assert cli.main(["init", "--dir", str(tmp_path), "--editable", "/abs"]) == 2
+    assert "[project] editable: '/abs' is outside the project folder" in capsys.readouterr().err
+    assert not (tmp_path / "arsup.toml").exists()
+    result = arsup("init", "--editable", "/etc/hosts", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("arsup: error: ") and "'/etc/hosts' is outside" in result.stderr
+
+
+def test_a_broken_state_folder_exits_2_with_the_fix(project: Path) -> None:
+    (project / ".arsup").write_text("")  # a file where arsup's folder belongs
+    result = arsup("run", "--headless", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"arsup: error: cannot use {project / '.arsup'}" in result.stderr and "move it away" in result.stderr
+
+
+def _recorded(root: Path, *experiments: tuple[str, str, str, float]) -> journal.Journal:
+    """Experiments (id, tag, status, metric) in the repo's journal, as the engine records them."""
+    ledger = journal.Journal(root)
+    for id_, tag, status, metric in experiments:
+        ledger.record(Experiment(
+            id=id_, tag=tag, parent="a" * 40, commit=id_ * 10, hypothesis=f"try {id_}", agent="tuner",
+            status=status, metric=metric,
+        ))
+    return ledger
+
+
+def test_rebuild_rewrites_results_tsv_from_the_journal(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = _recorded(
+        project, ("0001", "nov27", "keep", 1.0), ("0002", "nov27", "discard", 1.2), ("0003", "nov27", "invalid", 0.0),
+        ("0004", "nov28", "keep", 0.9),
+    )
+    results = project / "results.tsv"
+    assert cli.main(["rebuild", "--tag", "nov27", "--dir", str(project)]) == 0
+    assert capsys.readouterr().out == f"arsup: wrote 2 rows of tag nov27 to {results}\n"
+    assert [row.split("\t")[0] for row in results.read_text().splitlines()] == ["commit", "0001000", "0002000"]
+    with open(ledger.path, "a") as handle:
+        handle.write('{"event": "experim')  # a torn line: said, not fatal
+    assert cli.main(["rebuild", "--dir", str(project)]) == 0  # the latest tag
+    out, err = capsys.readouterr()
+    assert out == f"arsup: wrote 1 rows of tag nov28 to {results}\n"
+    assert "arsup: warning: " in err and "line 5: skipped" in err
+    assert [row.split("\t")[0] for row in results.read_text().splitlines()[1:]] == ["0004000"]
+
+
+def test_rebuild_refuses_an_unknown_tag_and_a_busy_repo(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _recorded(project, ("0001", "nov27", "keep", 1.0))
+    (project / "results.tsv").write_text("mine\n")
+    assert cli.main(["rebuild", "--tag", "nov2", "--dir", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert "no experiments of tag 'nov2'" in err and "tags in the journal: nov27" in err
+    lock = journal.RepoLock(project)
+    lock.acquire()
+    try:
+        result = arsup("rebuild", cwd=project)
+    finally:
+        lock.release()
+    assert result.returncode == 2 and "another arsup" in result.stderr
+    assert (project / "results.tsv").read_text() == "mine\n"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,22 @@ def test_overrides_apply(project: Path) -> None:
         ({"metric": {"pattern": "no group"}}, None, "exactly one capture group"),
         ({"agent": {"kind": "gpt"}}, None, "must be one of tuner, llm, script:FILE"),
         ({"extra": {"x": 1}}, None, "[extra]: unknown key"),
+        ({"project": {"editable": ["../x"]}}, None, "[project] editable: '../x' is outside the project folder"),
+        ({"project": {"editable": ["/abs/train.py"]}}, None, "[project] editable: '/abs/train.py' is outside"),
+        ({"project": {"protected": ["../prepare.py"]}}, None, "[project] protected: '../prepare.py' is outside"),
+        ({"project": {"protected": ["/etc/passwd"]}}, None, "[project] protected: '/etc/passwd' is outside"),
+        ({"project": {"instructions": "../outside.md"}}, None, "[project] instructions: '../outside.md' is outside"),
+        ({"project": {"editable": ["a**b.py"]}}, None, "[project] editable: 'a**b.py' is not a valid path or glob"),
+        ({"project": {"editable": [""]}}, None, "[project] editable: an empty path"),
+        ({"project": {"time_budget": True}}, None, "[project] time_budget: must be a number, not true or false"),
+        ({"project": {"seed": False}}, None, "[project] seed: must be a number"),
+        ({"acceptance": {"baseline_runs": True}}, None, "[acceptance] baseline_runs: must be a number"),
+        ({"budget": {"max_hours": True}}, None, "[budget] max_hours: must be a number"),
+        ({"watchdog": {"abort_on": "loss: (nan"}}, None, "[watchdog] abort_on: not a valid regular expression"),
+        ({"watchdog": {"abort_on": "FAIL|"}}, None, "[watchdog] abort_on: matches an empty line"),
+        ({"watchdog": {"stall_s": -1}}, None, "[watchdog] stall_s"),
+        ({"watchdog": {"crashes_in_a_row": 1.5}}, None, "[watchdog] crashes_in_a_row"),
+        ({"watchdog": {"memory_gb": True}}, None, "[watchdog] memory_gb: must be a number"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, section: dict, values: None, expected: str) -> None:
@@ -78,3 +95,38 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     cfg = config.load(tmp_path)
     assert cfg.project.env == {"CUDA_VISIBLE_DEVICES": "0"}
     assert cfg.project.run == 'python "train.py" --x \\y'
+
+
+def test_watchdog_defaults_and_values(project: Path) -> None:
+    watchdog = config.load(project).watchdog
+    assert (watchdog.stall_s, watchdog.memory_gb, watchdog.max_log_mb, watchdog.crashes_in_a_row) == (0, 0, 1024, 3)
+    set_ = config.load(project, {"watchdog": {"stall_s": 120, "memory_gb": 60, "abort_on": "", "max_log_mb": 0}})
+    assert (set_.watchdog.stall_s, set_.watchdog.memory_gb, set_.watchdog.abort_on, set_.watchdog.max_log_mb) == (
+        120, 60, "", 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "aborts"),
+    [
+        ("FAIL", True),  # autoresearch's fast fail
+        ("step 00011 (3.2%) | loss: 3.215400 | lrm: 1.00 | dt: 301ms    FAIL", True),  # after a \r progress line
+        ("step 00012 | loss: nan", True),
+        ("step 00012/00400 | loss nan | lr 1.00e-03", True),  # tinylm's format
+        ("val_loss: NaN", True),
+        ("Loss = -nan", True),
+        ("val_bpb:          0.950000", False),
+        ("loss: 2.310000 | nano_batches: 4", False),
+        ("using nanoGPT-style init", False),
+        ("step 00012 | loss: 3.21 | grad nan count 0", False),
+        ("failed to import flash_attn; using sdpa", False),
+        ("FAILOVER to the second GPU", False),
+    ],
+)
+def test_default_abort_on_matches_failures_only(line: str, aborts: bool) -> None:
+    assert bool(re.search(config.WatchdogConfig().abort_on, line)) is aborts
+
+
+def test_numbers_still_accept_ints_for_floats(project: Path) -> None:
+    cfg = config.load(project, {"project": {"time_budget": 7, "timeout": 8.5}, "acceptance": {"baseline_runs": 4}})
+    assert (cfg.project.time_budget, cfg.project.timeout, cfg.acceptance.baseline_runs) == (7.0, 8.5, 4)

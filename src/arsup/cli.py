@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, default=3, metavar="N", help="runs per ablation (default 3)")
     ablate.add_argument("--tag", help="the run (default: the latest in the journal)")
 
+    rebuild = commands.add_parser("rebuild", parents=[where], help="rewrite results.tsv from the journal for one run")
+    rebuild.add_argument("--tag", help="the run (default: the latest in the journal)")
+
     demo = commands.add_parser("demo", help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", type=Path, help="where to put the copy: a new or empty folder (default: a temp folder)")
     _add_loop_options(demo)
@@ -196,6 +199,34 @@ def _check(args: argparse.Namespace, kind: str) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """results.tsv holds one run's rows (autoresearch's convention); this brings back any run's."""
+    from arsup import config
+    from arsup.core import checks, journal
+
+    root = (args.dir or Path.cwd()).resolve()
+    cfg = config.load(root)
+    ledger = journal.Journal(root)
+    tag = args.tag or checks.last_tag(root)
+    experiments = ledger.experiments(tag)
+    for warning in ledger.warnings:
+        print(f"arsup: warning: {warning}", file=sys.stderr)
+    if not experiments:
+        tags = sorted({e.tag for e in ledger.experiments()})
+        raise config.ConfigError(
+            f"no experiments of tag {tag!r} in {ledger.path}; tags in the journal: {', '.join(tags)}"
+        )
+    path = root / journal.RESULTS_NAME
+    lock = journal.RepoLock(root)
+    lock.acquire()  # a loop appending rows meanwhile would interleave with this rewrite
+    try:
+        rows = journal.write_results(path, cfg.metric.name, experiments)
+    finally:
+        lock.release()
+    print(f"arsup: wrote {rows} rows of tag {tag} to {path}")
+    return 0
+
+
 def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
@@ -211,18 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--browse goes without a command: arsup --browse [--tag T]")
     command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError
-    from arsup.core.journal import RepoBusy
+    from arsup.core.journal import JournalError, RepoBusy
     from arsup.core.vcs import GitError
 
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse,
-        "verify": cmd_verify, "ablate": cmd_ablate,
+        "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild,
     }
     try:
         return commands[command](args)
     except KeyboardInterrupt:  # the checks' runs were killed before this got here
         print("\narsup: stopped", file=sys.stderr)
         return 130
-    except (ConfigError, GitError, RepoBusy) as exc:
+    except (ConfigError, GitError, RepoBusy, JournalError) as exc:
         print(f"arsup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,7 +2,13 @@
 
 A research night that dies at 3 a.m. on a typo is the worst outcome, so every
 key is checked up front and a bad one ends in one message that names the key
-and says how to fix it (`ConfigError`, exit code 2 in the CLI).
+and says how to fix it (`ConfigError`, exit code 2 in the CLI), never a
+traceback. Two rules hold for every key:
+
+* A number is a number: TOML's `true` is refused where a number belongs
+  (pydantic would read it as 1, and `time_budget = true` would train for 1 s).
+* A path is relative to the project folder and stays inside it: arsup edits,
+  protects and reads only the project's own files.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
-from typing import Any, Literal, Optional, Union
+import types
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,8 +35,40 @@ class ConfigError(Exception):
     """A config problem the user must fix; its text is shown as is."""
 
 
+# autoresearch's fast fail (`FAIL`, also glued to the end of a \r progress line)
+# and a loss printed as NaN; not `val_bpb: 0.95`, not "nano", not "failed".
+DEFAULT_ABORT_ON = r"\bFAIL\b|(?i:loss\s*[:=]?\s*[-+]?nan\b)"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads true as 1; in a config that is a typo, not a number."""
+        if isinstance(value, bool) and info.field_name and _is_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number, not true or false; write the number")
+        return value
+
+
+def _is_number(annotation: Any) -> bool:
+    """int, float, or an Optional of them."""
+    kinds = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    numbers = [kind for kind in kinds if kind is not type(None)]
+    return bool(numbers) and all(kind in (int, float) for kind in numbers)
+
+
+def _inside(path: str) -> str:
+    """A config path must name something in the project: relative, without `..`."""
+    if not path:
+        raise ValueError("an empty path; name a file relative to the project folder, e.g. 'train.py'")
+    if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        raise ValueError(
+            f"{path!r} is outside the project folder; paths are relative to the project folder "
+            "and stay inside it, e.g. 'train.py'"
+        )
+    return path
 
 
 class ProjectConfig(_Section):
@@ -43,6 +82,16 @@ class ProjectConfig(_Section):
     seed: int = 0
     pass_env: list[str] = []  # variables (secrets included) the training may see
     env: dict[str, str] = {}  # variables set for every run
+
+    @field_validator("instructions")
+    @classmethod
+    def _instructions_inside(cls, value: str) -> str:
+        return _inside(value)
+
+    @field_validator("editable", "protected")
+    @classmethod
+    def _files_inside(cls, value: list[str]) -> list[str]:
+        return [_inside(entry) for entry in value]
 
     @model_validator(mode="after")
     def _timeout_covers_budget(self) -> ProjectConfig:
@@ -65,13 +114,17 @@ class MetricConfig(_Section):
     def _one_group(cls, value: str) -> str:
         if not value:
             return value
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
+        compiled = _compile(value)
         if compiled.groups != 1:
             raise ValueError(f"needs exactly one capture group around the number, has {compiled.groups}")
         return value
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
 
 
 class AgentConfig(_Section):
@@ -131,6 +184,23 @@ class BudgetConfig(_Section):
     max_cost_usd: float = Field(0, ge=0)  # the LLM's spend; new proposals stop once reached
 
 
+class WatchdogConfig(_Section):
+    """When a run is ended early, and when the loop stops retrying crashes (0 or "" turns a check off)."""
+
+    stall_s: float = Field(0, ge=0)  # the run's log has not grown for this long
+    memory_gb: float = Field(0, ge=0)  # the run's processes together use more RAM than this
+    abort_on: str = DEFAULT_ABORT_ON  # a regex; a log line matching it ends the run as a crash
+    max_log_mb: float = Field(1024, ge=0)  # the run log on disk is capped here
+    crashes_in_a_row: int = Field(3, ge=0)  # then the loop pauses and asks (headless: stops)
+
+    @field_validator("abort_on")
+    @classmethod
+    def _usable_pattern(cls, value: str) -> str:
+        if value and _compile(value).search("") is not None:
+            raise ValueError("matches an empty line, so every run would end at once; make it match failures only")
+        return value
+
+
 class UiConfig(_Section):
     theme: str = ""  # a theme in themes/ (dark, light, high-contrast); empty: the default
 
@@ -142,6 +212,7 @@ class Config(_Section):
     policy: PolicyConfig = PolicyConfig()
     acceptance: AcceptanceConfig = AcceptanceConfig()
     budget: BudgetConfig = BudgetConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 
@@ -177,7 +248,12 @@ def _check_paths(config: Config, root: Path) -> list[str]:
         )
     for key in ("editable", "protected"):
         for entry in getattr(config.project, key):
-            if not any(path.is_file() for path in root.glob(entry)):
+            try:
+                found = any(path.is_file() for path in root.glob(entry))
+            except (ValueError, IndexError) as exc:  # pathlib's words for a pattern it cannot use
+                problems.append(f"[project] {key}: {entry!r} is not a valid path or glob ({exc}); fix it")
+                continue
+            if not found:
                 problems.append(f"[project] {key}: {entry!r} matches no file in {root}; fix the path or remove it")
     for entry in config.project.editable:
         if entry in config.project.protected:

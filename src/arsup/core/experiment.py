@@ -89,15 +89,15 @@ class Experiment:
         in `dropped` when the caller wants to say so.
         """
         values = _known_fields(cls, data, "", dropped)
-        runs = values.get("runs", [])
-        values["runs"] = [RunResult(**_known_fields(RunResult, run, f"runs[{i}]", dropped)) for i, run in enumerate(runs)]
+        runs = enumerate(values.get("runs", []))
+        values["runs"] = [RunResult(**_known_fields(RunResult, run, f"runs[{i}]", dropped)) for i, run in runs]
         return cls(**values)
 
     def copy(self) -> Experiment:
         return Experiment.from_json(self.to_json())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -106,12 +106,12 @@ def _known_fields(cls: type, data: Any, where: str, dropped: list[str] | None) -
     """`cls`'s fields in `data`, each checked against its type; unknown keys go to `dropped`."""
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'the experiment'} is not an object: {reprlib.repr(data)}")
-    named = lambda key: f"{where}.{key}" if where else key  # noqa: E731
+    prefix = f"{where}." if where else ""
     required = [
         f.name for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
-    missing = [named(key) for key in required if key not in data]
+    missing = [prefix + key for key in required if key not in data]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     types_ = _field_types(cls)
@@ -119,9 +119,9 @@ def _known_fields(cls: type, data: Any, where: str, dropped: list[str] | None) -
     for key, value in data.items():
         if key not in types_:
             if dropped is not None:
-                dropped.append(named(key))
+                dropped.append(prefix + key)
         elif not _fits(value, types_[key]):
-            raise ValueError(f"{named(key)} should be {_type_name(types_[key])}, not {reprlib.repr(value)}")
+            raise ValueError(f"{prefix}{key} should be {_type_name(types_[key])}, not {reprlib.repr(value)}")
         else:
             values[key] = value
     return values

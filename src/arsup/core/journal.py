@@ -4,17 +4,35 @@ The journal is the source of truth: one JSON event a line, flushed and
 fsync'd before the engine goes on, so a power cut or a kill -9 loses at most
 the line being written. Each experiment event carries the whole record, so
 the latest one per id rebuilds the experiment; results.tsv is an export that
-can always be rewritten from it.
+can always be rewritten from it (`arsup rebuild`).
+
+Invariants:
+
+* An append starts on a fresh line: a line torn by a kill mid-write is closed
+  first, so it costs only itself, never the record after it.
+* Reading never raises on content: a line that is not JSON, not an event, or
+  an experiment of the wrong shape is skipped; keys a newer arsup added are
+  dropped and the record kept. Each is said once per read in
+  `Journal.warnings` (with its line number) and logged once.
+* Writing never raises a bare OSError: a state folder that cannot be written
+  (read-only, full, a file where a folder belongs) is a `JournalError` naming
+  the path, the OS's reason and the fix.
+* A training run works in the same folder and could delete or rewrite the
+  ledger; once `guard()` is called the journal remembers its own bytes and
+  `repair()` puts them back, so no run can erase the record of the night.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from arsup.core.experiment import Experiment, Status
 
@@ -22,12 +40,69 @@ STATE_DIR = ".arsup"
 JOURNAL_NAME = "journal.jsonl"
 RESULTS_NAME = "results.tsv"
 
+logger = logging.getLogger(__name__)
 
-def _durable_write(path: Path, text: str, mode: str) -> None:
-    with open(path, mode, encoding="utf-8") as handle:
+_FIXES = {
+    errno.ENOSPC: "free some disk space (or point --dir at a repo on another disk) and start again",
+    errno.EDQUOT: "free some of your disk quota and start again",
+    errno.EACCES: "make it writable by this user (chmod u+w) or run arsup as its owner",
+    errno.EPERM: "make it writable by this user (chmod u+w) or run arsup as its owner",
+    errno.EROFS: "the file system is mounted read-only; work in a clone on a writable disk",
+    errno.EEXIST: "a file stands where a folder belongs; move it away",
+    errno.ENOTDIR: "a file stands where a folder belongs; move it away",
+    errno.EISDIR: "a folder stands where a file belongs; move it away",
+}
+
+
+class JournalError(Exception):
+    """arsup's own files cannot be written or read; the text names the path, the reason and the fix."""
+
+
+@contextmanager
+def _state_io(path: Path) -> Iterator[None]:
+    """Turn an OSError on arsup's files into a JournalError a person can act on (exit code 2)."""
+    try:
+        yield
+    except OSError as exc:
+        fix = _FIXES.get(exc.errno or 0, "check the path and the disk")
+        where = exc.filename or path
+        raise JournalError(f"cannot use {where}: {exc.strerror or exc}; {fix}") from exc
+
+
+def _rewrite(path: Path, text: str) -> None:
+    with _state_io(path), open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _append(path: Path, text: str) -> str:
+    """Append whole lines; a torn last line (a kill mid-write) is ended first so `text` stays whole.
+
+    Returns what was written (`text`, after a newline when one was needed)."""
+    with _state_io(path), open(path, "a+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end:
+            handle.seek(end - 1)
+            if handle.read(1) != b"\n":
+                text = "\n" + text
+        handle.write(text.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return text
+
+
+def _parse(line: str, dropped: list[str]) -> tuple[dict[str, Any], Experiment | None]:
+    """One journal line -> its event and, for an experiment event, the record; ValueError if unusable."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        raise ValueError("not JSON (cut short by a crash mid-write?)") from None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        raise ValueError("not an arsup event (a JSON object with an \"event\" name)")
+    if event["event"] != "experiment":
+        return event, None
+    return event, Experiment.from_json(event.get("experiment"), dropped)
 
 
 class Journal:
@@ -37,42 +112,58 @@ class Journal:
         self.root = root
         self.dir = root / STATE_DIR
         self.path = self.dir / JOURNAL_NAME
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.warnings: list[str] = []  # what the last read skipped or trimmed, one line each
+        self._expected: bytes | None = None  # the bytes the ledger must hold, once guarded
+        with _state_io(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     def run_dir(self, experiment_id: str) -> Path:
         path = self.dir / "runs" / experiment_id
-        path.mkdir(parents=True, exist_ok=True)
+        with _state_io(path):
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def append(self, event: str, **data: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **data}
-        _durable_write(self.path, json.dumps(record, separators=(",", ":")) + "\n", "a")
+        written = _append(self.path, json.dumps(record, separators=(",", ":")) + "\n")
+        if self._expected is not None:
+            self._expected += written.encode("utf-8")
+
+    def guard(self) -> None:
+        """From now on, remember the ledger's bytes so that `repair` can put them back."""
+        with _state_io(self.path):
+            self._expected = self.path.read_bytes() if self.path.is_file() else b""
+
+    def repair(self) -> bool:
+        """Put the ledger back as arsup wrote it if anything else deleted or changed it; True if it did."""
+        if self._expected is None:
+            return False
+        with _state_io(self.path):
+            try:
+                if self.path.read_bytes() == self._expected:
+                    return False
+            except FileNotFoundError:
+                pass
+            self.dir.mkdir(parents=True, exist_ok=True)
+        logger.warning("%s was changed outside arsup; restoring it from arsup's own copy", self.path)
+        with _state_io(self.path), open(self.path, "wb") as handle:
+            handle.write(self._expected)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def record(self, experiment: Experiment) -> None:
         self.append("experiment", experiment=experiment.to_json())
 
     def events(self) -> list[dict[str, Any]]:
-        """Every readable event; a line cut short by a crash mid-write is skipped, not fatal."""
-        if not self.path.is_file():
-            return []
-        events = []
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
+        """Every readable event, in order; what could not be read is in `warnings`."""
+        return [event for event, _ in self._read()]
 
     def experiments(self, tag: str | None = None) -> list[Experiment]:
         """The latest state of each experiment, in the order they were first recorded."""
         latest: dict[str, Experiment] = {}
-        for event in self.events():
-            if event.get("event") != "experiment":
-                continue
-            experiment = Experiment.from_json(event["experiment"])
-            if tag is None or experiment.tag == tag:
+        for _, experiment in self._read():
+            if experiment is not None and (tag is None or experiment.tag == tag):
                 latest[experiment.id] = experiment
         return list(latest.values())
 
@@ -80,6 +171,34 @@ class Journal:
         """Ids are numbers, unique across tags, so run folders and refs never collide."""
         numbers = [int(e.id) for e in self.experiments() if e.id.isdigit()]
         return max(numbers, default=0) + 1
+
+    def _read(self) -> list[tuple[dict[str, Any], Experiment | None]]:
+        """Parse every line; `warnings` is replaced by this read's, and only new ones are logged."""
+        if not self.path.is_file():
+            return []
+        with _state_io(self.path):
+            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        read: list[tuple[dict[str, Any], Experiment | None]] = []
+        warnings: list[str] = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            dropped: list[str] = []
+            try:
+                read.append(_parse(line, dropped))
+            except ValueError as exc:
+                warnings.append(f"{self.path} line {number}: skipped, {exc}")
+                continue
+            if dropped:
+                warnings.append(
+                    f"{self.path} line {number}: kept, without keys this arsup does not know "
+                    f"(written by a newer arsup?): {', '.join(dropped)}"
+                )
+        for warning in warnings:
+            if warning not in self.warnings:
+                logger.warning(warning)
+        self.warnings = warnings
+        return read
 
 
 class RepoBusy(Exception):
@@ -94,8 +213,9 @@ class RepoLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with _state_io(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -108,6 +228,19 @@ class RepoLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+
+    def reassert(self) -> None:
+        """Take the lock again when its file was deleted or replaced (a run removed `.arsup/`),
+        or a second arsup could start beside this one."""
+        if self._fd is None:
+            return
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self.release()
+            self.acquire()
 
     def release(self) -> None:
         if self._fd is not None:
@@ -128,13 +261,43 @@ def results_row(experiment: Experiment) -> str:
     return f"{experiment.commit[:7]}\t{value:.6f}\t{vram_mb / 1024:.1f}\t{experiment.status}\t{description}\n"
 
 
-def write_results(path: Path, metric: str, experiments: Iterable[Experiment]) -> None:
-    """Rewrite results.tsv from the journal's experiments (only those that trained get a row)."""
-    rows = [results_row(e) for e in experiments if e.status in Status.TRAINED]
-    _durable_write(path, results_header(metric) + "".join(rows), "w")
+def results_text(metric: str, experiments: Iterable[Experiment]) -> str:
+    """results.tsv as the journal's experiments make it (only those that trained get a row)."""
+    return results_header(metric) + "".join(results_row(e) for e in experiments if e.status in Status.TRAINED)
+
+
+def write_results(path: Path, metric: str, experiments: Iterable[Experiment]) -> int:
+    """Rewrite results.tsv from the journal's experiments; the rows written."""
+    text = results_text(metric, experiments)
+    _rewrite(path, text)
+    return text.count("\n") - 1
 
 
 def append_result(path: Path, metric: str, experiment: Experiment) -> None:
     if not path.is_file() or path.stat().st_size == 0:
-        _durable_write(path, results_header(metric), "w")
-    _durable_write(path, results_row(experiment), "a")
+        _rewrite(path, results_header(metric))
+    _append(path, results_row(experiment))
+
+
+def other_results_tag(path: Path, experiments: Iterable[Experiment], tag: str) -> str:
+    """The tag whose rows results.tsv holds when they are not `tag`'s, else "".
+
+    autoresearch keeps one results.tsv per run branch, so a session of a new
+    tag rewrites it; this lets the engine say whose rows it replaces. A row is
+    `tag`'s when any of the tag's experiments has its commit (a new tag's
+    baseline may share the commit of an older one's); rows the journal does
+    not know are nobody's.
+    """
+    if not path.is_file():
+        return ""
+    with _state_io(path):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    tags: dict[str, list[str]] = {}
+    for experiment in experiments:
+        if experiment.commit:
+            tags.setdefault(experiment.commit[:7], []).append(experiment.tag)
+    for line in lines:
+        owners = tags.get(line.split("\t", 1)[0], [])
+        if owners and tag not in owners:
+            return owners[-1]
+    return ""

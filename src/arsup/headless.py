@@ -1,18 +1,27 @@
 """Headless mode: the engine with a plain-text printer and Ctrl-C handling.
 
-One line per experiment, meant for logs, nohup and CI. Ctrl-C asks the engine
-to stop (the training is killed and recorded); the process exits once the
-journal, results.tsv and the work tree agree.
+One line per experiment, meant for logs, nohup and CI. Ctrl-C, SIGTERM (a
+`kill`, a scheduler) and SIGHUP (the SSH session dropped) all ask the engine to
+stop (the training is killed and recorded); the process exits once the
+journal, results.tsv and the work tree agree, with 128 + the signal's number.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import TextIO
 
-from arsup.core.engine import Engine
-from arsup.core.events import Event, ExperimentFinished, Notice, SessionEnded, SessionStarted
+from arsup.core.engine import STOPPED_BY_USER, Engine
+from arsup.core.events import (
+    Event,
+    ExperimentFinished,
+    Notice,
+    SessionEnded,
+    SessionStarted,
+)
 from arsup.core.experiment import Experiment, Status
+from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
 
 def _format_metric(value: float | None) -> str:
@@ -61,34 +70,44 @@ class Printer:
             self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
 
     def _say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        say(line, self.out)
+
+
+def say(line: str, out: TextIO) -> None:
+    """Print, but never fail on a terminal that went away (after SIGHUP): the journal has it all."""
+    try:
+        print(line, file=out, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
-    """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 130 after Ctrl-C.
+    """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 128+N after signal N.
 
     GitError from preparing the repo propagates, for the CLI to report."""
     printer = Printer(engine, out)
     engine.subscribe(printer)
     engine.prepare()
     engine.start()
-    interrupted = False
-    while True:
-        try:
-            if engine.wait(0.2):
-                break
-        except KeyboardInterrupt:
-            print("\narsup: stopping: killing the training and recording it...", file=out, flush=True)
-            interrupted = True
-            engine.stop()
+    stopped_by = 0
+    with stop_signals():
+        while True:
+            try:
+                if engine.wait(0.2):
+                    break
+            except KeyboardInterrupt as exc:
+                number = exc.number if isinstance(exc, Signalled) else signal.SIGINT
+                stopped_by = stopped_by or number
+                say("\narsup: stopping: killing the training and recording it...", out)
+                engine.stop(STOP_SIGNALS.get(number, STOPPED_BY_USER))
     best = engine.best()
     if best is not None:
-        print(f"arsup: best {engine.config.metric.name} {best.metric:.6f} at {best.commit[:7]} ({best.id})", file=out)
+        say(f"arsup: best {engine.config.metric.name} {best.metric:.6f} at {best.commit[:7]} ({best.id})", out)
     spend = engine.spend()
     if spend["calls"]:
         tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
-        print(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", file=out)
-    print(locations(engine), file=out, flush=True)
+        say(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", out)
+    say(locations(engine), out)
     if printer.ended is None or printer.ended.error:
         return 1
-    return 130 if interrupted else 0
+    return 128 + stopped_by if stopped_by else 0

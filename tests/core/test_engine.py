@@ -13,7 +13,7 @@ import pytest
 
 from arsup import config
 from arsup.core.engine import Engine
-from arsup.core.events import Event, ExperimentFinished, ExperimentStarted, RunOutput, SessionEnded
+from arsup.core.events import Event, ExperimentFinished, ExperimentStarted, Notice, RunOutput, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from arsup.core.vcs import GitError
@@ -287,3 +287,13 @@ def test_a_persons_commit_on_the_run_branch_is_measured_before_it_counts(project
     assert engine.best().id == measured.id
     assert any("outside arsup" in getattr(e, "text", "") for e in events)
     assert git(project, "rev-parse", "HEAD") == mine
+
+
+def test_a_new_tag_says_whose_results_it_replaces(project: Path) -> None:
+    engine, _ = make_engine(project, write_script(project), tag="nov1", max_experiments=1)
+    engine.run()
+    engine, events = make_engine(project, write_script(project), tag="nov2", max_experiments=1)
+    engine.close()
+    said = [e.text for e in events if isinstance(e, Notice)]
+    assert any("held the rows of tag nov1" in text and "arsup rebuild --tag nov1" in text for text in said)
+    assert results_rows(project) == []

@@ -8,6 +8,7 @@ and that no training process outlives the program.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,3 +98,25 @@ def test_demo_under_tmux_approve_kill_quit(tmp_path: Path) -> None:
         tmux.close()
     rows = [row.split("\t") for row in (demo / "results.tsv").read_text().splitlines()[1:]]
     assert [row[3] for row in rows] == ["keep", "crash", "crash"]  # 0003 was stopped: recorded, not lost
+
+
+def test_closing_the_terminal_stops_the_run_and_records_it(tmp_path: Path) -> None:
+    """An SSH drop: the terminal goes away (SIGHUP) mid-run; nothing may be left training or half written."""
+    demo = tmp_path / "demo"
+    tmux = Tmux(f"unset COLUMNS LINES; {sys.executable} -m arsup demo --dir {demo}", tmp_path)
+    try:
+        tmux.wait_for("● training", "0001 live", timeout=90)
+        arsup = next(p for p in psutil.process_iter(["cmdline"]) if "demo" in (p.info["cmdline"] or []))
+        assert trainings_in(demo)
+    finally:
+        tmux.close()  # the pane's terminal disappears: SIGHUP
+    arsup.wait(60)
+    deadline = time.monotonic() + 10
+    while trainings_in(demo) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not trainings_in(demo)
+    journal = [json.loads(line) for line in (demo / ".arsup" / "journal.jsonl").read_text().splitlines()]
+    last = [r["experiment"] for r in journal if r["event"] == "experiment"][-1]
+    assert (last["id"], last["status"], last["reason"]) == ("0001", "crash", "stopped: the terminal closed (SIGHUP)")
+    assert journal[-1]["event"] == "session_end"
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=demo, capture_output=True, text=True).stdout == ""

@@ -123,6 +123,7 @@ class Engine:
         self._manifest = manifest.Manifest(self.root, {})
         self._unmeasured_head = ""  # a commit a person added to the run branch, measured before anything else
         self._fatal = ""  # why the loop must end after the current experiment
+        self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
 
     # -- outward -----------------------------------------------------------------
 
@@ -138,12 +139,14 @@ class Engine:
 
     # -- inward --------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop now: the running training is killed and recorded; no new experiment starts."""
+    def stop(self, reason: str = STOPPED_BY_USER) -> None:
+        """Stop now: the running training is killed and recorded with `reason`; no new experiment starts."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
         self._stop.set()
         with self._run_lock:
             if self._current_run is not None:
-                self._current_run.kill(STOPPED_BY_USER)
+                self._current_run.kill(self._stop_reason)
 
     def stop_after_run(self) -> None:
         """Let the current experiment finish, then end the loop."""
@@ -247,6 +250,8 @@ class Engine:
         vcs.exclude([f"/{journal.STATE_DIR}/", f"/{journal.RESULTS_NAME}"])
         project = self.config.project
         experiments = self.journal.experiments(self.tag)
+        for warning in self.journal.warnings:
+            self._emit(Notice(warning, "warning"))
         last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
         # Uncommitted changes first, before anything is touched: only arsup's own writes may be undone.
         # Untracked files count where a name is given literally; under a glob they are only neighbours.
@@ -273,7 +278,15 @@ class Engine:
         best = self.best()
         if best is not None and vcs.head() != best.commit:
             self._unmeasured_head = vcs.head()
+        other = journal.other_results_tag(self.results_path, self.journal.experiments(), self.tag)
+        if other:
+            self._emit(Notice(
+                f"{journal.RESULTS_NAME} held the rows of tag {other}; it now holds {self.tag}'s (one file per run "
+                f"branch, as autoresearch keeps it); `arsup rebuild --tag {other}` writes the old rows again",
+                "warning",
+            ))
         journal.write_results(self.results_path, self.config.metric.name, self.history)
+        self.journal.guard()
         self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
 
     def _own_writes(self, last: Experiment | None, dirty: list[str]) -> set[str]:
@@ -340,13 +353,16 @@ class Engine:
         try:
             watcher.start()
             reason, error = self._loop()
-        except (GitError, AgentFailed) as exc:
+        except (GitError, AgentFailed, journal.JournalError) as exc:
             reason, error = str(exc), True
         except Exception as exc:  # unexpected: say so plainly, keep what was recorded
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
         finally:
             watcher.stop()
-            self.journal.append("session_end", tag=self.tag, reason=reason, error=error, spend=self.spend())
+            try:
+                self.journal.append("session_end", tag=self.tag, reason=reason, error=error, spend=self.spend())
+            except journal.JournalError as exc:  # the disk that failed the loop may fail this too
+                reason, error = (reason or str(exc)), True
             self.close()
             self._emit(SessionEnded(reason, error))
             self._ended.set()
@@ -389,7 +405,7 @@ class Engine:
         while True:
             self._wait_while_paused()
             if self._stop.is_set():
-                return STOPPED_BY_USER, False
+                return self._stop_reason, False
             if self._stop_after_run.is_set():
                 return STOPPED_AFTER_RUN, False
             spent = self._budget_spent(done, started_at)
@@ -404,7 +420,7 @@ class Engine:
                 experiment = self._propose_and_run(best)
             if experiment is None:
                 if self._stop.is_set():
-                    return STOPPED_BY_USER, False
+                    return self._stop_reason, False
                 return "the agent has no more ideas", False
             if self._fatal:
                 return self._fatal, True
@@ -574,7 +590,7 @@ class Engine:
             experiment.diff = changes_.diff_texts(before, changes, context=3)
             answer = self._ask(policy.EDIT, experiment, changes)
             if answer is None or not answer.approved:
-                reason = STOPPED_BY_USER if answer is None else "skipped by user"
+                reason = self._stop_reason if answer is None else "skipped by user"
                 self._finish(experiment, Status.SKIPPED, reason)
                 return False
             if answer.files is not None and answer.files != changes:
@@ -611,7 +627,7 @@ class Engine:
     def _train(self, experiment: Experiment) -> None:
         answer = self._ask(policy.RUN, experiment)
         if answer is None or not answer.approved:
-            self._finish(experiment, Status.SKIPPED, STOPPED_BY_USER if answer is None else "skipped by user")
+            self._finish(experiment, Status.SKIPPED, self._stop_reason if answer is None else "skipped by user")
             return
         self.vcs.set_ref(self.tag, experiment.id, experiment.commit)
         run_dir = self.journal.run_dir(experiment.id)
@@ -700,7 +716,7 @@ class Engine:
             self._current_run = run
             run.start()
             if self._stop.is_set():
-                run.kill(STOPPED_BY_USER)
+                run.kill(self._stop_reason)
         outcome = run.wait()
         with self._run_lock:
             self._current_run = None
@@ -727,13 +743,13 @@ class Engine:
                 f"experiment {experiment.id}: the run rewrote {', '.join(rewritten)}; restored (its version: {kept})",
                 "warning",
             ))
-        changed = self._manifest.changed()
+        changed = self._manifest.changed() + self._repair_own_files()
         if not changed:
             return ""
-        self._keep_evidence(experiment, changed)
+        self._keep_evidence(experiment, [path for path in changed if path in self._manifest.digests])
         tracked = self.vcs.tracked(changed)
         self.vcs.restore([path for path in changed if path in tracked], self.vcs.head())
-        lost = [path for path in changed if path not in tracked]
+        lost = [path for path in changed if path not in tracked and path in self._manifest.digests]
         what = ", ".join(changed)
         if lost:
             self._fatal = (
@@ -742,11 +758,27 @@ class Engine:
             )
         self._emit(Notice(
             f"TAMPERING: the run of experiment {experiment.id} modified {what}; "
-            + ("restored from git; " if not lost else "")
+            + ("restored; " if not lost else "")
             + "the experiment counts as a crash",
             "error",
         ))
         return f"protected file modified at run time: {what}"
+
+    def _repair_own_files(self) -> list[str]:
+        """Put back arsup's ledger, lock and results.tsv if something changed them; the ledger if it was.
+
+        Only the ledger counts as tampering: results.tsv is an export a person may
+        open and save, so it is rewritten from the journal with a warning."""
+        self._lock.reassert()
+        expected = journal.results_text(self.config.metric.name, self.history)
+        try:
+            current = self.results_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != expected:
+            journal.write_results(self.results_path, self.config.metric.name, self.history)
+            self._emit(Notice(f"{journal.RESULTS_NAME} was changed outside arsup; rewritten from the journal", "warning"))
+        return [f"{journal.STATE_DIR}/{journal.JOURNAL_NAME}"] if self.journal.repair() else []
 
     def _keep_evidence(self, experiment: Experiment, paths: list[str]) -> Path:
         """Copy what a run left in files it must not change, before they are restored: nothing is lost."""

@@ -9,6 +9,10 @@ hangs and no training process outlives it.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import threading
 import time
 import traceback
 from typing import Callable
@@ -21,7 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from arsup.core import policy
-from arsup.core.engine import Engine
+from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
@@ -37,6 +41,7 @@ from arsup.core.events import (
 )
 from arsup.core.experiment import Experiment
 from arsup.core.monitor import Monitor
+from arsup.signals import STOP_SIGNALS, detach_from_terminal
 from arsup.tui import editor, keys
 from arsup.tui.bridge import ApprovalClosed, Bridge, EngineEvent, MonitorSampled, answer
 from arsup.tui.palette import Palette
@@ -62,6 +67,7 @@ from arsup.tui.screens import (
 from arsup.tui.session import SessionView
 from arsup.tui.themes import ThemeSet, load_themes
 
+HANGUP_GRACE_S = 5.0  # after a hang-up, how long the screen may take to close once the loop has ended
 STOP_WAIT_S = 60.0  # a stop kills the training (SIGTERM, grace, SIGKILL); then the screen closes regardless
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 REDRAWN_BY = (
@@ -143,6 +149,7 @@ class SupervisorApp(App[int]):
         self._approval: ApprovalScreen | None = None
         self._hidden: ApprovalRequested | None = None  # the question the person put aside with esc
         self.engine_started = False
+        self.signalled = 0  # the stop signal that closed the screen, if one did
         self.main = MainScreen(self.view)
 
     # -- layout --------------------------------------------------------------------
@@ -163,6 +170,9 @@ class SupervisorApp(App[int]):
         for notice in self.notices:
             self.notify(notice, severity="warning", markup=False, timeout=8)
         self.main.set_interval(1.0, self._tick)  # the main screen's timer: it stops when the screen closes
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, self._on_stop_signal, number)
         if self.monitor is not None:
             self.monitor.on_sample = self.bridge.sampled
             self.monitor.start()
@@ -184,6 +194,9 @@ class SupervisorApp(App[int]):
             self.engine_started = True
 
     def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
         self.bridge.detach()
         if self.monitor is not None:
             self.monitor.stop()
@@ -462,9 +475,32 @@ class SupervisorApp(App[int]):
             self._refresh_header()
             self.refresh_bindings()
 
-    def _stop_and_exit(self) -> None:
+    def _on_stop_signal(self, number: int) -> None:
+        """SIGTERM, or SIGHUP when the terminal went away: stop as `q` then "stop now" would, without asking.
+
+        After a hang-up the terminal answers writes with EIO, on which Textual's
+        writer thread dies and the screen's shutdown then blocks for ever; so
+        the standard streams go to /dev/null first, and a last guard ends the
+        process once the engine has recorded everything, should Textual still hang.
+        """
+        self.signalled = number
+        if number == signal.SIGHUP:
+            detach_from_terminal()
+            threading.Thread(target=self._exit_when_recorded, args=(number,), daemon=True).start()
+        if not self.live or self.view.ended is not None:
+            self._close()
+        elif self.stopping != "now":
+            self._stop_and_exit(STOP_SIGNALS[number])
+
+    def _exit_when_recorded(self, number: int) -> None:
+        if self.engine_started:
+            self.engine.wait(STOP_WAIT_S)
+        time.sleep(HANGUP_GRACE_S)
+        os._exit(128 + number)  # still here: the screen's shutdown hangs on the lost terminal
+
+    def _stop_and_exit(self, reason: str = STOPPED_BY_USER) -> None:
         self.stopping = "now"
-        self.engine.stop()
+        self.engine.stop(reason)
         self._refresh_header()
         self.refresh_bindings()
         self._wait_then_exit()

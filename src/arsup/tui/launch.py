@@ -14,11 +14,11 @@ from typing import TextIO
 
 from arsup.config import Config, ConfigError
 from arsup.core.agents.base import AgentContext, Proposal
+from arsup.core.checks import last_tag
 from arsup.core.engine import Engine
 from arsup.core.experiment import Experiment
-from arsup.core.checks import last_tag
 from arsup.core.monitor import Monitor
-from arsup.headless import locations
+from arsup.headless import locations, say
 from arsup.tui import keys
 from arsup.tui.app import STOP_WAIT_S, SupervisorApp
 from arsup.tui.bridge import Bridge, LogToScreen
@@ -71,11 +71,13 @@ def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
             engine.close()
     ended = bridge.ended
     if ended is not None:
-        print(f"arsup: {'error: ' if ended.error else ''}{ended.reason}", file=out)
-    print(locations(engine), file=out, flush=True)
+        say(f"arsup: {'error: ' if ended.error else ''}{ended.reason}", out)
+    say(locations(engine), out)
     if app.return_code:  # the screen itself failed; Textual has printed why
         return app.return_code
-    return 1 if ended is not None and ended.error else 0
+    if ended is not None and ended.error:
+        return 1
+    return 128 + app.signalled if app.signalled else 0
 
 
 def run_browse(config: Config, root: Path, tag: str = "", theme: str = "") -> int:

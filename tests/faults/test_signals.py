@@ -1,0 +1,58 @@
+"""arsup itself is stopped: Ctrl-C, SIGTERM, SIGHUP (an SSH drop) and kill -9, in the middle of a run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import TOY_TRAIN, write_script
+from tests.faults.conftest import assert_invariants, fingerprint, journal_records
+
+SILENT = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(120)\n"
+
+
+def start_arsup(project: Path, tag: str) -> subprocess.Popen[str]:
+    """`arsup run --headless` in its own process, stopped once experiment 0002 trains (silently)."""
+    script = write_script(project, {"hypothesis": "slow", "files": {"train.py": SILENT}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", tag],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    log = project / ".arsup" / "runs" / "0002" / "run.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "training" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+def final_statuses(project: Path) -> dict[str, tuple[str, str]]:
+    records = [r["experiment"] for r in journal_records(project) if r["event"] == "experiment"]
+    return {r["id"]: (r["status"], r["reason"]) for r in records}
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "reason"),
+    [
+        (signal.SIGINT, 130, "stopped by user"),
+        (signal.SIGTERM, 143, "stopped: arsup got SIGTERM"),
+        (signal.SIGHUP, 129, "stopped: the terminal closed (SIGHUP)"),
+    ],
+)
+def test_a_stop_signal_records_the_run_and_leaves_nothing(project: Path, number: int, code: int, reason: str) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    proc = start_arsup(project, "sig")
+    proc.send_signal(number)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, out + err
+    assert "Traceback" not in err
+    assert final_statuses(project)["0002"] == ("crash", reason)
+    rows = (project / "results.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[3] for row in rows] == ["keep", "crash"]
+    assert_invariants(project, protected)

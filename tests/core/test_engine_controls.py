@@ -22,9 +22,12 @@ SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n
 class Driver:
     """Runs the engine in its thread and hands its approval requests to the test."""
 
-    def __init__(self, root: Path, script: Path, approve: str = "auto", max_experiments: int = 0) -> None:
+    def __init__(
+        self, root: Path, script: Path, approve: str = "auto", max_experiments: int = 0, interactive: bool = False
+    ) -> None:
         cfg = config.load(root, {"budget": {"max_experiments": max_experiments}, "policy": {"approve": approve}})
         self.engine = Engine(cfg, root, ScriptAgent(script), tag="ctl")
+        self.engine.interactive = interactive
         self.events: list[Event] = []
         self.approvals: queue.Queue[ApprovalRequested] = queue.Queue()
         self.training = threading.Event()
@@ -200,3 +203,37 @@ def test_editing_program_md_during_the_loop_is_noticed_and_used(project: Path) -
     request.future.set_result(policy.Answer(True))
     driver.finish()
     assert "New direction" in driver.engine.instructions()
+
+
+def _three_crashes(project: Path) -> Path:
+    broken = [edit("WIDTH = 64", f"WIDTH = {64 + n}\nraise SystemExit({n})") for n in (1, 2, 3)]
+    return write_script(
+        project,
+        *({"hypothesis": f"break {n}", "edits": block} for n, block in enumerate(broken, 1)),
+        {"hypothesis": "fine", "edits": edit("WIDTH = 64", "WIDTH = 70")},
+    )
+
+
+def test_crashes_in_a_row_stop_a_headless_loop(project: Path) -> None:
+    engine = Engine(config.load(project), project, ScriptAgent(_three_crashes(project)), tag="ctl")
+    events: list[Event] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    engine.run()
+    assert [e.status for e in engine.history] == ["keep", "crash", "crash", "crash"]
+    end = events[-1]
+    assert isinstance(end, SessionEnded) and end.error
+    assert end.reason.startswith("3 crashes in a row (the last: exit code 3); check the training script")
+
+
+def test_crashes_in_a_row_pause_a_watched_loop_until_resumed(project: Path) -> None:
+    driver = Driver(project, _three_crashes(project), interactive=True)
+    deadline = time.monotonic() + 30
+    while not any(isinstance(e, StateChanged) and e.state == "paused" for e in driver.events):
+        assert time.monotonic() < deadline, "never paused"
+        time.sleep(0.05)
+    assert len(driver.engine.history) == 4
+    assert any("3 crashes in a row" in getattr(e, "text", "") and "paused" in e.text for e in driver.events)
+    driver.engine.resume()
+    driver.finish()
+    assert [e.status for e in driver.engine.history] == ["keep", "crash", "crash", "crash", "discard"]

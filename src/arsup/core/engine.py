@@ -124,6 +124,7 @@ class Engine:
         self._unmeasured_head = ""  # a commit a person added to the run branch, measured before anything else
         self._fatal = ""  # why the loop must end after the current experiment
         self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
+        self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
 
     # -- outward -----------------------------------------------------------------
 
@@ -401,7 +402,7 @@ class Engine:
         return ""
 
     def _loop(self) -> tuple[str, bool]:
-        started_at, done, invalid_in_a_row = time.time(), 0, 0
+        started_at, done, invalid_in_a_row, crashes_in_a_row = time.time(), 0, 0, 0
         while True:
             self._wait_while_paused()
             if self._stop.is_set():
@@ -436,6 +437,16 @@ class Engine:
             invalid_in_a_row = 0
             if experiment.status in Status.TRAINED:
                 done += 1
+            crashed = experiment.status == Status.CRASH and not (experiment.runs and experiment.runs[-1].killed)
+            crashes_in_a_row = crashes_in_a_row + 1 if crashed else 0
+            limit = self.config.watchdog.crashes_in_a_row
+            if limit and crashes_in_a_row >= limit and not self._stop.is_set():
+                crashes_in_a_row = 0
+                said = f"{limit} crashes in a row (the last: {experiment.reason})"
+                if not self.interactive:
+                    return f"{said}; check the training script and the logs in {self.journal.dir / 'runs'}", True
+                self._paused.set()
+                self._emit(Notice(f"{said}: paused; look at the log, then resume or leave a note", "error"))
 
     def _peek_id(self) -> str:
         return f"{self._next_id:04d}"

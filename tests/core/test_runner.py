@@ -7,9 +7,12 @@ session and was re-parented) is found and reported as a failure.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -21,7 +24,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from arsup.core.runner import RunOutcome, Run, RunSpec, _LineAssembler, build_env, run
+from arsup.core.runner import (
+    Run,
+    RunIdentity,
+    RunOutcome,
+    RunSpec,
+    _LineAssembler,
+    _LogFile,
+    build_env,
+    end_recorded,
+    run,
+)
 
 MARK = "ARSUP_RUNNER_TEST_MARK"
 MARK_VALUE = uuid.uuid4().hex
@@ -351,3 +364,289 @@ def test_build_env_keeps_an_allow_list_and_drops_secrets() -> None:
         "PYTHONUNBUFFERED": "1",
     }
     assert build_env({"PYTHONUNBUFFERED": "0"}, extra={"PYTHONUNBUFFERED": "0"})["PYTHONUNBUFFERED"] == "1"
+
+
+# -- escapes, the reaper shim and dying with the supervisor ----------------------
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper shim needs prctl (Linux)")
+
+# Double-forks a sleeper into its own session with its stdio closed, well inside one sampling
+# interval, then exits (or hangs, if told to): nothing but a subreaper can find the sleeper.
+DOUBLE_FORK = """
+    import os, sys, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            with open("pids.tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename("pids.tmp", "pids.txt")
+            time.sleep(60)
+        os._exit(0)
+    os.wait()
+    while not os.path.exists("pids.txt"):
+        time.sleep(0.005)
+    if {hang}:
+        print("ready", flush=True)
+        time.sleep(60)
+"""
+
+# A chain that outruns sampling: every generation ignores SIGTERM, forks the next into a new
+# session and exits, every 5 ms. Bounded, so that an escaped chain ends by itself.
+FORK_CHAIN = """
+    import os, signal, sys, time
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for generation in range(1000):
+            time.sleep(0.005)
+            if os.fork():
+                os._exit(0)
+            os.setsid()
+        os._exit(0)
+    print("ready", flush=True)
+    {then}
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("hang", [False, True], ids=["main-exits", "timeout"])
+def test_fast_double_fork_into_a_new_session_cannot_escape(tmp_path: Path, hang: bool) -> None:
+    outcome = run(_spec(tmp_path, DOUBLE_FORK.format(hang=hang), timeout=1.5))
+    assert outcome.timed_out == hang
+    if not hang:
+        assert outcome.exit_code == 0
+    assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
+    assert _ours() == []
+
+
+@linux_only
+@pytest.mark.parametrize("then", ["pass", "time.sleep(60)"], ids=["main-exits", "timeout"])
+def test_a_chain_of_escaping_forks_cannot_outrun_the_kill(tmp_path: Path, then: str) -> None:
+    started = time.monotonic()
+    outcome = run(_spec(tmp_path, FORK_CHAIN.format(then=then), timeout=1.5, kill_grace=0.3))
+    assert time.monotonic() - started < 5  # far from the chain's own 5 s
+    assert outcome.timed_out == (then != "pass")
+    assert _ours() == []
+
+
+def test_exit_by_any_signal_is_reported_as_minus_the_signal(tmp_path: Path) -> None:
+    outcome = run(_spec(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGUSR1)"))
+    assert outcome.exit_code == -signal.SIGUSR1
+    assert not outcome.killed and not outcome.aborted
+
+
+def test_the_command_gets_exactly_the_environment_of_the_spec(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "")
+    spec.env = {"PATH": os.environ["PATH"], "LANG": "C", MARK: MARK_VALUE}  # C locale: Python would coerce it
+    spec.command = "exec /usr/bin/env -0"
+    assert run(spec).exit_code == 0
+    seen = dict(item.split("=", 1) for item in spec.log_path.read_text().split("\0") if item)
+    seen.pop("PWD", None)  # the shell may export it
+    assert seen == spec.env
+
+
+def test_identity_names_the_started_process(tmp_path: Path) -> None:
+    job = Run(_spec(tmp_path, "import os; print(os.getppid(), os.getpgid(0))"))
+    assert job.identity is None
+    job.start()
+    identity = job.identity
+    assert job.wait().exit_code == 0
+    assert identity is not None and identity.pgid == identity.pid
+    parent, group = map(int, (tmp_path / "logs" / "run.log").read_text().split())
+    assert group == identity.pgid
+    if sys.platform.startswith("linux"):
+        assert parent == identity.pid  # the shim, which the command runs under
+    assert abs(identity.create_time - time.time()) < 30
+
+
+# Starts a run in a process of its own, prints the run's identity and sleeps: a supervisor to kill.
+HOLDER = """
+import dataclasses, json, sys, time
+from pathlib import Path
+from arsup.core.runner import Run, RunSpec
+command, cwd, env, grace = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+job = Run(RunSpec(command, cwd, cwd / "logs" / "run.log", env, 60.0, grace))
+job.start()
+print(json.dumps(dataclasses.asdict(job.identity)), flush=True)
+time.sleep(60)
+"""
+
+
+def _start_in_holder(tmp_path: Path, code: str, kill_grace: float) -> tuple[subprocess.Popen[str], RunIdentity]:
+    """Start ``code`` as a run supervised by another process; wait until the run prints "ready"."""
+    spec = _spec(tmp_path, code, kill_grace=kill_grace)
+    argv = [sys.executable, "-c", HOLDER, spec.command, str(tmp_path), json.dumps(spec.env), str(kill_grace)]
+    holder = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    identity = RunIdentity(**json.loads(holder.stdout.readline()))
+    deadline = time.monotonic() + 10
+    while "ready" not in (spec.log_path.read_text() if spec.log_path.exists() else ""):
+        assert time.monotonic() < deadline, "the run did not get ready"
+        time.sleep(0.02)
+    return holder, identity
+
+
+def _kill_holder(holder: subprocess.Popen[str]) -> None:
+    holder.kill()
+    holder.wait()
+    assert holder.stdout is not None
+    holder.stdout.close()
+
+
+@linux_only
+def test_run_dies_with_its_supervisor_even_on_sigkill(tmp_path: Path) -> None:
+    holder, identity = _start_in_holder(tmp_path, SPAWN_AND_HANG, kill_grace=0.5)
+    pids = [identity.pid, *_read_pids(tmp_path / "pids.txt")]
+    assert not any(_gone(pid) for pid in pids)
+    _kill_holder(holder)
+    deadline = time.monotonic() + 2.5  # grace 0.5 s for the grandchild that ignores SIGTERM
+    while _ours() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _ours() == []
+    assert all(_gone(pid) for pid in pids)
+
+
+# Everything ignores SIGTERM, so with a long grace the tree outlives its supervisor for a while.
+STUBBORN = """
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    open("pids.txt", "w").write(str(kid.pid))
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_end_recorded_ends_a_live_orphan_tree_and_nothing_else(tmp_path: Path) -> None:
+    holder, identity = _start_in_holder(tmp_path, STUBBORN, kill_grace=30)
+    _kill_holder(holder)
+    time.sleep(0.3)
+    assert not _gone(identity.pid)  # orphaned, and the shim waits out its 30 s grace
+    assert end_recorded(identity.pid, identity.create_time + 5, grace=0.3) == 0  # not that process: untouched
+    assert end_recorded(identity.pid + 1_000_000, identity.create_time, grace=0.3) == 0
+    assert not _gone(identity.pid) and _ours() != []
+    started = time.monotonic()
+    ended = end_recorded(identity.pid, identity.create_time, grace=0.3)
+    assert time.monotonic() - started < 5
+    assert ended >= 3  # the shim, the command and its sleeper
+    assert _ours() == []
+    assert end_recorded(identity.pid, identity.create_time, grace=0.3) == 0  # gone: nothing to do
+
+
+# -- watchdogs ------------------------------------------------------------------
+
+
+def test_stall_aborts_a_silent_run(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, SPAWN_AND_HANG)
+    spec.stall_s = 1.0
+    outcome = run(spec)
+    assert outcome.aborted and not outcome.killed and not outcome.timed_out
+    assert outcome.kill_reason == "aborted: no output for 1 s (stall_s)"
+    assert 1.0 <= outcome.wall_s < 4
+    assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
+
+
+def test_output_keeps_the_stall_watchdog_quiet(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "import time\nfor i in range(10):\n    print(i, flush=True)\n    time.sleep(0.2)")
+    spec.stall_s = 1.0
+    outcome = run(spec)
+    assert outcome.exit_code == 0 and not outcome.aborted and outcome.kill_reason == ""
+
+
+def test_memory_watchdog_aborts_a_run_above_the_limit(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "import time; data = b'x' * (200 << 20); print('ready', flush=True); time.sleep(60)")
+    spec.max_rss_mb = 100
+    outcome = run(spec)
+    assert outcome.aborted and not outcome.killed and not outcome.timed_out
+    assert re.fullmatch(r"aborted: memory \d+ MB above the limit of 100 MB \(memory_gb\)", outcome.kill_reason)
+    assert outcome.peak_rss_mb > 100
+    assert outcome.wall_s < 5
+
+
+def test_memory_watchdog_leaves_a_run_under_the_limit_alone(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "import time; data = b'x' * (20 << 20); time.sleep(0.8)")
+    spec.max_rss_mb = 200  # the shim's own memory does not count
+    outcome = run(spec)
+    assert outcome.exit_code == 0 and not outcome.aborted
+
+
+def test_abort_pattern_ends_the_run_on_a_completed_line(tmp_path: Path) -> None:
+    code = """
+        import sys, time
+        print("step 1 loss 2.31")
+        sys.stdout.write("step 2 loss nan (progress, not a line yet)\\r")
+        sys.stdout.flush()
+        time.sleep(0.5)
+        print("step 2 loss nan" + " x" * 100)
+        time.sleep(60)
+    """
+    spec = _spec(tmp_path, code)
+    spec.abort_pattern = re.compile(r"loss nan")
+    started = time.monotonic()
+    outcome = run(spec)  # no subscriber: the lines are assembled for the pattern alone
+    assert outcome.aborted and not outcome.killed
+    assert outcome.kill_reason == "aborted early: the log says 'step 2 loss nan" + " x" * 51 + "...'"
+    assert 0.5 <= time.monotonic() - started < 5
+    assert outcome.exit_code == -signal.SIGTERM
+
+
+def test_kill_after_an_abort_keeps_the_abort(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "import time; print('FAIL', flush=True); time.sleep(60)", kill_grace=0.3)
+    spec.abort_pattern = re.compile(r"\bFAIL\b")
+    job = Run(spec)
+    job.start()
+    deadline = time.monotonic() + 10
+    while not job._abort_reason and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.kill("user stop")
+    outcome = job.wait()
+    assert outcome.aborted and not outcome.killed
+    assert outcome.kill_reason == "aborted early: the log says 'FAIL'"
+
+
+# -- the log cap ------------------------------------------------------------------
+
+
+def test_capped_log_keeps_its_head_a_marker_and_the_metric_at_the_end(tmp_path: Path) -> None:
+    cap = 3 << 20
+    code = """
+        import sys
+        out = sys.stdout
+        for i in range(400_000):
+            out.write(f"step {i:06d} | loss {1.0 / (i + 1):.6f} | a line of a flood\\n")
+        print("---")
+        print("val_bpb: 0.987654")
+    """
+    spec = _spec(tmp_path, code)
+    spec.max_log_bytes = cap
+    collector = _Collector()
+    started = time.monotonic()
+    outcome = run(spec, collector)
+    assert outcome.exit_code == 0 and time.monotonic() - started < 20
+    produced = sum(len(line) + 1 for line in collector.lines)  # every line still reached the subscriber
+    assert produced > 5 * cap
+    data = spec.log_path.read_bytes()
+    assert len(data) <= cap
+    assert data.startswith(b"step 000000 |") and data.endswith(b"---\nval_bpb: 0.987654\n")
+    markers = re.findall(rb"\[arsup: log cut here; (\d+) bytes dropped; the run went on\]\n", data)
+    assert len(markers) == 1
+    marker_len = len(re.search(rb"\[arsup: log cut here.*\n", data).group())
+    assert int(markers[0]) == produced - (len(data) - marker_len)  # the count is exact
+    whole_line = re.compile(r"step \d{6} \| loss \S+ \| a line of a flood|\[arsup: log cut here.*\]|---|val_bpb: .*")
+    assert all(whole_line.fullmatch(line) for line in data.decode().splitlines())  # no line cut in two
+    assert len(data) > cap - (1 << 16)  # the cap is used, not wasted
+
+
+def test_log_file_under_its_cap_is_whole(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    chunks = [f"line {i}\n".encode() * 10 for i in range(30)]
+    # Far under the cap; then past the head (about 170 bytes) but short of losing anything.
+    for cap, count in [(1 << 20, 30), (600, 6)]:
+        with open(path, "wb") as file:
+            log = _LogFile(file, cap)
+            for chunk in chunks[:count]:
+                log.write(chunk)
+            log.close()
+        assert path.read_bytes() == b"".join(chunks[:count])

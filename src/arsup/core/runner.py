@@ -5,16 +5,31 @@ must end cleanly whatever the script does: print a flood, draw progress bars,
 hang, ignore SIGTERM, spawn workers, or double-fork a helper into its own
 session. The rules this module keeps:
 
-* The child gets its own session (and so its own process group) so the whole
-  group can be signalled at once; descendants are also tracked with psutil,
-  because a descendant may leave the group with ``setsid``.
+* On Linux the command runs under a per-run reaper shim (``reaper.py``, see
+  its docstring): a child subreaper, so no descendant can escape to init, not
+  even one that double-forks, calls ``setsid`` and closes its stdio between
+  two samples; and armed with ``PR_SET_PDEATHSIG``, so the run dies with the
+  supervisor even when that is SIGKILLed. The shim is the runner's main
+  process; while it lives every process of the run is its descendant, so it
+  is always signalled last (see ``_Tree.terminate``). Elsewhere the shell is
+  the main process and escapes are caught only by sampling, as the rest of
+  this list describes.
+* The main process gets its own session (and so its own process group) so
+  the whole group can be signalled at once; descendants are also tracked with
+  psutil, because a descendant may leave the group with ``setsid``.
 * Output is drained continuously by a thread, in large chunks, so a chatty
   child never blocks on a full pipe; the raw bytes go to the log file and the
-  decoded lines go to one optional subscriber, batched per chunk.
+  decoded lines go to one optional subscriber, batched per chunk. Nothing on
+  the drain path may wait: a capped log keeps its tail in memory, the abort
+  pattern is one regex search per completed line.
 * The main process is waited for with ``WNOWAIT`` and reaped only after the
   tree is gone: while it is an unreaped zombie its pid, which is also the
   process group id, cannot be reused, so signalling the group never hits a
   stranger.
+* Watchdogs (no output for ``stall_s``, tree RSS above ``max_rss_mb``, a line
+  matching ``abort_pattern``) end a live run exactly like a kill; the outcome
+  says ``aborted`` and why. They act only while the main process runs: a run
+  that already exited is reported as it ended.
 * ``wait()`` returns only when the main process and every descendant it can
   find are gone, the output pipe is at EOF and the log is closed.
 """
@@ -25,9 +40,11 @@ import codecs
 import fcntl
 import logging
 import os
+import re
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -92,10 +109,25 @@ DEFAULT_ENV_ALLOW: tuple[str, ...] = (
 """Environment names (exact, or a prefix ending in ``*``) a child may inherit.
 
 Proxies (``HTTP_PROXY`` and friends) are left out on purpose: their URLs may
-carry credentials. Name them in ``pass_env`` when a project needs them.
+carry credentials. Name them in ``pass_env`` when a project needs them. An
+allowed name still does not pass when it or its value looks secret
+(``_looks_secret``).
 """
 
-_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_SECRET_MARKERS = (
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "CREDS",
+    "AUTH",
+    "COOKIE",
+    "SESSION",
+)
+"""Parts of a variable's name that mark it as a secret anywhere in the name (and see ``_looks_secret``)."""
 
 _CHUNK = 64 * 1024  # one os.read; large so that a flood costs few wake-ups
 _SAMPLE_EVERY_S = 0.25  # RSS sampling period (each sample walks the process table)
@@ -106,6 +138,14 @@ _DRAIN_SETTLE_S = 0.5  # after the tree is gone, how long EOF may take to arrive
 _REAP_POLL_S = 0.02  # while waiting for signalled processes to disappear
 _SIGKILL_WAIT_S = 30.0  # SIGKILL cannot be ignored; only a process stuck in the kernel outlives this
 _MAX_LINE_CHARS = 1 << 20  # a "line" this long without a newline is passed on as is
+_REAPER_PATH = Path(__file__).with_name("reaper.py")
+# The shim needs prctl (Linux) and an interpreter to run it with; elsewhere the shell is the main process.
+_USE_REAPER = sys.platform.startswith("linux") and bool(sys.executable) and _REAPER_PATH.is_file()
+_REAPER_EXIT_S = 1.0  # once its tree is gone, how long the shim may take to exit on its own
+_LOG_TAIL_BYTES = 1 << 20  # a capped log keeps this much of the end of the output
+_LOG_MARKER_RESERVE = 128  # room kept under the cap for the "log cut here" line
+_QUOTE_CHARS = 120  # an abort reason quotes at most this much of the matching line
+_CREATE_TIME_SLACK_S = 1.0  # see end_recorded
 
 
 def build_env(
@@ -117,9 +157,11 @@ def build_env(
 
     A research project should not be able to read the supervisor's API keys,
     and an unknown variable is more likely to surprise than to help, so only
-    ``DEFAULT_ENV_ALLOW`` passes. Names that look like secrets (containing
-    KEY, TOKEN, SECRET or PASSWORD) never pass through an allow rule; they pass
-    only when named exactly in ``pass_env``. ``extra`` is applied last (values
+    ``DEFAULT_ENV_ALLOW`` passes. Variables that look like secrets, by their
+    name or by a URL with credentials in their value (see ``_looks_secret``),
+    never pass through an allow rule, since an innocent prefix such as ``UV_``
+    or ``HF_`` can hold a password; they pass only when named exactly in
+    ``pass_env``. ``extra`` is applied last (values
     the supervisor sets itself, such as the seed), and ``PYTHONUNBUFFERED=1``
     always, so that a Python child's output reaches the log as it happens.
     """
@@ -130,21 +172,34 @@ def build_env(
     for name, value in base.items():
         if name in named:
             env[name] = value
-        elif (name in exact or name.startswith(prefixes)) and not _looks_secret(name):
+        elif (name in exact or name.startswith(prefixes)) and not _looks_secret(name, value):
             env[name] = value
     env.update(extra or {})
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def _looks_secret(name: str) -> bool:
+def _looks_secret(name: str, value: str = "") -> bool:
+    """A secret by its name, or a value that carries one.
+
+    By name: a marker anywhere (``_SECRET_MARKERS``), or a word ending in PASS
+    (``DB_PASS``, ``PGPASS``), which PATH never is. By value: a URL with a user
+    part (``https://user:pw@host``, ``https://token@host``), as in
+    ``UV_INDEX_URL`` for a private index.
+    """
     upper = name.upper()
-    return any(marker in upper for marker in _SECRET_MARKERS)
+    if any(marker in upper for marker in _SECRET_MARKERS) or any(word.endswith("PASS") for word in upper.split("_")):
+        return True
+    for word in value.replace(",", " ").split():  # index variables hold several URLs
+        _, scheme, rest = word.partition("://")
+        if scheme and "@" in rest.split("/", 1)[0]:
+            return True
+    return False
 
 
 @dataclass
 class RunSpec:
-    """What to run, where, and for how long."""
+    """What to run, where, and for how long; the watchdogs and the log cap are off unless set."""
 
     command: str  # a shell command line, run as ["/bin/sh", "-c", command]
     cwd: Path
@@ -152,6 +207,12 @@ class RunSpec:
     env: dict[str, str]  # the child's full environment (see build_env)
     timeout: float  # hard wall-clock limit in seconds; then the whole tree is killed
     kill_grace: float = 5.0  # between SIGTERM and SIGKILL
+    stall_s: float = 0.0  # abort when no output byte has arrived for this long (0: off)
+    max_rss_mb: float = 0.0  # abort when the tree's sampled RSS is above this (0: off)
+    # Abort when a completed output line (``\r`` progress collapsed) matches, e.g. a NaN loss or FAIL.
+    # It is searched in every line of a flood: keep it simple.
+    abort_pattern: re.Pattern[str] | None = None
+    max_log_bytes: int = 0  # cap on the log file: its head, a marker, the last MiB (0: unlimited)
 
 
 @dataclass
@@ -162,9 +223,25 @@ class RunOutcome:
     wall_s: float = 0.0  # from start to the main process's exit
     peak_rss_mb: float = 0.0  # peak summed RSS of the process tree, sampled
     timed_out: bool = False
-    killed: bool = False  # kill() stopped it (user stop); False for a timeout
-    kill_reason: str = ""  # why it was stopped, for a timeout too
+    killed: bool = False  # kill() stopped it (user stop); False for a timeout or an abort
+    kill_reason: str = ""  # why it was stopped, for a timeout or an abort too
     start_error: str = ""  # non-empty when the command could not be started
+    aborted: bool = False  # a watchdog of the spec ended it; kill_reason says which and why
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The running process, as the journal records it so that a later supervisor can end it.
+
+    ``pid`` is the process the runner started (the reaper shim on Linux),
+    leader of process group ``pgid``; ``create_time`` (psutil's, seconds since
+    the epoch) tells it apart from a later process that reuses the pid. See
+    ``end_recorded``.
+    """
+
+    pid: int
+    pgid: int
+    create_time: float
 
 
 OutputCallback = Callable[[list[str], str], None]
@@ -214,6 +291,72 @@ def _compact(tail: str) -> str:
     return tail[cut + 1 :]
 
 
+class _LogFile:
+    """The run's log on disk: all of it, or with a cap, its head, a marker line and its end.
+
+    A script that floods for hours must not fill the disk, yet the summary it
+    prints last (the metric) must still end the log. Under a cap the head is
+    written up to about ``cap - 1 MiB``, ending at a line end; what follows
+    goes into a bounded in-memory ring instead of the disk (so the drain never
+    slows down), and ``close()`` appends a marker line and the ring's last
+    whole lines. The file stays within the cap. ``write`` and ``close`` raise
+    OSError (a full disk); the caller decides what that means.
+    """
+
+    def __init__(self, file: BinaryIO, cap: int = 0) -> None:
+        self._file = file
+        self._capped = cap > 0
+        self._tail_max = min(_LOG_TAIL_BYTES, cap // 2) if self._capped else 0
+        self._head_left = max(0, cap - self._tail_max - _LOG_MARKER_RESERVE)  # bytes the head may still take
+        self._cut = False  # the head is complete; output goes to the ring
+        self._head_ends_line = True
+        self._ring = bytearray()
+        self._past_head = 0  # bytes that came after the head
+
+    def write(self, data: bytes) -> None:
+        if not self._cut:
+            if not self._capped or len(data) <= self._head_left:
+                self._to_disk(data)
+                if self._capped:
+                    self._head_left -= len(data)
+                return
+            end = data.rfind(b"\n", 0, self._head_left) + 1  # the head ends with a whole line if it can
+            self._to_disk(data[:end])
+            self._cut = True
+            data = data[end:]
+        self._past_head += len(data)
+        self._ring += data
+        if len(self._ring) > 2 * self._tail_max:  # trimmed in bulk: amortised O(1) per byte
+            del self._ring[: len(self._ring) - self._tail_max]
+
+    def close(self) -> None:
+        """Append the marker and the kept end of the output (if the cap was reached), then close."""
+        try:
+            if self._cut:
+                self._write_end()
+        finally:
+            self._file.close()
+
+    def _write_end(self) -> None:
+        kept = bytes(self._ring[-self._tail_max :]) if self._tail_max else b""
+        if len(kept) == self._past_head:  # nothing was dropped after all: the log is whole
+            self._to_disk(kept)
+            return
+        newline = kept.find(b"\n")
+        if newline >= 0:
+            kept = kept[newline + 1 :]  # the first line is cut in the middle: drop it
+        dropped = self._past_head - len(kept)
+        start = b"" if self._head_ends_line else b"\n"
+        marker = f"[arsup: log cut here; {dropped} bytes dropped; the run went on]\n".encode()
+        self._to_disk(start + marker + kept)
+
+    def _to_disk(self, data: bytes) -> None:
+        if data:
+            self._file.write(data)
+            self._file.flush()  # the log is read while the run goes on
+            self._head_ends_line = data.endswith(b"\n")
+
+
 class Run:
     """One training process: start it, stream its output, and end it with all its descendants.
 
@@ -225,23 +368,28 @@ class Run:
     def __init__(self, spec: RunSpec, on_output: OutputCallback | None = None) -> None:
         self.spec = spec
         self._on_output = on_output
-        self._lines = _LineAssembler() if on_output is not None else None
+        # Lines are assembled for the subscriber, and for the abort pattern even without one.
+        wants_lines = on_output is not None or spec.abort_pattern is not None
+        self._lines = _LineAssembler() if wants_lines else None
         self._lock = threading.Lock()
-        self._wake = threading.Event()  # set by kill() and by the exit watcher
+        self._wake = threading.Event()  # set by kill(), by a watchdog and by the exit watcher
         self._exited = threading.Event()  # the main process has exited (not yet reaped)
         self._stop_drain = threading.Event()  # the pipe is held by something we could not end
         self._start_called = False
         self._kill_reason = ""
+        self._abort_reason = ""  # at most one of these two is ever set: the first stop wins
         self._start_error = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._main: psutil.Process | None = None
-        self._log: BinaryIO | None = None
+        self._tree: _Tree | None = None
+        self._identity: RunIdentity | None = None
+        self._log: _LogFile | None = None
         self._drain_thread: threading.Thread | None = None
         self._exit_thread: threading.Thread | None = None
         self._started_at = 0.0
         self._ended_at = 0.0
+        self._last_output = 0.0  # monotonic time of the last byte read (stall_s)
         self._peak_rss = 0  # bytes
-        self._known: dict[int, psutil.Process] = {}  # descendants seen while sampling
         self._callback_failed = False
         self._log_failed = False
         self._outcome: RunOutcome | None = None
@@ -249,7 +397,12 @@ class Run:
     # -- public API ---------------------------------------------------------
 
     def start(self) -> None:
-        """Launch the command; a failure to launch is recorded for wait(), never raised."""
+        """Launch the command; a failure to launch is recorded for wait(), never raised.
+
+        Call it from a thread that outlives the run (the engine's loop thread
+        does): on Linux the run is told to end (``PR_SET_PDEATHSIG``) when the
+        *thread* that started it exits, not only when the process does.
+        """
         with self._lock:
             if self._start_called:
                 raise RuntimeError("Run.start() called twice")
@@ -259,13 +412,13 @@ class Run:
         spec = self.spec
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(spec.log_path, "wb")  # closed by _finish_output()
+            self._log = _LogFile(open(spec.log_path, "wb"), spec.max_log_bytes)  # closed by _finish_output()
         except OSError as exc:
             self._start_error = f"cannot open log {spec.log_path}: {exc}"
             return
         try:
             self._proc = subprocess.Popen(
-                ["/bin/sh", "-c", spec.command],
+                _argv(spec),
                 cwd=spec.cwd,
                 env=spec.env,
                 stdin=subprocess.DEVNULL,
@@ -278,18 +431,26 @@ class Run:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._start_error = f"cannot start {spec.command!r} in {spec.cwd}: {exc}"
             self._write_log(f"arsup: {self._start_error}\n".encode())
-            self._log.close()
+            self._close_log()
             return
-        self._started_at = time.monotonic()
+        self._started_at = self._last_output = time.monotonic()
         assert self._proc.stdout is not None  # stdout=PIPE
         _widen_pipe(self._proc.stdout.fileno())
-        # The child is ours and unreaped, so this cannot fail, even if it already exited.
-        self._main = psutil.Process(self._proc.pid)
         pid = self._proc.pid
+        # The child is ours and unreaped, so this cannot fail, even if it already exited.
+        self._main = psutil.Process(pid)
+        # start_new_session made it its group's leader; unreaped, its pid pins the group id.
+        self._tree = _Tree(self._main, spec.kill_grace, reaper=_USE_REAPER, main_over=self._exited.is_set)
+        self._identity = RunIdentity(pid, pid, self._main.create_time())
         self._drain_thread = threading.Thread(target=self._drain, name=f"arsup-drain-{pid}", daemon=True)
         self._exit_thread = threading.Thread(target=self._watch_exit, name=f"arsup-exit-{pid}", daemon=True)
         self._drain_thread.start()
         self._exit_thread.start()
+
+    @property
+    def identity(self) -> RunIdentity | None:
+        """The started process, for the journal (see ``end_recorded``); None until start() launched one."""
+        return self._identity
 
     def wait(self) -> RunOutcome:
         """Block until the run is over and nothing of it is left; see the module docstring.
@@ -309,17 +470,22 @@ class Run:
                 start_error=self._start_error,
             )
             return self._outcome
+        assert self._tree is not None
         ended_by = "interrupted"
         try:
             ended_by = self._supervise()
         finally:
-            leftovers = self._terminate_tree()
+            leftovers = self._tree.terminate()
             if leftovers and ended_by == "exit":
                 logger.warning("run %s exited but left %d process(es) behind; killed them", self._proc.pid, leftovers)
             self._exited.wait()
             self._finish_output()  # may still signal the group: reap only after it
             exit_code = self._reap()
-        reasons = {"timeout": f"timed out after {self.spec.timeout:g} s", "kill": self._kill_reason}
+        reasons = {
+            "timeout": f"timed out after {self.spec.timeout:g} s",
+            "kill": self._kill_reason,
+            "abort": self._abort_reason,
+        }
         self._outcome = RunOutcome(
             exit_code=exit_code,
             wall_s=self._ended_at - self._started_at,
@@ -327,6 +493,7 @@ class Run:
             timed_out=ended_by == "timeout",
             killed=ended_by == "kill",
             kill_reason=reasons.get(ended_by, ""),
+            aborted=ended_by == "abort",
         )
         return self._outcome
 
@@ -337,31 +504,50 @@ class Run:
         already exited on its own is reported as such.
         """
         with self._lock:
-            if not self._kill_reason:
+            if not self._kill_reason and not self._abort_reason:
                 self._kill_reason = reason or "killed"
         self._wake.set()
 
     # -- waiting --------------------------------------------------------------
 
     def _supervise(self) -> str:
-        """Sleep on events until the main process exits, kill() is called or the time is up.
+        """Sleep on events until the main process exits, a stop comes or the time is up.
 
-        Returns "exit", "kill" or "timeout". RSS is sampled on the way.
+        Returns "exit", "kill", "abort" or "timeout". RSS is sampled on the way.
         """
         deadline = self._started_at + self.spec.timeout
         next_sample = 0.0
         while not self._exited.is_set():
             if self._kill_reason:
                 return "kill"
+            if self._abort_reason:
+                return "abort"
             now = time.monotonic()
             if now >= deadline:
                 return "timeout"
             if now >= next_sample:
                 self._sample()
                 next_sample = now + _SAMPLE_EVERY_S
-            self._wake.wait(min(next_sample, deadline) - now)
+            wake_at = min(next_sample, deadline, self._check_stall(now))
+            self._wake.wait(max(0.0, wake_at - now))
             self._wake.clear()  # safe: the conditions are re-checked before the next wait
         return "exit"
+
+    def _check_stall(self, now: float) -> float:
+        """Abort if the run has been silent for stall_s; when to look again."""
+        if self.spec.stall_s <= 0:
+            return float("inf")
+        silent_until = self._last_output + self.spec.stall_s
+        if now >= silent_until:
+            self._abort(f"aborted: no output for {self.spec.stall_s:g} s (stall_s)")
+        return silent_until
+
+    def _abort(self, reason: str) -> None:
+        """A watchdog's kill: the same ending as kill(), reported as an abort."""
+        with self._lock:
+            if not self._kill_reason and not self._abort_reason:
+                self._abort_reason = reason
+        self._wake.set()
 
     def _watch_exit(self) -> None:
         """Block until the main process exits, without reaping it (see the module docstring)."""
@@ -387,92 +573,38 @@ class Run:
         return self._proc.returncode
 
     def _sample(self) -> None:
-        """Record the tree's summed RSS, and remember descendants so they can be found after they escape."""
-        assert self._main is not None
+        """Record the command's summed RSS (the shim's own is not the run's), and remember descendants.
+
+        Remembered descendants can be found after they escape; the memory
+        watchdog acts on this sample.
+        """
+        assert self._main is not None and self._tree is not None
+        known = self._tree.known
         try:
             children = self._main.children(recursive=True)
         except psutil.Error:
             children = []
         for child in children:
-            if self._known.get(child.pid) != child:  # psutil compares pid and creation time
-                self._known[child.pid] = child
+            if known.get(child.pid) != child:  # psutil compares pid and creation time
+                known[child.pid] = child
+        procs = list(known.values()) if self._tree.reaper else [self._main, *known.values()]
         total = 0
-        for proc in (self._main, *self._known.values()):
+        for proc in procs:
             try:
                 total += proc.memory_info().rss
             except psutil.NoSuchProcess:
-                self._known.pop(proc.pid, None)
+                known.pop(proc.pid, None)
             except psutil.AccessDenied:
                 pass
         self._peak_rss = max(self._peak_rss, total)
-
-    # -- ending the tree ------------------------------------------------------
-
-    def _terminate_tree(self, extra: Iterable[psutil.Process] = ()) -> int:
-        """SIGTERM every process of the run, give them kill_grace, then SIGKILL the rest.
-
-        Returns how many processes were found. Processes are listed before each
-        signal because a signal makes a dying parent's children unfindable
-        (they are re-parented). The process group is signalled as well as each
-        listed process, which catches children forked after the listing.
-        """
-        victims = self._collect(extra)
-        if not victims:
-            return 0
-        found = len(victims)
-        self._signal(victims, signal.SIGTERM)
-        survivors = self._await_gone(victims, time.monotonic() + self.spec.kill_grace)
-        deadline = time.monotonic() + _SIGKILL_WAIT_S
-        while True:
-            survivors = self._collect(survivors)
-            if not survivors:
-                return found
-            if time.monotonic() >= deadline:
-                logger.error("run %s: processes %s survive SIGKILL", self._pgid, sorted(p.pid for p in survivors))
-                return found
-            self._signal(survivors, signal.SIGKILL)
-            survivors = self._await_gone(survivors, deadline)
+        limit = self.spec.max_rss_mb * (1024 * 1024)
+        if limit > 0 and total > limit:
+            self._abort(f"aborted: memory {_size(total)} above the limit of {_size(limit)} (memory_gb)")
 
     @property
     def _pgid(self) -> int:
         assert self._proc is not None
         return self._proc.pid  # start_new_session makes the child its group's leader
-
-    def _collect(self, extra: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
-        """Every live process of the run: the main one, its descendants, escapees seen earlier, the group."""
-        assert self._main is not None
-        found: dict[int, psutil.Process] = {p.pid: p for p in extra}
-        if not self._exited.is_set():
-            found[self._main.pid] = self._main
-            try:
-                found.update((p.pid, p) for p in self._main.children(recursive=True))
-            except psutil.Error:
-                pass
-        found.update(self._known)
-        found.update((p.pid, p) for p in _group_members(self._pgid))
-        self._known.update((pid, p) for pid, p in found.items() if pid != self._main.pid)
-        return [p for p in found.values() if _alive(p)]
-
-    def _signal(self, procs: Iterable[psutil.Process], sig: signal.Signals) -> None:
-        # The main process is not reaped yet, so the group id cannot belong to anyone else.
-        try:
-            os.killpg(self._pgid, sig)
-        except OSError:
-            pass  # the group is empty, or holds only processes we may not signal
-        for proc in procs:
-            try:
-                proc.send_signal(sig)  # refuses a pid that was reused meanwhile
-            except psutil.Error:
-                pass
-
-    @staticmethod
-    def _await_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Process]:
-        """Poll until every process is gone or the deadline passes; return those still alive."""
-        while True:
-            alive = [p for p in procs if _alive(p)]
-            if not alive or time.monotonic() >= deadline:
-                return alive
-            time.sleep(_REAP_POLL_S)
 
     # -- output ---------------------------------------------------------------
 
@@ -488,11 +620,12 @@ class Run:
                 chunk = os.read(fd, _CHUNK)
                 if not chunk:
                     break
+                self._last_output = time.monotonic()
                 self._write_log(chunk)
                 if self._lines is not None:
                     batch = self._lines.feed(chunk)
                     if batch is not None:
-                        self._emit(*batch)
+                        self._lines_out(*batch)
                 if len(chunk) < _CHUNK:
                     # The pipe was nearly empty: let output gather instead of waking per write,
                     # which would cost the child (and the subscriber) a wake-up per line.
@@ -500,17 +633,33 @@ class Run:
         if self._lines is not None:
             rest = self._lines.close()
             if rest:
-                self._emit(rest, "")
+                self._lines_out(rest, "")
+
+    def _lines_out(self, lines: list[str], partial: str) -> None:
+        """Completed lines go to the subscriber and past the abort pattern."""
+        if self._on_output is not None:
+            self._emit(lines, partial)
+        pattern = self.spec.abort_pattern
+        if pattern is not None and lines and not self._abort_reason:
+            hit = next(filter(pattern.search, lines), None)  # the loop runs in C: a flood stays cheap
+            if hit is not None:
+                self._abort(f"aborted early: the log says {_quote(hit)}")
 
     def _write_log(self, data: bytes) -> None:
         assert self._log is not None
         try:
             self._log.write(data)
-            self._log.flush()  # the log is read while the run goes on
         except OSError:
             if not self._log_failed:  # e.g. a full disk: keep draining so the child does not block
                 self._log_failed = True
                 logger.exception("cannot write log %s", self.spec.log_path)
+
+    def _close_log(self) -> None:
+        assert self._log is not None
+        try:
+            self._log.close()  # a capped log writes its end here
+        except OSError:
+            logger.exception("cannot finish log %s", self.spec.log_path)
 
     def _emit(self, lines: list[str], partial: str) -> None:
         assert self._on_output is not None
@@ -529,21 +678,183 @@ class Run:
         through /proc and ended too. If even that fails, reading stops.
         """
         assert self._drain_thread is not None and self._proc is not None and self._proc.stdout is not None
+        assert self._tree is not None
         self._drain_thread.join(_DRAIN_SETTLE_S)
         if self._drain_thread.is_alive():
             holders = _pipe_holders(os.fstat(self._proc.stdout.fileno()).st_ino)
             if holders:
                 logger.warning("run %s: processes %s escaped the tree; killing them", self._pgid, [p.pid for p in holders])
-                self._terminate_tree(holders)
+                self._tree.terminate(holders)
                 self._drain_thread.join(_DRAIN_SETTLE_S)
         if self._drain_thread.is_alive():
             logger.error("run %s: output pipe is still held open by an unknown process; no longer reading", self._pgid)
             self._stop_drain.set()
             self._drain_thread.join()
-        assert self._exit_thread is not None and self._log is not None
+        assert self._exit_thread is not None
         self._exit_thread.join()
         self._proc.stdout.close()
-        self._log.close()
+        self._close_log()
+
+
+class _Tree:
+    """One run's processes, found every way there is, and how to end them all.
+
+    ``main`` is the process the runner started, leader of its own process
+    group: the reaper shim, or the shell where there is none. With a reaper,
+    every descendant is findable as the shim's (recursive) child for as long
+    as the shim lives, so the shim is ended last; escapees seen earlier and
+    the group are tracked as well, for the platforms without one.
+    """
+
+    def __init__(
+        self,
+        main: psutil.Process,
+        grace: float,
+        *,
+        reaper: bool,
+        main_over: Callable[[], bool],
+        group_safe: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.main = main
+        self.pgid = main.pid
+        self.grace = grace
+        self.reaper = reaper
+        self.known: dict[int, psutil.Process] = {}  # descendants seen, even after they left the tree
+        self._main_over = main_over  # True once main has exited: its children are no longer its own
+        self._group_safe = group_safe  # False once pgid might name a stranger's group
+
+    def terminate(self, extra: Iterable[psutil.Process] = ()) -> int:
+        """SIGTERM every process of the run, give them the grace, then SIGKILL the rest.
+
+        Returns how many processes were found. Processes are listed before each
+        signal because a signal makes a dying parent's children unfindable
+        (they are re-parented). The process group is signalled as well as each
+        listed process, which catches children forked after the listing.
+        A reaper shim is SIGKILLed only once nothing else is left, after a
+        moment to exit by itself (with the command's status): killed earlier,
+        it would hand whatever is still alive, or is forked meanwhile, to init.
+        """
+        victims = self.collect(extra)
+        if not victims:
+            return 0
+        found = {p.pid for p in victims}
+        self._signal(victims, signal.SIGTERM, group=True)
+        survivors = _await_gone(victims, time.monotonic() + self.grace)
+        deadline = time.monotonic() + _SIGKILL_WAIT_S
+        while True:
+            survivors = self.collect(survivors)
+            found.update(p.pid for p in survivors)
+            if not survivors:
+                return len(found)
+            if time.monotonic() >= deadline:
+                logger.error("run %s: processes %s survive SIGKILL", self.pgid, sorted(p.pid for p in survivors))
+                self._signal(survivors, signal.SIGKILL, group=True)  # the shim too: nothing more to wait for
+                return len(found)
+            if self.reaper and any(p.pid == self.main.pid for p in survivors):
+                others = [p for p in survivors if p.pid != self.main.pid]
+                if others:  # not the group: that would kill the shim with them
+                    self._signal(others, signal.SIGKILL, group=False)
+                    _await_gone(others, deadline)
+                    continue
+                if not _await_gone(survivors, min(deadline, time.monotonic() + _REAPER_EXIT_S)):
+                    continue
+            self._signal(survivors, signal.SIGKILL, group=True)
+            _await_gone(survivors, deadline)
+
+    def collect(self, extra: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+        """Every live process of the run: escapees seen earlier, the group, the main one and its descendants."""
+        found: dict[int, psutil.Process] = {p.pid: p for p in extra}
+        found.update(self.known)
+        if self._group_safe():
+            found.update((p.pid, p) for p in _group_members(self.pgid))
+        if not self._main_over():
+            found[self.main.pid] = self.main
+            try:  # last, so that a pid reused by a new descendant replaces a stale sighting
+                found.update((p.pid, p) for p in self.main.children(recursive=True))
+            except psutil.Error:
+                pass
+        self.known.update((pid, p) for pid, p in found.items() if pid != self.main.pid)
+        return [p for p in found.values() if _alive(p)]
+
+    def _signal(self, procs: Iterable[psutil.Process], sig: signal.Signals, *, group: bool) -> None:
+        if group and self._group_safe():
+            try:
+                os.killpg(self.pgid, sig)
+            except OSError:
+                pass  # the group is empty, or holds only processes we may not signal
+        for proc in procs:
+            try:
+                proc.send_signal(sig)  # refuses a pid that was reused meanwhile
+            except psutil.Error:
+                pass
+
+
+def end_recorded(pid: int, create_time: float, grace: float) -> int:
+    """End a run that an earlier supervisor recorded (its ``RunIdentity``), if it still runs.
+
+    For a restart after a crash: normally the run died with its supervisor
+    (``PR_SET_PDEATHSIG``), but it may still be in its grace, or have had no
+    reaper (not Linux). The process must have that pid *and* that creation
+    time, so a reused pid is never touched; creation times are compared within
+    ``_CREATE_TIME_SLACK_S``, because psutil derives them from the boot time,
+    which moves with clock adjustments between two supervisors' readings. It
+    is ended like a tree kill (descendants, group, SIGTERM, ``grace``,
+    SIGKILL, the shim last). Returns how many processes were ended; 0 when
+    the process is gone or is not that one (then nothing can be verified, so
+    nothing is done).
+    """
+    try:
+        main = psutil.Process(pid)
+        same = abs(main.create_time() - create_time) <= _CREATE_TIME_SLACK_S
+        leader = os.getpgid(pid) == pid
+    except (psutil.Error, OSError):
+        return 0
+    if not same or not _alive(main):
+        return 0
+    # Not our child: once it is gone and reaped by init, its group id may be reused; stop using it then.
+    tree = _Tree(
+        main,
+        grace,
+        reaper=True,
+        main_over=lambda: not _alive(main),
+        group_safe=lambda: leader and _alive(main),
+    )
+    return tree.terminate()
+
+
+def _argv(spec: RunSpec) -> list[str]:
+    """The command line to start: the shell, under the reaper shim where there is one."""
+    shell = ["/bin/sh", "-c", spec.command]
+    if not _USE_REAPER:
+        return shell
+    # -I: nothing from the environment or the working directory reaches the shim; -S: no site, a faster start.
+    options = ["--grace", repr(float(spec.kill_grace)), "--parent", str(os.getpid())]
+    if "LC_CTYPE" in spec.env:
+        options += ["--lc-ctype", spec.env["LC_CTYPE"]]
+    return [sys.executable, "-I", "-S", str(_REAPER_PATH), *options, "--", *shell]
+
+
+def _await_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Process]:
+    """Poll until every process is gone or the deadline passes; return those still alive."""
+    while True:
+        alive = [p for p in procs if _alive(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(_REAP_POLL_S)
+
+
+def _size(nbytes: float) -> str:
+    """A memory size for a one-line reason: GB from 1 GB up, MB below."""
+    mib = nbytes / (1024 * 1024)
+    return f"{round(mib / 1024, 1):g} GB" if mib >= 1024 else f"{mib:.0f} MB"
+
+
+def _quote(line: str) -> str:
+    """A log line for a one-line reason: stripped, cut to _QUOTE_CHARS, quoted."""
+    line = line.strip()
+    if len(line) > _QUOTE_CHARS:
+        line = line[: _QUOTE_CHARS - 3] + "..."
+    return f"'{line}'"
 
 
 def run(spec: RunSpec, on_output: OutputCallback | None = None) -> RunOutcome:

@@ -64,7 +64,7 @@ class Printer:
         elif isinstance(event, ExperimentFinished):
             self._say(experiment_line(event.experiment, event.best, metric))
         elif isinstance(event, Notice):
-            self._say(f"arsup: {event.text}")
+            self._say(f"arsup: {'error: ' if event.level == 'error' else ''}{event.text}")
         elif isinstance(event, SessionEnded):
             self.ended = event
             self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")

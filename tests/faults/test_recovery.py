@@ -68,3 +68,29 @@ def test_a_write_cut_short_by_a_kill_is_recognised_as_arsups_and_undone(project:
     assert engine.history[-1].status == Status.INVALID
     assert (project / "train.py").read_text() == TOY_TRAIN
     assert_invariants(project, protected)
+
+
+def test_a_run_that_outlived_a_killed_arsup_is_ended_on_restart(project: Path) -> None:
+    """Where the reaper could not take it down (no PR_SET_PDEATHSIG, say), the journal's pid can."""
+    import subprocess
+
+    import psutil
+
+    protected = fingerprint(project, ["prepare.py"])
+    engine, _ = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+    survivor = subprocess.Popen(["sleep", "300"], cwd=project, start_new_session=True)
+    ghost = engine.history[0].copy()
+    ghost.id, ghost.status, ghost.is_baseline, ghost.hypothesis = "0002", Status.RUNNING, False, "x"
+    journal = Journal(project)
+    journal.record(ghost)
+    journal.append(
+        "run_started", tag="t1", experiment="0002", seed=0, pid=survivor.pid, pgid=survivor.pid,
+        create_time=psutil.Process(survivor.pid).create_time(),
+    )
+    engine, events = make_engine(project, write_script(project))
+    engine.close()
+    assert survivor.wait(timeout=5) is not None
+    assert any("left running by an arsup that was killed" in getattr(e, "text", "") for e in events)
+    assert engine.history[-1].status == Status.CRASH
+    assert_invariants(project, protected)

@@ -56,3 +56,25 @@ def test_a_stop_signal_records_the_run_and_leaves_nothing(project: Path, number:
     rows = (project / "results.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[3] for row in rows] == ["keep", "crash"]
     assert_invariants(project, protected)
+
+
+def test_kill_9_takes_the_training_down_and_a_restart_recovers(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    proc = start_arsup(project, "k9")
+    training = [p for p in psutil.Process(proc.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+    assert training
+    proc.kill()  # SIGKILL: no handler runs in arsup
+    proc.communicate(timeout=10)
+    gone, alive = psutil.wait_procs(training, timeout=2.0)
+    assert not alive, "the training outlived arsup"
+    assert final_statuses(project)["0002"][0] == "running"  # the journal stopped mid-experiment
+
+    restart = subprocess.run(
+        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{project.parent / 'proposals.jsonl'}",
+         "--tag", "k9", "--max-experiments", "0"],
+        cwd=project, capture_output=True, text=True, timeout=60,
+    )
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert "recovered experiment 0002: crash" in restart.stdout
+    assert final_statuses(project)["0002"] == ("crash", "interrupted: arsup stopped before the run finished")
+    assert_invariants(project, protected)

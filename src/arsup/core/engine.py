@@ -254,6 +254,8 @@ class Engine:
         for warning in self.journal.warnings:
             self._emit(Notice(warning, "warning"))
         last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
+        if last is not None and last.status == Status.RUNNING:
+            self._end_recorded_runs(last)  # before anything else: it could still be writing files
         # Uncommitted changes first, before anything is touched: only arsup's own writes may be undone.
         # Untracked files count where a name is given literally; under a glob they are only neighbours.
         named = project.editable + project.protected
@@ -326,6 +328,21 @@ class Engine:
                 recovered = True
         if recovered:
             self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
+
+    def _end_recorded_runs(self, experiment: Experiment) -> None:
+        """A run of a killed arsup normally dies with it; one still alive would share the GPU: end it."""
+        for event in self.journal.events():
+            if event.get("event") != "run_started" or event.get("experiment") != experiment.id:
+                continue
+            try:
+                ended = runner.end_recorded(int(event["pid"]), float(event["create_time"]), self.config.project.kill_grace)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if ended:
+                self._emit(Notice(
+                    f"ended {ended} process(es) of experiment {experiment.id}'s run (pid {event['pid']}), "
+                    "left running by an arsup that was killed", "warning",
+                ))
 
     def close(self) -> None:
         """Let go of the repo: the git object and the lock (run() does this when it ends)."""
@@ -725,9 +742,15 @@ class Engine:
         run = runner.Run(spec, forward)
         with self._run_lock:
             self._current_run = run
-            run.start()
+            run.start()  # from this thread, which outlives the run (the reaper's death signal follows it)
             if self._stop.is_set():
                 run.kill(self._stop_reason)
+        if run.identity is not None:  # so a restart after a kill -9 can end it if it still runs
+            who = run.identity
+            self.journal.append(
+                "run_started", tag=self.tag, experiment=experiment.id, seed=seed,
+                pid=who.pid, pgid=who.pgid, create_time=who.create_time,
+            )
         outcome = run.wait()
         with self._run_lock:
             self._current_run = None

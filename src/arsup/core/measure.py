@@ -7,6 +7,7 @@ number from the morning-after checks means exactly what it meant at night.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from arsup.core.experiment import RunResult
 
 
 def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str]) -> runner.RunSpec:
-    """The run command with the supervisor's environment: allow-listed, seeded, budgeted."""
+    """The run command with the supervisor's environment (allow-listed, seeded, budgeted) and watchdogs."""
     project = config.project
     extra = {
         **project.env,
@@ -24,6 +25,7 @@ def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int,
         "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
         **labels,
     }
+    watchdog = config.watchdog
     return runner.RunSpec(
         command=project.run.replace("{python}", shlex.quote(python)),
         cwd=root,
@@ -31,6 +33,10 @@ def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int,
         env=runner.build_env(os.environ, project.pass_env, extra),
         timeout=project.timeout,
         kill_grace=project.kill_grace,
+        stall_s=watchdog.stall_s,
+        max_rss_mb=watchdog.memory_gb * 1024,
+        abort_pattern=re.compile(watchdog.abort_on) if watchdog.abort_on else None,
+        max_log_bytes=int(watchdog.max_log_mb * 1024 * 1024),
     )
 
 

@@ -67,6 +67,7 @@ from arsup.tui.screens import (
 from arsup.tui.session import SessionView
 from arsup.tui.themes import ThemeSet, load_themes
 
+ERROR_NOTICE_S = 600.0  # how long an error notice stays on screen
 HANGUP_GRACE_S = 5.0  # after a hang-up, how long the screen may take to close once the loop has ended
 STOP_WAIT_S = 60.0  # a stop kills the training (SIGTERM, grace, SIGKILL); then the screen closes regardless
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
@@ -226,7 +227,10 @@ class SupervisorApp(App[int]):
         elif isinstance(event, ExperimentFinished):
             self.main.query_one(HistoryPane).finished(event.experiment)
         elif isinstance(event, Notice):
-            self.notify(event.text, severity=SEVERITY.get(event.level, "information"), markup=False)  # type: ignore[arg-type]
+            severity = SEVERITY.get(event.level, "information")
+            # An error (tampering, crashes in a row) stays until read; the rest fade.
+            timeout = ERROR_NOTICE_S if event.level == "error" else self.NOTIFICATION_TIMEOUT
+            self.notify(event.text, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
         elif isinstance(event, SessionEnded):
             self._ended(event)
         if isinstance(event, REDRAWN_BY):

@@ -44,10 +44,11 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_llm(
-    root: Path, server: OpenAIServer, *behaviours, max_experiments: int = 2, model: str = "openai/test-model", **client
+    root: Path, server: OpenAIServer, *behaviours, max_experiments: int = 2, model: str = "openai/test-model",
+    watchdog: dict | None = None, **client,
 ) -> tuple[Engine, list[Event]]:
     server.push(*behaviours)
-    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}})
+    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}, "watchdog": watchdog or {}})
     settings = {"deadline_s": 10.0, "retries": 2, "backoff_s": 0.01, "context_tokens": 100_000, **client}
     agent = LLMAgent(LLMClient(model, api_base=server.base_url, **settings), ["train.py"], ["prepare.py"])
     engine = Engine(cfg, root, agent, tag="llm")
@@ -186,6 +187,7 @@ def test_a_crash_can_be_fixed_at_most_twice(project: Path, server: OpenAIServer)
         reply(answer("FIX: again", block("LR = 0.0001", "LR = 0.003\nraise SystemExit(6)"))),
         reply(answer("new idea: wider", block("WIDTH = 64", "WIDTH = 65"))),
         max_experiments=5,
+        watchdog={"crashes_in_a_row": 4},  # three crashes in a row would stop the loop (tested elsewhere)
     )
     first, fix1, fix2, new = engine.history[1:]
     assert [e.status for e in (first, fix1, fix2)] == [Status.CRASH] * 3

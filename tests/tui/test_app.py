@@ -402,3 +402,26 @@ def test_browse_shows_the_history_without_running(repo: Path) -> None:
     asyncio.run(go())
     assert git(repo, "rev-parse", "HEAD") == head
     assert os.path.exists(repo / ".arsup" / "journal.jsonl")
+
+
+def test_tampering_and_crash_streaks_are_said_as_errors_that_stay(repo: Path) -> None:
+    tamper = edit("LR = 0.0001", "LR = 0.003\nopen('prepare.py', 'a').write('# mine now\\n')")
+    crashes = [edit("WIDTH = 64", f"WIDTH = {n}\nraise SystemExit(1)") for n in (65, 66)]
+    app = live_app(
+        repo,
+        {"hypothesis": "fake the score", "edits": tamper},
+        *({"hypothesis": f"crash {n}", "edits": block} for n, block in enumerate(crashes)),
+    )
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.engine.paused, 60, "the pause after three crashes")
+            errors = [n for n in app._notifications if n.severity == "error"]  # noqa: SLF001
+            assert any("TAMPERING" in n.message and "prepare.py" in n.message for n in errors)
+            assert any("3 crashes in a row" in n.message for n in errors)
+            assert all(n.timeout >= 600 for n in errors)
+            await pilot.press("q")
+            await finish(pilot, app)
+
+    asyncio.run(go())
+    assert (repo / "prepare.py").read_text() == "DATA = 'fixed'\n"

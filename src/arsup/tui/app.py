@@ -151,6 +151,7 @@ class SupervisorApp(App[int]):
         self._hidden: ApprovalRequested | None = None  # the question the person put aside with esc
         self.engine_started = False
         self.signalled = 0  # the stop signal that closed the screen, if one did
+        engine.interactive = live  # a person watches: crashes in a row pause the loop and ask
         self.main = MainScreen(self.view)
 
     # -- layout --------------------------------------------------------------------

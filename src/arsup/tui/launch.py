@@ -54,7 +54,6 @@ def _app(engine: Engine, bridge: Bridge, live: bool, theme: str) -> SupervisorAp
 def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
     """Prepare the repo, run the loop on screen; 0 when it ended normally or was stopped, 1 on an error."""
     bridge = Bridge()
-    engine.interactive = True  # a person watches: crashes in a row pause the loop and ask
     engine.subscribe(bridge)  # before prepare: it already says which branch and what was recovered
     engine.prepare()
     app = _app(engine, bridge, live=True, theme=theme)

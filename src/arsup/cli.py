@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", parents=[where], help="rewrite results.tsv from the journal for one run")
     rebuild.add_argument("--tag", help="the run (default: the latest in the journal)")
 
+    for name, text in (
+        ("status", "what the loop here is doing (exit 3 when none runs)"),
+        ("approve", "answer yes to the question the loop waits on"),
+        ("skip", "answer no to the question the loop waits on"),
+        ("kill", "kill the running training (a crash; the loop goes on)"),
+        ("pause", "pause the loop after the current step"),
+        ("resume", "resume a paused loop"),
+    ):
+        commands.add_parser(name, parents=[where], help=text)
+    note = commands.add_parser("note", parents=[where], help="a note to the agent, in every prompt from now on")
+    note.add_argument("text", nargs="+", help="the note")
+    set_policy = commands.add_parser("policy", parents=[where], help="when the loop asks a person")
+    set_policy.add_argument("name", choices=POLICIES)
+    stop = commands.add_parser("stop", parents=[where], help="stop the loop: now (the run is killed and recorded)")
+    stop.add_argument("--after-run", action="store_true", help="let the current experiment finish first")
+
     demo = commands.add_parser("demo", help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", type=Path, help="where to put the copy: a new or empty folder (default: a temp folder)")
     _add_loop_options(demo)
@@ -142,11 +158,6 @@ def _run_loop(root: Path, args: argparse.Namespace, overrides: dict[str, dict[st
     from arsup.core.engine import Engine
 
     cfg = config.load(root, overrides)
-    if args.headless and cfg.policy.approve != "auto":
-        raise config.ConfigError(
-            f"policy {cfg.policy.approve!r} asks a person, and --headless has no screen to ask on; "
-            "use --policy auto (or drop --headless)"
-        )
     engine = Engine(cfg, root, create_agent(cfg, root), tag=args.tag or default_tag())
     if args.headless:
         from arsup.headless import run_headless
@@ -227,6 +238,16 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remote(args: argparse.Namespace) -> int:
+    """A command for the loop running in this project (see arsup.remote)."""
+    from arsup.remote import run_command
+
+    root = (args.dir or Path.cwd()).resolve()
+    command = "stop_after_run" if args.command == "stop" and args.after_run else args.command
+    text = " ".join(args.text) if args.command == "note" else getattr(args, "name", "")
+    return run_command(root, command, text)
+
+
 def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
@@ -248,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild,
+        **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:
         return commands[command](args)

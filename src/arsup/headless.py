@@ -14,6 +14,7 @@ from typing import TextIO
 
 from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
+    ApprovalRequested,
     Event,
     ExperimentFinished,
     Notice,
@@ -21,6 +22,8 @@ from arsup.core.events import (
     SessionStarted,
 )
 from arsup.core.experiment import Experiment, Status
+from arsup.core.service import ControlServer
+from arsup.remote import describe_question
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
 
@@ -49,25 +52,28 @@ def locations(engine: Engine) -> str:
 
 
 class Printer:
-    """Turns engine events into lines; called from the engine thread."""
+    """Turns engine events into lines; called from the engine thread. Reads only the events."""
 
-    def __init__(self, engine: Engine, out: TextIO = sys.stdout) -> None:
-        self.engine = engine
+    def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
+        self.metric = "val_bpb"
         self.ended: SessionEnded | None = None
 
     def __call__(self, event: Event) -> None:
-        metric = self.engine.config.metric.name
-        if isinstance(event, SessionStarted):
-            resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
-            self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; Ctrl-C stops")
-        elif isinstance(event, ExperimentFinished):
-            self._say(experiment_line(event.experiment, event.best, metric))
-        elif isinstance(event, Notice):
-            self._say(f"arsup: {'error: ' if event.level == 'error' else ''}{event.text}")
-        elif isinstance(event, SessionEnded):
-            self.ended = event
-            self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
+        match event:
+            case SessionStarted():
+                self.metric = event.metric
+                resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
+                self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; Ctrl-C stops")
+            case ExperimentFinished():
+                self._say(experiment_line(event.experiment, event.best, self.metric))
+            case ApprovalRequested():
+                self._say(f"arsup: waiting: {describe_question(event)} answer with `arsup approve` or `arsup skip`")
+            case Notice():
+                self._say(f"arsup: {'error: ' if event.level == 'error' else ''}{event.text}")
+            case SessionEnded():
+                self.ended = event
+                self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
 
     def _say(self, line: str) -> None:
         say(line, self.out)
@@ -85,9 +91,12 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 128+N after signal N.
 
     GitError from preparing the repo propagates, for the CLI to report."""
-    printer = Printer(engine, out)
+    printer = Printer(out)
+    server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
+    engine.subscribe(server)
     engine.prepare()
+    server.start()
     engine.start()
     stopped_by = 0
     with stop_signals():
@@ -108,6 +117,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
         tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
         say(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", out)
     say(locations(engine), out)
+    server.stop()
     if printer.ended is None or printer.ended.error:
         return 1
     return 128 + stopped_by if stopped_by else 0

@@ -36,11 +36,6 @@ def test_bare_arsup_outside_a_project_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 2 and "run `arsup init` there first" in result.stderr
 
 
-def test_headless_cannot_ask(project: Path) -> None:
-    result = arsup("run", "--headless", "--policy", "runs", cwd=project)
-    assert result.returncode == 2 and "--headless has no screen to ask on" in result.stderr
-
-
 def test_browse_needs_a_history(project: Path) -> None:
     result = arsup("--browse", "--tag", "nov28", cwd=project)
     assert result.returncode == 2 and "no experiments for tag 'nov28'" in result.stderr

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import statistics
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from arsup.core.events import (
     ExperimentStarted,
     Notice,
     Proposing,
+    QuestionClosed,
     RunOutput,
     RunStarted,
     SessionEnded,
@@ -125,6 +127,8 @@ class Engine:
         self._fatal = ""  # why the loop must end after the current experiment
         self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
         self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
+        self._questions: dict[str, Future[policy.Answer]] = {}  # open approvals by id, for any client
+        self._question_count = 0
 
     # -- outward -----------------------------------------------------------------
 
@@ -206,17 +210,39 @@ class Engine:
         if not policy.asks(self.policy, kind):
             return policy.Answer(True)
         future: Future[policy.Answer] = Future()
+        self._question_count += 1
+        question = f"q{self._question_count}"
+        self._questions[question] = future
         self._state("awaiting approval", kind)
-        self._emit(ApprovalRequested(kind, experiment.copy(), future, dict(files or {})))
-        while not self._stop.is_set():
-            try:
-                return future.result(timeout=POLL_S)
-            except FutureTimeout:
-                if not policy.asks(self.policy, kind):  # the policy changed while waiting
-                    future.cancel()
-                    return policy.Answer(True)
-        future.cancel()
-        return None
+        self._emit(ApprovalRequested(kind, experiment.copy(), future, dict(files or {}), question))
+        answer: policy.Answer | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    answer = future.result(timeout=POLL_S)
+                    return answer
+                except FutureTimeout:
+                    if not policy.asks(self.policy, kind):  # the policy changed while waiting
+                        answer = policy.Answer(True)
+                        return answer
+                except CancelledError:  # withdrawn by a client
+                    return None
+            return None
+        finally:
+            future.cancel()
+            self._questions.pop(question, None)
+            self._emit(QuestionClosed(question, None if answer is None else answer.approved))
+
+    def answer(self, question_id: str, approved: bool, files: dict[str, str] | None = None) -> bool:
+        """Answer an open question (from any client); False when it is no longer open."""
+        future = self._questions.get(question_id)
+        if future is None or future.done():
+            return False
+        try:
+            future.set_result(policy.Answer(approved, files))
+        except InvalidStateError:  # answered or withdrawn a moment ago
+            return False
+        return True
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -239,7 +265,12 @@ class Engine:
         except BaseException:
             self.close()
             raise
-        self._emit(SessionStarted(self.tag, self.branch, vcs.head(), resumed=len(self.history)))
+        self._emit(SessionStarted(
+            self.tag, self.branch, vcs.head(), resumed=len(self.history), project=str(self.root),
+            metric=self.config.metric.name, goal=self.config.metric.goal,
+            time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
+            pid=os.getpid(), history=[e.copy() for e in self.history],
+        ))
 
     def load_history(self) -> None:
         """The tag's finished experiments from the journal, without git or the lock: for browsing."""

@@ -14,10 +14,20 @@ from arsup.core.experiment import Experiment
 
 @dataclass(frozen=True)
 class SessionStarted:
+    """A loop started (or was attached to): what a view needs before any experiment arrives."""
+
     tag: str
     branch: str
     head: str
     resumed: int  # experiments already in the journal for this tag
+    project: str = ""  # the project folder
+    metric: str = "val_bpb"
+    goal: str = "minimize"
+    time_budget: float = 0.0
+    policy: str = "auto"
+    agent: str = ""
+    pid: int = 0  # the loop's process
+    history: list[Experiment] = field(default_factory=list)  # this tag's finished experiments, oldest first
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,15 @@ class ApprovalRequested:
     experiment: Experiment
     future: Future  # type: ignore[type-arg]
     files: dict[str, str] = field(default_factory=dict)  # for an edit: the new texts, editable before approval
+    question_id: str = ""  # names the question to `Controls.answer` from another process
+
+
+@dataclass(frozen=True)
+class QuestionClosed:
+    """A question is no longer open: answered (by any client) or withdrawn (a stop, a policy change)."""
+
+    question_id: str
+    approved: bool | None  # None: withdrawn
 
 
 @dataclass(frozen=True)
@@ -106,5 +125,6 @@ Event = (
     | RunOutput
     | ExperimentFinished
     | Notice
+    | QuestionClosed
     | SessionEnded
 )

@@ -18,6 +18,7 @@ from arsup.core.checks import last_tag
 from arsup.core.engine import Engine
 from arsup.core.experiment import Experiment
 from arsup.core.monitor import Monitor
+from arsup.core.service import ControlServer
 from arsup.headless import locations, say
 from arsup.tui import keys
 from arsup.tui.app import STOP_WAIT_S, SupervisorApp
@@ -54,8 +55,11 @@ def _app(engine: Engine, bridge: Bridge, live: bool, theme: str) -> SupervisorAp
 def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
     """Prepare the repo, run the loop on screen; 0 when it ended normally or was stopped, 1 on an error."""
     bridge = Bridge()
+    server = ControlServer(engine, engine.root)  # the commands (`arsup status`, `approve`...) work beside the screen
     engine.subscribe(bridge)  # before prepare: it already says which branch and what was recovered
+    engine.subscribe(server)
     engine.prepare()
+    server.start()
     app = _app(engine, bridge, live=True, theme=theme)
     log_handler = LogToScreen(bridge)
     logging.getLogger("arsup").addHandler(log_handler)
@@ -69,6 +73,7 @@ def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
             engine.wait(STOP_WAIT_S)
         else:
             engine.close()
+        server.stop()
     ended = bridge.ended
     if ended is not None:
         say(f"arsup: {'error: ' if ended.error else ''}{ended.reason}", out)

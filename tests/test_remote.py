@@ -1,0 +1,81 @@
+"""Every screen action as a command, against a real headless loop in another process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TOY_TRAIN, git, write_script
+from tests.faults.conftest import assert_invariants, fingerprint
+
+ARSUP = [sys.executable, "-m", "arsup"]
+SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
+
+
+def arsup(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ARSUP, *args], cwd=root, capture_output=True, text=True, timeout=60)
+
+
+def wait_for(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def journal(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / ".arsup" / "journal.jsonl").read_text().splitlines()]
+
+
+def test_a_headless_loop_is_steered_from_the_command_line(project: Path, tmp_path: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(
+        project,
+        {"hypothesis": "slow", "files": {"train.py": SLOW}},
+        {"hypothesis": "slow and wide", "files": {"train.py": SLOW.replace("WIDTH = 64", "WIDTH = 65")}},
+    )
+    out = tmp_path / "loop.out"
+    with open(out, "w") as sink:
+        loop = subprocess.Popen(
+            [*ARSUP, "run", "--headless", "--policy", "runs", "--agent", f"script:{script}", "--tag", "cli"],
+            cwd=project, stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )
+    try:
+        wait_for(lambda: "arsup: waiting: train 0001 (the baseline)?" in out.read_text(), "the first question")
+        status = arsup(project, "status")
+        assert status.returncode == 0, status.stdout
+        assert f"arsup: loop pid {loop.pid} on autoresearch/cli" in status.stdout
+        assert "waiting: train 0001 (the baseline)? answer with `arsup approve` or `arsup skip`" in status.stdout
+
+        approved = arsup(project, "approve")
+        assert (approved.returncode, approved.stdout.strip()) == (0, "arsup: approved: train 0001 (the baseline)")
+        wait_for(lambda: "waiting: train 0002 ('slow')?" in out.read_text(), "the second question")
+        assert arsup(project, "note", "try", "smaller", "models").returncode == 0
+        assert arsup(project, "approve").returncode == 0
+        log = project / ".arsup" / "runs" / "0002" / "run.log"
+        wait_for(lambda: log.exists() and "training" in log.read_text(), "experiment 0002 to train")
+        assert arsup(project, "approve").returncode == 1  # nothing waits now
+        killed = arsup(project, "kill")
+        assert killed.returncode == 0, killed.stdout
+        wait_for(lambda: "0002  crash" in out.read_text(), "the kill to be recorded")
+        wait_for(lambda: "waiting: train 0003" in out.read_text(), "the third question")
+        assert arsup(project, "policy", "auto").returncode == 0  # the waiting run goes ahead unasked
+        log = project / ".arsup" / "runs" / "0003" / "run.log"
+        wait_for(lambda: log.exists() and "training" in log.read_text(), "experiment 0003 to train")
+        assert arsup(project, "stop").returncode == 0
+        assert loop.wait(30) == 0
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    text = out.read_text()
+    assert "[killed by user]" in text and "arsup: stopped by user" in text
+    notes = [e["text"] for e in journal(project) if e["event"] == "note"]
+    assert notes == ["try smaller models"]
+    assert [e["policy"] for e in journal(project) if e["event"] == "policy"] == ["auto"]
+    gone = arsup(project, "status")
+    assert gone.returncode == 3 and "no arsup loop runs in" in gone.stdout
+    assert_invariants(project, protected)
+    assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/cli"

@@ -18,6 +18,9 @@ from arsup.core.events import (
     Event,
     ExperimentFinished,
     Notice,
+    Paused,
+    PolicyChanged,
+    Resumed,
     SessionEnded,
     SessionStarted,
 )
@@ -71,6 +74,12 @@ class Printer:
                 self._say(f"arsup: waiting: {describe_question(event)} answer with `arsup approve` or `arsup skip`")
             case Notice():
                 self._say(f"arsup: {'error: ' if event.level == 'error' else ''}{event.text}")
+            case Paused():
+                self._say("arsup: pausing after the current step")
+            case Resumed():
+                self._say("arsup: resumed")
+            case PolicyChanged():
+                self._say(f"arsup: policy: {event.policy}")
             case SessionEnded():
                 self.ended = event
                 self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")

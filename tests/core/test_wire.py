@@ -22,7 +22,10 @@ ALL = [
                           time_budget=300, policy="runs", agent="tuner", pid=42, history=[KEPT]),
     events.Proposing("0003"),
     events.AgentText("0003", "HYPOTHESIS: ünïcode [markup] \x1b[31m"),
-    events.StateChanged("training", "0003"),
+    events.StateChanged(events.LoopState.TRAINING, "0003"),
+    events.PolicyChanged("runs"),
+    events.Paused(),
+    events.Resumed(),
     events.QuestionClosed("q4", True),
     events.QuestionClosed("q5", None),
     events.ExperimentStarted(_experiment(status=Status.RUNNING)),
@@ -60,3 +63,10 @@ def test_what_is_not_an_event_is_refused(data: object) -> None:
 
 def test_fields_of_a_newer_arsup_are_ignored() -> None:
     assert wire.decode({"type": "Proposing", "experiment_id": "0001", "eta": 3}) == events.Proposing("0001")
+
+
+def test_a_state_from_the_wire_is_the_enum() -> None:
+    event = wire.decode({"type": "StateChanged", "state": "awaiting approval", "detail": "run"})
+    assert event.state is events.LoopState.AWAITING_APPROVAL
+    with pytest.raises(wire.WireError):
+        wire.decode({"type": "StateChanged", "state": "dancing"})

@@ -55,9 +55,13 @@ from arsup.core.events import (
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    LoopState,
     Notice,
+    Paused,
+    PolicyChanged,
     Proposing,
     QuestionClosed,
+    Resumed,
     RunOutput,
     RunStarted,
     SessionEnded,
@@ -167,11 +171,11 @@ class Engine:
     def pause(self) -> None:
         """Finish the current step, then wait until resumed."""
         self._paused.set()
-        self._emit(Notice("pausing after the current step"))
+        self._emit(Paused())
 
     def resume(self) -> None:
         self._paused.clear()
-        self._emit(Notice("resumed"))
+        self._emit(Resumed())
 
     @property
     def paused(self) -> bool:
@@ -182,7 +186,7 @@ class Engine:
             raise ValueError(f"unknown policy {name!r}; one of {', '.join(policy.POLICIES)}")
         self.policy = name
         self.journal.append("policy", tag=self.tag, policy=name)
-        self._emit(Notice(f"policy: {name}"))
+        self._emit(PolicyChanged(name))
 
     def add_note(self, text: str) -> None:
         """A note from the person to the agent; it goes into every prompt from the next one on."""
@@ -196,12 +200,12 @@ class Engine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _state(self, state: str, detail: str = "") -> None:
+    def _state(self, state: LoopState, detail: str = "") -> None:
         self._emit(StateChanged(state, detail))
 
     def _wait_while_paused(self) -> None:
         if self._paused.is_set():
-            self._state("paused")
+            self._state(LoopState.PAUSED)
             while self._paused.is_set() and not self._stop.is_set():
                 self._stop.wait(POLL_S)
 
@@ -213,7 +217,7 @@ class Engine:
         self._question_count += 1
         question = f"q{self._question_count}"
         self._questions[question] = future
-        self._state("awaiting approval", kind)
+        self._state(LoopState.AWAITING_APPROVAL, kind)
         self._emit(ApprovalRequested(kind, experiment.copy(), future, dict(files or {}), question))
         answer: policy.Answer | None = None
         try:
@@ -269,6 +273,7 @@ class Engine:
             self.tag, self.branch, vcs.head(), resumed=len(self.history), project=str(self.root),
             metric=self.config.metric.name, goal=self.config.metric.goal,
             time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
+            model=self.config.agent.model if self.config.agent.kind == "llm" else "", paused=self.paused,
             pid=os.getpid(), history=[e.copy() for e in self.history],
         ))
 
@@ -575,7 +580,7 @@ class Engine:
 
     def _propose_and_run(self, best: Experiment) -> Experiment | None:
         self._emit(Proposing(self._peek_id()))
-        self._state("proposing", self.agent.name)
+        self._state(LoopState.PROPOSING, self.agent.name)
         asked_at = time.time()
         try:
             proposal = self.agent.propose(self._context(best))
@@ -696,7 +701,7 @@ class Engine:
         experiment.started_at = time.time()
         self.journal.record(experiment)
         self._emit(ExperimentStarted(experiment.copy()))
-        self._state("training", experiment.id)
+        self._state(LoopState.TRAINING, experiment.id)
         name, goal, rule = self.config.metric.name, self.config.metric.goal, self._rule()
         head = self.best()
         first = range(self.config.acceptance.runs_for_baseline) if experiment.is_baseline else range(1)

@@ -8,8 +8,23 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import Enum
 
 from arsup.core.experiment import Experiment
+
+
+class LoopState(str, Enum):
+    """What the loop is doing; a str, so it reads the same in JSON and in comparisons."""
+
+    STARTING = "starting"
+    PROPOSING = "proposing"
+    AWAITING_APPROVAL = "awaiting approval"
+    TRAINING = "training"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+    def __str__(self) -> str:  # as its value in f-strings too, on every Python
+        return str(self.value)
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,8 @@ class SessionStarted:
     time_budget: float = 0.0
     policy: str = "auto"
     agent: str = ""
+    model: str = ""  # the llm agent's model
+    paused: bool = False
     pid: int = 0  # the loop's process
     history: list[Experiment] = field(default_factory=list)  # this tag's finished experiments, oldest first
 
@@ -73,10 +90,30 @@ class ExperimentFinished:
 
 @dataclass(frozen=True)
 class StateChanged:
-    """What the loop is doing now: proposing, awaiting approval, training, paused, stopping."""
+    """What the loop is doing now (the detail: the question's kind, the experiment, the agent)."""
 
-    state: str
+    state: LoopState
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", LoopState(self.state))  # from the wire it comes as a str
+
+
+@dataclass(frozen=True)
+class PolicyChanged:
+    """When the loop asks a person changed (a key, a command)."""
+
+    policy: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A pause was asked for: the loop waits after its current step until resumed."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The loop goes on."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,9 @@ Event = (
     | Proposing
     | AgentText
     | StateChanged
+    | PolicyChanged
+    | Paused
+    | Resumed
     | ApprovalRequested
     | ExperimentStarted
     | RunStarted

@@ -39,8 +39,11 @@ from arsup.core.events import (
     ExperimentFinished,
     ExperimentStarted,
     Notice,
+    Paused,
+    PolicyChanged,
     Proposing,
     QuestionClosed,
+    Resumed,
     RunOutput,
     RunStarted,
     SessionEnded,
@@ -86,6 +89,8 @@ class Replay:
         self.log: deque[str] = deque(maxlen=REPLAY_LOG_LINES)
         self.partial: RunOutput | None = None
         self.state: StateChanged | None = None
+        self.policy: PolicyChanged | None = None
+        self.pause: Paused | Resumed | None = None
         self.questions: dict[str, ApprovalRequested] = {}
         self.notices: deque[Notice] = deque(maxlen=REPLAY_NOTICES)
         self.ended: SessionEnded | None = None
@@ -109,6 +114,10 @@ class Replay:
                 self.current, self.agent_text, self.log, self.partial = [], None, deque(maxlen=REPLAY_LOG_LINES), None
             case StateChanged():
                 self.state = event
+            case PolicyChanged():
+                self.policy = event
+            case Paused() | Resumed():
+                self.pause = event
             case ApprovalRequested():
                 self.questions[event.question_id] = event
             case QuestionClosed():
@@ -120,6 +129,7 @@ class Replay:
 
     def events(self) -> list[Event]:
         out: list[Event] = [self.started] if self.started else []
+        out += [event for event in (self.policy, self.pause) if event is not None]
         out += self.finished
         out += self.current[:1]
         if self.agent_text:

@@ -25,6 +25,9 @@ _TYPES: dict[str, type] = {
         events.Proposing,
         events.AgentText,
         events.StateChanged,
+        events.PolicyChanged,
+        events.Paused,
+        events.Resumed,
         events.ApprovalRequested,
         events.QuestionClosed,
         events.ExperimentStarted,
@@ -76,7 +79,7 @@ def decode(data: Any) -> events.Event:
         if cls is events.ApprovalRequested:
             values["future"] = Future()
         return cls(**values)  # type: ignore[no-any-return]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         raise WireError(f"a {data['type']} that does not fit: {exc}") from None
 
 

@@ -201,6 +201,15 @@ class WatchdogConfig(_Section):
         return value
 
 
+class NotifyConfig(_Section):
+    """How a person hears that the loop waits for them or found something (a question, a new best, an error end)."""
+
+    bell: bool = True  # the terminal bell on attached screens
+    desktop: bool = True  # a desktop notification (OSC 9 / OSC 777) through attached screens' terminals
+    command: str = ""  # run by the loop with the event as JSON on stdin (ntfy, a Slack webhook...); "" = none
+    timeout: float = Field(10, gt=0)  # seconds the command may take before it is killed
+
+
 class UiConfig(_Section):
     theme: str = ""  # a theme in themes/ (dark, light, high-contrast); empty: the default
 
@@ -213,6 +222,7 @@ class Config(_Section):
     acceptance: AcceptanceConfig = AcceptanceConfig()
     budget: BudgetConfig = BudgetConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    notify: NotifyConfig = NotifyConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

@@ -25,6 +25,7 @@ from arsup.core.events import (
     SessionStarted,
 )
 from arsup.core.experiment import Experiment, Status
+from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
 from arsup.remote import describe_question
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
@@ -104,6 +105,10 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
     engine.subscribe(server)
+    hook = engine.config.notify
+    notifier = CommandNotifier(hook.command, engine.root, hook.timeout, engine.say) if hook.command else None
+    if notifier is not None:
+        engine.subscribe(notifier)
     engine.prepare()
     server.start()
     engine.start()
@@ -127,6 +132,8 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
         say(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", out)
     say(locations(engine), out)
     server.stop()
+    if notifier is not None:
+        notifier.wait(hook.timeout)
     if printer.ended is None or printer.ended.error:
         return 1
     return 128 + stopped_by if stopped_by else 0

@@ -139,6 +139,10 @@ class Engine:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
+    def say(self, notice: Notice) -> None:
+        """A notice from a helper of the loop (a notification hook) to every subscriber."""
+        self._emit(notice)
+
     def _emit(self, event: Event) -> None:
         for subscriber in list(self._subscribers):
             try:

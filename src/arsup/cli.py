@@ -33,9 +33,22 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-experiments", type=int, metavar="N", help="stop after N experiments (0: no limit)")
     parser.add_argument("--max-hours", type=float, metavar="H", help="stop starting experiments after H hours")
     parser.add_argument("--tag", help="run branch autoresearch/TAG (default: today's date, e.g. nov28)")
-    parser.add_argument("--headless", action="store_true", help="plain output, one line per experiment (no screen)")
-    parser.add_argument("--policy", choices=POLICIES, help="when the screen asks you: auto, edits, runs or keeps")
+    parser.add_argument("--time-budget", type=float, metavar="S", help="seconds of training per run")
+    parser.add_argument(
+        "--headless", action="store_true",
+        help="the loop in the foreground, one line per experiment (no screen; attachable, and steered by commands)",
+    )
+    parser.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # the background loop itself
+    parser.add_argument("--policy", choices=POLICIES, help="when the loop asks you: auto, edits, runs or keeps")
     parser.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
+
+
+# The loop options a screen passes on to the background loop it starts.
+_LOOP_FLAGS = (
+    ("agent", "--agent"), ("model", "--model"), ("api_base", "--api-base"), ("max_cost", "--max-cost"),
+    ("max_experiments", "--max-experiments"), ("max_hours", "--max-hours"), ("policy", "--policy"),
+    ("time_budget", "--time-budget"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", parents=[where], help="rewrite results.tsv from the journal for one run")
     rebuild.add_argument("--tag", help="the run (default: the latest in the journal)")
 
+    attach = commands.add_parser("attach", parents=[where], help="the screen on the loop running here")
+    attach.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
     for name, text in (
         ("status", "what the loop here is doing (exit 3 when none runs)"),
         ("approve", "answer yes to the question the loop waits on"),
@@ -97,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="where to put the copy: a new or empty folder (default: a temp folder)")
     _add_loop_options(demo)
     demo.add_argument("--sample", default="tinylm", help="sample project (default tinylm)")
-    demo.add_argument("--time-budget", type=float, metavar="S", help="seconds of training per run")
     demo.set_defaults(max_experiments=None)
     return parser
 
@@ -157,15 +171,51 @@ def _run_loop(root: Path, args: argparse.Namespace, overrides: dict[str, dict[st
     from arsup.core.agents import create_agent
     from arsup.core.engine import Engine
 
-    cfg = config.load(root, overrides)
-    engine = Engine(cfg, root, create_agent(cfg, root), tag=args.tag or default_tag())
+    cfg = config.load(root, overrides)  # a broken config is said here, before anything starts
+    tag = args.tag or default_tag()
     if args.headless:
         from arsup.headless import run_headless
 
-        return run_headless(engine)
-    from arsup.tui.launch import run_live
+        return run_headless(Engine(cfg, root, create_agent(cfg, root), tag=tag), detached=args.detached)
+    from arsup.background import ensure_loop
 
-    return run_live(engine, theme=args.theme or "")
+    loop_args = ["--tag", tag]
+    for attribute, flag in _LOOP_FLAGS:
+        value = overrides_value(args, attribute, overrides)
+        if value is not None:
+            loop_args += [flag, str(value)]
+    pid, started = ensure_loop(root, loop_args)
+    print(f"arsup: {'started the loop' if started else 'a loop already runs here; attaching to it'} (pid {pid}, "
+          f"log {root / '.arsup' / 'loop.log'})", flush=True)
+    return _attach(root, cfg, args.theme or "")
+
+
+def overrides_value(args: argparse.Namespace, attribute: str, overrides: dict[str, dict[str, Any]]) -> Any:
+    """A loop option as given, or as the command set it (the demo's experiment budget)."""
+    value = getattr(args, attribute, None)
+    if value is None and attribute == "max_experiments":
+        value = overrides.get("budget", {}).get("max_experiments")
+    return value
+
+
+def _attach(root: Path, cfg: Any, theme: str) -> int:
+    from arsup.tui.launch import run_attached
+
+    return run_attached(root, cfg, theme=theme)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """The screen on the loop running here (exit 3 when none runs)."""
+    from arsup import config
+    from arsup.core.service import LoopNotRunning
+    from arsup.remote import EXIT_NO_LOOP
+
+    root = (args.dir or Path.cwd()).resolve()
+    try:
+        return _attach(root, config.load(root), args.theme or "")
+    except LoopNotRunning as exc:
+        print(f"arsup: {exc}; start one with `arsup` or `arsup run --headless`", file=sys.stderr)
+        return EXIT_NO_LOOP
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -263,11 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--browse goes without a command: arsup --browse [--tag T]")
     command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError
+    from arsup.background import LoopFailed
     from arsup.core.journal import JournalError, RepoBusy
     from arsup.core.vcs import GitError
 
     commands = {
-        "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse,
+        "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
@@ -279,3 +330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, GitError, RepoBusy, JournalError) as exc:
         print(f"arsup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except LoopFailed as exc:
+        print(f"arsup: the loop did not start: {exc}", file=sys.stderr)
+        return exc.exit_code

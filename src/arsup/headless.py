@@ -97,10 +97,14 @@ def say(line: str, out: TextIO) -> None:
         pass
 
 
-def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
+def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = False) -> int:
     """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 128+N after signal N.
 
+    `detached`: the loop runs in the background for attached screens (see
+    background.py): it has no terminal to lose, so SIGHUP is ignored.
     GitError from preparing the repo propagates, for the CLI to report."""
+    if detached:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     printer = Printer(out)
     server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
@@ -113,7 +117,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout) -> int:
     server.start()
     engine.start()
     stopped_by = 0
-    with stop_signals():
+    with stop_signals(hangup=not detached):
         while True:
             try:
                 if engine.wait(0.2):

@@ -24,13 +24,14 @@ class Signalled(KeyboardInterrupt):
 
 
 @contextmanager
-def stop_signals() -> Iterator[None]:
-    """While inside: SIGTERM and SIGHUP raise `Signalled` in the main thread, as Ctrl-C does."""
+def stop_signals(hangup: bool = True) -> Iterator[None]:
+    """While inside: SIGTERM (and SIGHUP, unless `hangup` is False) raise `Signalled` in the main thread, as Ctrl-C does."""
 
     def interrupt(number: int, _frame: object) -> None:
         raise Signalled(number)
 
-    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    numbers = [number for number in STOP_SIGNALS if hangup or number != signal.SIGHUP]
+    previous = {number: signal.signal(number, interrupt) for number in numbers}
     try:
         yield
     finally:

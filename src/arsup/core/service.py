@@ -221,6 +221,7 @@ class ControlServer:
 
     def start(self) -> None:
         """Listen; a socket left by a loop that died is replaced (the caller holds the repo lock)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # born 0600: no window in which another user could connect

@@ -18,7 +18,8 @@ from typing import Callable
 from arsup.config import Config
 from arsup.core import acceptance, journal, measure
 from arsup.core.experiment import Experiment
-from arsup.core.vcs import GitError, Vcs, branch_name
+from arsup.core.vcs import GitError, branch_name
+from arsup.core.workspace import HeldRepo
 
 Progress = Callable[[str], None]
 
@@ -95,22 +96,17 @@ class _Bench:
         self.history = self.journal.experiments(tag)
         if not self.history:
             raise GitError(f"no experiments for tag {tag!r} in {self.root}")
-        self.lock = journal.RepoLock(self.root)
-        self.lock.acquire()
-        try:
-            self.vcs = Vcs(self.root)
-            self.editable = config.project.editable
-            dirty = self.vcs.changed_files(self.editable + config.project.protected)
-            if dirty:
-                raise GitError(f"uncommitted changes in {', '.join(dirty)}; commit or stash them first")
-        except BaseException:
-            self.lock.release()
-            raise
+        self.repo = HeldRepo(self.root)
+        self.vcs = self.repo.vcs
+        self.editable = config.project.editable
+        dirty = self.repo.uncommitted(config.project)
+        if dirty:
+            self.repo.close()
+            raise GitError(f"uncommitted changes in {', '.join(dirty)}; commit or stash them first")
         self.log_dir = self.journal.dir / kind / time.strftime("%Y%m%d-%H%M%S")
 
     def close(self) -> None:
-        self.vcs.close()
-        self.lock.release()
+        self.repo.close()
 
     def baseline(self) -> Experiment:
         for experiment in self.history:

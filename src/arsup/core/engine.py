@@ -71,6 +71,7 @@ from arsup.core.events import (
 from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.vcs import GitError, Vcs, branch_name
 from arsup.core.watch import FileWatcher
+from arsup.core.workspace import HeldRepo
 
 logger = logging.getLogger(__name__)
 Subscriber = Callable[[Event], None]
@@ -114,9 +115,8 @@ class Engine:
         self._run_lock = threading.Lock()
         self._current_run: runner.Run | None = None
         self._thread: threading.Thread | None = None
-        self._vcs: Vcs | None = None
+        self._repo: HeldRepo | None = None
         self._next_id = 0
-        self._lock = journal.RepoLock(self.root)
         self.policy = config.policy.approve
         self.notes: list[str] = []  # a person's notes to the agent, in every prompt from now on
         self._paused = threading.Event()
@@ -256,9 +256,9 @@ class Engine:
 
     @property
     def vcs(self) -> Vcs:
-        if self._vcs is None:
+        if self._repo is None:
             raise RuntimeError("Engine.prepare() must run first")
-        return self._vcs
+        return self._repo.vcs
 
     def prepare(self) -> None:
         """Check the repo, recover an interrupted experiment, check out the run branch.
@@ -266,9 +266,9 @@ class Engine:
         Raises GitError or RepoBusy with a message for the user; runs in the
         caller's thread so a bad repo is reported before anything starts.
         """
-        self._lock.acquire()
+        self._repo = HeldRepo(self.root)
+        vcs = self._repo.vcs
         try:
-            self._vcs = vcs = Vcs(self.root)
             self._prepare_repo(vcs)
         except BaseException:
             self.close()
@@ -297,10 +297,8 @@ class Engine:
         if last is not None and last.status == Status.RUNNING:
             self._end_recorded_runs(last)  # before anything else: it could still be writing files
         # Uncommitted changes first, before anything is touched: only arsup's own writes may be undone.
-        # Untracked files count where a name is given literally; under a glob they are only neighbours.
-        named = project.editable + project.protected
-        literal = [entry for entry in named if not any(char in entry for char in "*?[")]
-        dirty = list(dict.fromkeys(vcs.changed_files(named, untracked=False) + vcs.changed_files(literal)))
+        assert self._repo is not None
+        dirty = self._repo.uncommitted(project)
         own = self._own_writes(last, dirty)
         foreign = [path for path in dirty if path not in own]
         if foreign:
@@ -386,10 +384,9 @@ class Engine:
 
     def close(self) -> None:
         """Let go of the repo: the git object and the lock (run() does this when it ends)."""
-        if self._vcs is not None:
-            self._vcs.close()
-            self._vcs = None
-        self._lock.release()
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
 
     def start(self) -> threading.Thread:
         """Run the loop in its own thread (the caller keeps its thread for the UI or signals)."""
@@ -843,7 +840,8 @@ class Engine:
 
         Only the ledger counts as tampering: results.tsv is an export a person may
         open and save, so it is rewritten from the journal with a warning."""
-        self._lock.reassert()
+        if self._repo is not None:
+            self._repo.lock.reassert()
         expected = journal.results_text(self.config.metric.name, self.history)
         try:
             current = self.results_path.read_text(encoding="utf-8")

@@ -3,10 +3,11 @@
 1. Latency: a control server in this process sends 300 events, 10 ms apart,
    each stamped with the monotonic clock (system-wide on Linux); a client in
    another process notes when each arrives. Goal: median under 50 ms.
-2. Attach: a real background loop whose journal holds 1,000 experiments waits
-   on its first question; a fresh process attaches and reads the snapshot
-   (the history included) until it is live. Goal: under 1 s to the first
-   full frame (the screen's own start is measured by bench_screen.py).
+2. Attach: a real loop whose journal holds 1,000 experiments waits on its
+   first question; a fresh process attaches and reads the snapshot (the
+   history included) until it is live; then a fresh screen process (headless
+   Textual, 120x40) attaches and draws the history. Goal: the first full
+   frame under 1 s.
 3. Overhead: the same 40-experiment session (a one-line run, a replayed
    agent) with no client and with 3 attached clients reading every event,
    alternated, 5 pairs; the ratio of time per experiment. Goal: under 5 %.
@@ -53,6 +54,30 @@ client.start()
 client.closed.wait()
 if mode == "latency":
     print(" ".join(f"{{x * 1000:.3f}}" for x in got), flush=True)
+"""
+
+
+SCREEN = f"""
+import sys, time
+started = time.monotonic()
+sys.path.insert(0, {str(ROOT / "src")!r})
+from pathlib import Path
+from arsup import config
+from arsup.core.service import ControlClient
+from arsup.tui.bridge import Bridge
+from arsup.tui.launch import screen
+root = Path(sys.argv[1])
+bridge = Bridge()
+client = ControlClient(root, on_event=bridge)
+for event in client.connect():
+    bridge(event)
+app = screen(config.load(root), bridge, client, on_ready=client.start)
+def shown():
+    if len(app.view.history) >= 1000 and app.main.query_one("HistoryPane").experiment_tree.root.children:
+        app.call_after_refresh(lambda: (print(f"{{time.monotonic() - started:.4f}}", flush=True), app.exit()))
+app.call_later(lambda: app.set_interval(0.005, shown))
+app.run(headless=True, size=(120, 40))
+client.close()
 """
 
 
@@ -119,10 +144,15 @@ def attach_time() -> None:
         out, _ = attached.communicate(timeout=60)
         seconds, count = out.split()
         times.append(float(seconds))
+    frames = []
+    for _ in range(3):
+        shown = subprocess.run([PYTHON, "-c", SCREEN, str(root)], capture_output=True, text=True, timeout=120)
+        frames.append(float(shown.stdout.split()[-1]))
     arsup(root, "stop")
     proc.wait(30)
-    print(f"attach to a loop with {count} experiments, connect to live snapshot: median {median(times) * 1000:.0f} ms "
-          f"over {len(times)} attaches (goal: first full frame < 1 s)")
+    print(f"attach to a loop with {count} experiments: snapshot read in {median(times) * 1000:.0f} ms (median of "
+          f"{len(times)}); the screen's first full frame, from its process start, in {median(frames) * 1000:.0f} ms "
+          f"(median of {len(frames)}; goal < 1 s)")
     shutil.rmtree(root, ignore_errors=True)
 
 

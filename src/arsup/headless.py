@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import TextIO
 
+from arsup.core import journal
 from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     ApprovalRequested,
@@ -50,9 +52,10 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
     return line
 
 
-def locations(engine: Engine) -> str:
+def locations(root: Path) -> str:
     """Where a session's record is, said when it ends (headless or after the screen closes)."""
-    return f"arsup: results in {engine.results_path}, journal in {engine.journal.path}"
+    state = root / journal.STATE_DIR
+    return f"arsup: results in {root / journal.RESULTS_NAME}, journal in {state / journal.JOURNAL_NAME}"
 
 
 class Printer:
@@ -105,6 +108,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     GitError from preparing the repo propagates, for the CLI to report."""
     if detached:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        engine.interactive = True  # screens come and go: a crash streak pauses and waits for one
     printer = Printer(out)
     server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
@@ -134,7 +138,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if spend["calls"]:
         tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
         say(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", out)
-    say(locations(engine), out)
+    say(locations(engine.root), out)
     server.stop()
     if notifier is not None:
         notifier.wait(hook.timeout)

@@ -1,11 +1,18 @@
-"""Driving the screen in tests: a real engine on a real repo, a Pilot, and waits on conditions."""
+"""Driving the screen in tests: a real engine on a real repo as the screen's controls, a Pilot, and waits.
+
+The screen holds no engine: `live_app` subscribes the bridge to an engine
+in this process, hands the engine over as `Controls`, and starts it in
+`on_ready`, as the launcher starts a client's feed. Every engine prepared
+here is stopped (or let go, if it never started) when the test ends.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest
@@ -22,6 +29,30 @@ from tests.conftest import TOY_TRAIN, make_project
 SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
 NO_GPU = "no NVIDIA GPU found (test: no driver)"
 
+_prepared: list[Engine] = []
+_started: list[Engine] = []
+
+
+def script_engine(root: Path, *proposals: dict[str, Any], approve: str = "auto") -> Engine:
+    """An engine whose agent replays `proposals`, greedy, one quick run per experiment; not prepared."""
+    script = root.parent / "proposals.jsonl"
+    script.write_text("".join(json.dumps(p) + "\n" for p in proposals))
+    overrides = {"policy": {"approve": approve}, "acceptance": {"mode": "greedy"}}
+    engine = Engine(config.load(root, overrides), root, ScriptAgent(script), tag="tui")
+    engine.interactive = True  # a person watches: a crash streak pauses and asks instead of ending the loop
+    _prepared.append(engine)
+    return engine
+
+
+def start(engine: Engine) -> None:
+    """Start a prepared engine's loop (the screen's `on_ready` in tests)."""
+    engine.start()
+    _started.append(engine)
+
+
+def quiet_monitor() -> Monitor:
+    return Monitor(interval=0.5, gpu_reader=FixedGpuReader([], error=NO_GPU))
+
 
 def live_app(
     root: Path,
@@ -30,16 +61,70 @@ def live_app(
     key_map: dict[str, str] | None = None,
     theme: str = "",
 ) -> SupervisorApp:
-    """The screen over a prepared engine that replays `proposals`; one quick run per experiment."""
-    script = root.parent / "proposals.jsonl"
-    script.write_text("".join(json.dumps(p) + "\n" for p in proposals))
-    overrides = {"policy": {"approve": approve}, "acceptance": {"mode": "greedy"}}
-    engine = Engine(config.load(root, overrides), root, ScriptAgent(script), tag="tui")
+    """The screen over a prepared engine in this process, which it owns; the loop starts after the first frame."""
+    engine = script_engine(root, *proposals, approve=approve)
     bridge = Bridge()
     engine.subscribe(bridge)
     engine.prepare()
-    monitor = Monitor(interval=0.5, gpu_reader=FixedGpuReader([], error=NO_GPU))
-    return SupervisorApp(engine, bridge, monitor=monitor, key_map=key_map, theme=theme)
+    return SupervisorApp(
+        engine, bridge, on_ready=lambda: start(engine), owns_loop=True, monitor=quiet_monitor(),
+        key_map=key_map, theme=theme,
+    )
+
+
+def engine_of(app: SupervisorApp) -> Engine:
+    """The engine behind a `live_app`, for what only the test may look at."""
+    assert isinstance(app.controls, Engine)
+    return app.controls
+
+
+@pytest.fixture(autouse=True)
+def _no_loop_left() -> Iterator[None]:
+    """A test that leaves (or detaches from) a running loop gets it stopped here."""
+    yield
+    while _prepared:
+        engine = _prepared.pop()
+        if engine in _started:
+            engine.stop()
+            assert engine.wait(60), "an engine did not stop"
+        else:
+            engine.close()
+    _started.clear()
+
+
+class RecordingControls:
+    """`Controls` that only remember what they were asked: a screen with a live look and no loop."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _record(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+
+    def answer(self, question_id: str, approved: bool, files: dict[str, str] | None = None) -> bool:
+        self._record("answer", question_id, approved, files)
+        return True
+
+    def kill(self) -> None:
+        self._record("kill")
+
+    def pause(self) -> None:
+        self._record("pause")
+
+    def resume(self) -> None:
+        self._record("resume")
+
+    def add_note(self, text: str) -> None:
+        self._record("add_note", text)
+
+    def set_policy(self, name: str) -> None:
+        self._record("set_policy", name)
+
+    def stop(self) -> None:
+        self._record("stop")
+
+    def stop_after_run(self) -> None:
+        self._record("stop_after_run")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Every key flow of the screen against a real engine, a real repo and real training processes."""
+"""Every key flow of the screen against a real engine (its `Controls`), a real repo and real training processes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from pathlib import Path
 
 from rich.text import Text
 
+from arsup import config
 from arsup.core import policy
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
+from arsup.core.monitor import FixedGpuReader, Monitor
+from arsup.tui.bridge import Bridge
+from arsup.tui.launch import journal_session, screen
 from arsup.tui.lines import LinesView
 from arsup.tui.panes.gpu import GpuView
 from arsup.tui.panes.history import ExperimentTree
@@ -20,7 +24,7 @@ from arsup.tui.panes.log import LogPane
 from arsup.tui.screens import ApprovalScreen, HelpScreen, NoteScreen, QuitScreen
 from tests.conftest import TOY_TRAIN, git
 from tests.conftest import edit
-from tests.tui.conftest import NO_GPU, SLOW, finish, live_app, training_processes, until
+from tests.tui.conftest import NO_GPU, SLOW, engine_of, finish, live_app, training_processes, until
 
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}
@@ -136,13 +140,15 @@ def test_pause_and_resume(repo: Path) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
             await pilot.press("escape", "p")
-            assert app.engine.paused and app.check_action("resume", ()) and not app.check_action("pause", ())
+            await until(pilot, lambda: app.view.paused, what="the pause to be said")
+            assert engine_of(app).paused and app.check_action("resume", ()) and not app.check_action("pause", ())
             assert "pausing" in app._state_label()
             await pilot.press("a")
             await until(pilot, lambda: app.view.state == "paused", what="the paused state")
             assert [e.status for e in app.view.history] == [Status.KEEP] and app.view.pending is None
             await pilot.press("p")
-            assert not app.engine.paused
+            await until(pilot, lambda: not app.view.paused, what="the resume to be said")
+            assert not engine_of(app).paused
             await until(pilot, lambda: app.view.pending is not None, what="the next approval after resuming")
             await pilot.press("a")
             await finish(pilot, app)
@@ -160,11 +166,10 @@ def test_note_reaches_the_engine_and_the_journal(repo: Path) -> None:
             await pilot.press("escape", "n")
             assert isinstance(app.screen, NoteScreen)
             await pilot.press(*"try [bold] smaller", "enter")
-            assert app.engine.notes == ["try [bold] smaller"]
+            await until(pilot, lambda: engine_of(app).notes == ["try [bold] smaller"], what="the note")
             await pilot.press("n", "x", "escape")  # cancelled: nothing sent
-            assert app.engine.notes == ["try [bold] smaller"]
-            await pilot.press("q")
-            await until(pilot, lambda: not app.is_running, what="the app to close")
+            await pilot.pause(0.2)
+            assert engine_of(app).notes == ["try [bold] smaller"]
 
     asyncio.run(go())
     notes = [e["text"] for e in Journal(repo).events() if e["event"] == "note"]
@@ -178,7 +183,8 @@ def test_policy_change_releases_the_waiting_approval(repo: Path) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
             await pilot.press("escape", "P")
-            assert app.engine.policy == policy.next_policy("runs") == "keeps"
+            await until(pilot, lambda: app.view.policy == "keeps", what="the new policy to be said")
+            assert engine_of(app).policy == policy.next_policy("runs") == "keeps"
             await until(pilot, lambda: app.view.pending is None, what="the withdrawn approval to close")
             await finish(pilot, app)
             assert [e.status for e in app.view.history] == [Status.KEEP]
@@ -192,7 +198,7 @@ def test_policy_change_closes_the_open_modal(repo: Path) -> None:
     async def go() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
-            app.engine.set_policy("auto")  # as another key or a config reload would
+            engine_of(app).set_policy("auto")  # as another client or a config reload would
             await until(pilot, lambda: not isinstance(app.screen, ApprovalScreen), what="the modal to close")
             await finish(pilot, app)
 
@@ -231,13 +237,14 @@ def test_quit_during_a_run_stops_it_and_leaves_no_process(repo: Path) -> None:
             assert training_processes()
             await pilot.press("q")
             assert isinstance(app.screen, QuitScreen)
-            await pilot.press("s")
+            await pilot.press("S")
             await until(pilot, lambda: not app.is_running, timeout=30, what="the app to close")
 
     asyncio.run(go())
-    assert app.engine.wait(0) and app.bridge.ended is not None and app.bridge.ended.reason == "stopped by user"
+    assert engine_of(app).wait(10) and app.bridge.ended is not None and app.bridge.ended.reason == "stopped by user"
+    assert not app.detached and app.return_code == 0
     assert not training_processes()
-    assert [e.status for e in app.engine.history] == [Status.KEEP, Status.CRASH]
+    assert [e.status for e in engine_of(app).history] == [Status.KEEP, Status.CRASH]
     assert git(repo, "status", "--porcelain") == ""
 
 
@@ -249,13 +256,13 @@ def test_quit_after_this_run_lets_it_finish(repo: Path) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             log = app.main.query_one("#log-live", LinesView)
             await until(pilot, lambda: "training" in log.plain_lines, what="training")
-            await pilot.press("q", "r")
+            await pilot.press("q", "s")
             assert "after this run" in app._state_label()
             await until(pilot, lambda: not app.is_running, timeout=30, what="the app to close")
 
     asyncio.run(go())
     assert app.bridge.ended is not None and app.bridge.ended.reason == "stopped after the run, as asked"
-    assert [e.hypothesis for e in app.engine.history] == ["baseline", "slow-ish"]
+    assert [e.hypothesis for e in engine_of(app).history] == ["baseline", "slow-ish"]
 
 
 def test_quit_during_an_approval_never_hangs(repo: Path) -> None:
@@ -267,13 +274,15 @@ def test_quit_during_an_approval_never_hangs(repo: Path) -> None:
             await pilot.press("a")
             await until(pilot, lambda: app.view.pending is not None and app.view.pending.experiment.id == "0002")
             request = app.view.pending
-            await pilot.press("q")  # from inside the modal: no run is going, so it stops at once
+            await pilot.press("q")  # from inside the modal: the quit dialog comes over it
+            assert isinstance(app.screen, QuitScreen)
+            await pilot.press("S")
             await until(pilot, lambda: not app.is_running, timeout=10, what="the app to close")
             assert request is not None and request.future.cancelled()
 
     asyncio.run(go())
-    assert app.engine.wait(0) and not training_processes()
-    assert [e.status for e in app.engine.history] == [Status.KEEP, Status.SKIPPED]
+    assert engine_of(app).wait(10) and not training_processes()
+    assert [e.status for e in engine_of(app).history] == [Status.KEEP, Status.SKIPPED]
     assert "LR = 0.0001" in (repo / "train.py").read_text()
 
 
@@ -337,7 +346,6 @@ def test_no_gpu_shows_cpu_ram_and_why(repo: Path) -> None:
             shown = view.render()
             assert isinstance(shown, Text)
             assert "CPU" in shown.plain and "RAM" in shown.plain and NO_GPU in shown.plain
-            await pilot.press("q")
 
     asyncio.run(go())
 
@@ -365,12 +373,11 @@ def test_theme_key_cycles_our_themes(repo: Path) -> None:
             assert app.theme == "light"
             await pilot.press("t")
             assert app.theme == app.themes.next_after("light") != "light"
-            await pilot.press("q")
 
     asyncio.run(go())
 
 
-def test_browse_shows_the_history_without_running(repo: Path) -> None:
+def test_browse_folds_the_journal_into_the_screen(repo: Path) -> None:
     live = live_app(repo, HIGHER_LR)
 
     async def run_it() -> None:
@@ -378,29 +385,27 @@ def test_browse_shows_the_history_without_running(repo: Path) -> None:
             await finish(pilot, live)
 
     asyncio.run(run_it())
-    from arsup import config
-    from arsup.core.engine import Engine
-    from arsup.core.monitor import FixedGpuReader, Monitor
-    from arsup.tui.app import SupervisorApp
-    from arsup.tui.bridge import Bridge
-    from arsup.tui.launch import NoProposals
-
-    engine = Engine(config.load(repo), repo, NoProposals(), "tui")
-    engine.history = engine.journal.experiments("tui")
+    assert engine_of(live).wait(10)
     head = git(repo, "rev-parse", "HEAD")
-    app = SupervisorApp(engine, Bridge(), live=False, monitor=Monitor(gpu_reader=FixedGpuReader([], NO_GPU)))
+    bridge = Bridge()
+    for event in journal_session(config.load(repo), repo, "tui"):
+        bridge(event)
+    app = screen(config.load(repo), bridge, None, monitor=Monitor(gpu_reader=FixedGpuReader([], NO_GPU)))
 
     async def go() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: len(app.view.history) == 2, what="the history")
+            assert app.view.branch == "autoresearch/tui" and app.view.project_name == "repo"
             assert len(app.main.query_one(ExperimentTree).root.children) == 2
-            for action in ("approve", "kill", "pause", "note", "policy"):
+            assert app.selected is not None and app.selected.hypothesis == "higher LR"  # the latest, log and all
+            for action in ("approve", "kill", "pause", "resume", "note", "policy", "live"):
                 assert not app.check_action(action, ())
             assert app._state_label() == "browsing"
-            await pilot.press("q")
+            await pilot.press("q")  # nothing to detach from: it closes at once
+            await until(pilot, lambda: not app.is_running, what="the app to close")
 
     asyncio.run(go())
-    assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "rev-parse", "HEAD") == head and not app.detached
     assert os.path.exists(repo / ".arsup" / "journal.jsonl")
 
 
@@ -415,12 +420,13 @@ def test_tampering_and_crash_streaks_are_said_as_errors_that_stay(repo: Path) ->
 
     async def go() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.engine.paused, 60, "the pause after three crashes")
+            await until(pilot, lambda: app.view.paused, 60, "the pause after three crashes")
             errors = [n for n in app._notifications if n.severity == "error"]  # noqa: SLF001
             assert any("TAMPERING" in n.message and "prepare.py" in n.message for n in errors)
             assert any("3 crashes in a row" in n.message for n in errors)
             assert all(n.timeout >= 600 for n in errors)
-            await pilot.press("q")
+            assert app.check_action("resume", ()) and not app.check_action("pause", ())
+            await pilot.press("q", "S")
             await finish(pilot, app)
 
     asyncio.run(go())

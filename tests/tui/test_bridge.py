@@ -1,4 +1,4 @@
-"""Events held before the app exists, delivered once it attaches, dropped after it closes."""
+"""Events held before the app exists (and marked replayed), delivered once it attaches, dropped after it closes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.message import Message
 from arsup.core import policy
 from arsup.core.events import ApprovalRequested, Notice, SessionEnded
 from arsup.core.experiment import Experiment
-from arsup.tui.bridge import ApprovalClosed, Bridge, EngineEvent, LogToScreen, answer
+from arsup.tui.bridge import ApprovalClosed, Bridge, LogToScreen, LoopEvent, answer
 
 
 class FakeApp:
@@ -30,9 +30,19 @@ def test_hold_attach_detach() -> None:
     bridge(Notice("live"))
     bridge.detach()
     bridge(SessionEnded("stopped by user"))
-    texts = [m.event.text for m in app.messages if isinstance(m, EngineEvent) and isinstance(m.event, Notice)]
+    texts = [m.event.text for m in app.messages if isinstance(m, LoopEvent) and isinstance(m.event, Notice)]
     assert texts == ["recovered 0003", "live"]
+    assert [m.replayed for m in app.messages] == [True, False]  # held: it happened before the screen came
     assert len(app.messages) == 2 and bridge.ended is not None  # the end is still known, for the exit code
+    assert bridge.wait_ended(0)
+
+
+def test_the_first_end_is_the_one_kept() -> None:
+    bridge = Bridge()
+    assert not bridge.wait_ended(0)
+    bridge(SessionEnded("crashes in a row", error=True))
+    bridge(SessionEnded("the loop closed the connection"))  # a client adds this when the socket closes
+    assert bridge.ended == SessionEnded("crashes in a row", error=True)
 
 
 def test_a_closed_approval_is_reported_whichever_side_closes_it() -> None:
@@ -70,5 +80,5 @@ def test_core_warnings_become_notices() -> None:
         logger.warning("run %s: processes escaped the tree", 42)
     finally:
         logger.removeHandler(handler)
-    notices = [m.event for m in app.messages if isinstance(m, EngineEvent)]
+    notices = [m.event for m in app.messages if isinstance(m, LoopEvent)]
     assert notices == [Notice("run 42: processes escaped the tree", "warning")]

@@ -1,4 +1,4 @@
-"""The session as the screen sees it: a pure fold of engine events."""
+"""The session as the screen sees it: a pure fold of the loop's events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from arsup.core.events import (
     ApprovalRequested,
     ExperimentFinished,
     ExperimentStarted,
+    LoopState,
+    Paused,
+    PolicyChanged,
     Proposing,
+    QuestionClosed,
+    Resumed,
     RunStarted,
     SessionEnded,
     SessionStarted,
@@ -22,6 +27,23 @@ from arsup.tui.session import SessionView
 
 def exp(number: int, status: str, metric: float | None, parent: str, commit: str, **extra: object) -> Experiment:
     return Experiment(f"{number:04d}", "t", parent, "h", "script", commit=commit, status=status, metric=metric, **extra)  # type: ignore[arg-type]
+
+
+def test_the_start_says_everything_a_view_shows() -> None:
+    base = exp(1, Status.KEEP, 3.0, "c0", "c0", is_baseline=True, agent_data={"usage": {"calls": 2, "cost_usd": 0.5}})
+    better = exp(2, Status.KEEP, 2.5, "c0", "c2", agent_data={"usage": {"calls": 1, "cost_usd": 0.25}})
+    broken = exp(3, Status.RUNNING, None, "c2", "c3")  # not finished: not history
+    view = SessionView()
+    view.apply(SessionStarted(
+        "t", "autoresearch/t", "c2", 2, project="/srv/tinylm", metric="loss", goal="maximize", time_budget=60,
+        policy="runs", agent="llm", model="openai/qwen", paused=True, pid=42, history=[base, better, broken],
+    ))
+    assert (view.metric, view.goal, view.time_budget, view.branch) == ("loss", "maximize", 60, "autoresearch/t")
+    assert (view.project_name, view.policy, view.agent, view.model, view.paused, view.pid) == (
+        "tinylm", "runs", "llm", "openai/qwen", True, 42,
+    )
+    assert view.history == [base, better] and view.best is better and view.baseline is base
+    assert view.spend() == (3, 0.75)
 
 
 def test_counts_baseline_best_and_deltas() -> None:
@@ -54,28 +76,50 @@ def test_streaming_text_belongs_to_the_proposal_in_flight() -> None:
 def test_progress_and_state_labels() -> None:
     view = SessionView("m", "minimize", 100)
     running = exp(2, Status.RUNNING, None, "c0", "c2", started_at=1000.0)
-    assert view.state_label(0, pausing=False) == "starting"
-    view.apply(StateChanged("awaiting approval", policy.RUN))
-    assert view.state_label(0, pausing=True) == "awaiting approval (run), pausing after this step"
+    assert view.state_label(0) == "starting"
+    view.apply(StateChanged("awaiting approval", policy.RUN))  # from the wire, a state is a str
+    assert view.state is LoopState.AWAITING_APPROVAL
+    view.apply(Paused())
+    assert view.state_label(0) == "awaiting approval (run), pausing after this step"
+    view.apply(Resumed())
     view.apply(ExperimentStarted(running))
-    view.apply(StateChanged("training", "0002"))
-    assert view.state_label(1042.0, pausing=False) == "training 42%"
+    view.apply(StateChanged(LoopState.TRAINING, "0002"))
+    assert view.state_label(1042.0) == "training 42%"
     view.apply(RunStarted("0002", 1, 2, 1100.0))
-    assert view.state_label(1110.0, pausing=False) == "training 10% (run 2)"
+    assert view.state_label(1110.0) == "training 10% (run 2)"
     assert view.progress(5000.0) == 1.0
     view.apply(SessionEnded("stopped by user"))
-    assert view.state_label(0, pausing=False) == "ended" and view.running is None
+    assert view.state_label(0) == "ended" and view.running is None
+
+
+def test_pause_policy_and_the_first_end() -> None:
+    view = SessionView()
+    view.apply(PolicyChanged("keeps"))
+    assert view.policy == "keeps"
+    view.apply(Paused())  # asked for: the loop finishes its step first
+    assert view.paused and view.state_label(0) == "starting, pausing after this step"
+    view.apply(StateChanged(LoopState.PAUSED))
+    assert view.state_label(0) == "paused"
+    view.apply(Resumed())
+    assert not view.paused
+    view.apply(SessionEnded("reached --max-experiments 3"))
+    view.apply(SessionEnded("the loop closed the connection"))  # a client says so when the socket closes
+    assert view.ended is not None and view.ended.reason == "reached --max-experiments 3"
 
 
 def test_an_approval_is_pending_until_closed_or_finished() -> None:
     view = SessionView("m", "minimize", 30)
     proposed = exp(2, Status.PROPOSED, None, "c0", "c0")
-    request = ApprovalRequested(policy.RUN, proposed, Future(), {})
+    request = ApprovalRequested(policy.RUN, proposed, Future(), {}, "q1")
     view.apply(request)
     assert view.pending is request
     view.approval_closed(ApprovalRequested(policy.RUN, proposed, Future(), {}))  # another question
+    view.apply(QuestionClosed("q7", True))
     assert view.pending is request
     view.approval_closed(request)
+    assert view.pending is None
+    view.apply(request)
+    view.apply(QuestionClosed("q1", None))  # answered by another client, or withdrawn
     assert view.pending is None
     view.apply(request)
     view.apply(ExperimentFinished(exp(2, Status.SKIPPED, None, "c0", "c0"), None))
@@ -84,7 +128,8 @@ def test_an_approval_is_pending_until_closed_or_finished() -> None:
 
 def test_notebook_of_the_latest_llm_experiment() -> None:
     view = SessionView("m", "minimize", 30)
-    view.load([exp(1, Status.KEEP, 1.0, "c", "c", agent_data={"notebook": "old"}),
+    history = [exp(1, Status.KEEP, 1.0, "c", "c", agent_data={"notebook": "old"}),
                exp(2, Status.DISCARD, 2.0, "c", "d", agent_data={"notebook": "new"}),
-               exp(3, Status.INVALID, None, "c", "c")], None)
+               exp(3, Status.INVALID, None, "c", "c")]
+    view.apply(SessionStarted("t", "autoresearch/t", "c", 3, history=history))
     assert view.notebook() == "new"

@@ -1,23 +1,22 @@
 """What the screen looks like, pinned as SVG snapshots (update with `pytest tests/tui --snapshot-update`).
 
-Every screen is built from a fixed sequence of engine events posted through
-the bridge, a fixed clock and fixed GPU samples, so a snapshot changes only
-when the screen does. The engine is real but never started.
+Every screen is built from a fixed sequence of events posted through the
+bridge, a fixed clock and fixed GPU samples, so a snapshot changes only
+when the screen does. There is no loop and no repository: the screen's
+controls only record what they are asked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
-from arsup import config
 from arsup.core import policy
-from arsup.core.engine import Engine
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
@@ -33,8 +32,7 @@ from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.monitor import GpuSample, HostSample, Sample
 from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge
-from arsup.tui.launch import NoProposals
-from tests.conftest import make_project
+from tests.tui.conftest import RecordingControls
 
 T0 = 1_764_300_000.0
 SIZES = {"wide": (120, 40), "narrow": (80, 24)}
@@ -103,7 +101,10 @@ RUNNING.started_at = T0 + 700
 
 
 def session_events() -> list[Event]:
-    events: list[Event] = [SessionStarted("nov28", "autoresearch/nov28", HISTORY[0].commit, 0)]
+    events: list[Event] = [SessionStarted(
+        "nov28", "autoresearch/nov28", HISTORY[0].commit, 0, project="/home/me/tinylm", metric="val_bpb",
+        goal="minimize", time_budget=30, policy="runs", agent="llm", model="anthropic/claude-sonnet-4-5",
+    )]
     best = None
     for done in HISTORY:
         if done.status == Status.KEEP:
@@ -130,12 +131,9 @@ def samples() -> list[Sample]:
     return out
 
 
-def screen(tmp_path: Path, theme: str = "") -> tuple[SupervisorApp, Bridge, Clock]:
-    root = make_project(tmp_path / "tinylm", project={"time_budget": 30, "timeout": 120})
-    overrides = {"agent": {"kind": "llm", "model": "anthropic/claude-sonnet-4-5"}, "policy": {"approve": "runs"}}
-    engine = Engine(config.load(root, overrides), root, NoProposals(), "nov28")
+def screen(theme: str = "") -> tuple[SupervisorApp, Bridge, Clock]:
     bridge, clock = Bridge(), Clock()
-    return SupervisorApp(engine, bridge, autostart=False, clock=clock, theme=theme), bridge, clock
+    return SupervisorApp(RecordingControls(), bridge, clock=clock, theme=theme), bridge, clock
 
 
 def feed(bridge: Bridge, clock: Clock, events: list[Event]) -> Callable[[Pilot[Any]], Any]:
@@ -154,20 +152,20 @@ def feed(bridge: Bridge, clock: Clock, events: list[Event]) -> Callable[[Pilot[A
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_main_screen(snap_compare: Any, tmp_path: Path, size: str) -> None:
-    app, bridge, clock = screen(tmp_path)
+def test_main_screen(snap_compare: Any, size: str) -> None:
+    app, bridge, clock = screen()
     assert snap_compare(app, terminal_size=SIZES[size], run_before=feed(bridge, clock, session_events()))
 
 
 @pytest.mark.parametrize("theme", ["light", "high-contrast"])
-def test_themes(snap_compare: Any, tmp_path: Path, theme: str) -> None:
-    app, bridge, clock = screen(tmp_path, theme=theme)
+def test_themes(snap_compare: Any, theme: str) -> None:
+    app, bridge, clock = screen(theme=theme)
     assert snap_compare(app, terminal_size=SIZES["wide"], run_before=feed(bridge, clock, session_events()))
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_approval_modal(snap_compare: Any, tmp_path: Path, size: str) -> None:
-    app, bridge, clock = screen(tmp_path)
+def test_approval_modal(snap_compare: Any, size: str) -> None:
+    app, bridge, clock = screen()
     proposed = experiment(8, Status.PROPOSED, None, 7, RUNNING.hypothesis, diff=DIFF)
     events = session_events()[:-3] + [
         StateChanged("awaiting approval", policy.RUN),
@@ -185,15 +183,15 @@ REPLY = [
 ]
 
 
-def test_hypothesis_streaming(snap_compare: Any, tmp_path: Path) -> None:
-    app, bridge, clock = screen(tmp_path)
+def test_hypothesis_streaming(snap_compare: Any) -> None:
+    app, bridge, clock = screen()
     events = session_events()[:-4] + [StateChanged("proposing", "llm")] + [AgentText("0008", part) for part in REPLY]
     assert snap_compare(app, terminal_size=SIZES["narrow"], run_before=feed(bridge, clock, events))
 
 
 @pytest.mark.parametrize("tab", ["tab-table", "tab-chart"])
-def test_history_tabs(snap_compare: Any, tmp_path: Path, tab: str) -> None:
-    app, bridge, clock = screen(tmp_path)
+def test_history_tabs(snap_compare: Any, tab: str) -> None:
+    app, bridge, clock = screen()
     fed = feed(bridge, clock, session_events())
 
     async def run_before(pilot: Pilot[Any]) -> None:

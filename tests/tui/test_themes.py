@@ -48,20 +48,14 @@ def test_cycling() -> None:
 def test_the_screen_falls_back_and_says_so(tmp_path: Path) -> None:
     import asyncio
 
-    from arsup import config
-    from arsup.core.engine import Engine
     from arsup.tui.app import SupervisorApp
     from arsup.tui.bridge import Bridge
-    from arsup.tui.launch import NoProposals
-    from tests.conftest import make_project
 
     folder = tmp_path / "themes"
     folder.mkdir()
     (folder / "dark.toml").write_text((themes_dir() / "dark.toml").read_text())
     (folder / "neon.toml").write_text('primary = "#00ff00"\nsurface = 7\n')
-    root = make_project(tmp_path / "repo")
-    engine = Engine(config.load(root), root, NoProposals(), "t")
-    app = SupervisorApp(engine, Bridge(), autostart=False, theme="neon", themes=load_themes(folder))
+    app = SupervisorApp(None, Bridge(), theme="neon", themes=load_themes(folder))
     said: list[str] = []
     app.notify = lambda message, **_: said.append(message)  # type: ignore[method-assign]
 

@@ -27,8 +27,8 @@ EXIT_MARK = "ARSUP-EXIT="
 class Tmux:
     """One detached 120x40 session on a private server (never the person's own tmux)."""
 
-    def __init__(self, command: str, cwd: Path) -> None:
-        self.socket = f"arsup-test-{os.getpid()}"
+    def __init__(self, command: str, cwd: Path, name: str = "main") -> None:
+        self.socket = f"arsup-test-{os.getpid()}-{name}"
         self.captures: list[str] = []
         self._tmux("new-session", "-d", "-s", "arsup", "-x", "120", "-y", "40", "-c", str(cwd), command)
 
@@ -67,13 +67,23 @@ def trainings_in(folder: Path) -> list[psutil.Process]:
     return found
 
 
-def test_demo_under_tmux_approve_kill_quit(tmp_path: Path) -> None:
+def arsup(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "arsup", *args], cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+def wait_until(check, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+SCREEN = f"unset COLUMNS LINES; {sys.executable} -m arsup"  # COLUMNS/LINES from elsewhere would override the pane
+
+
+def test_demo_under_tmux_approve_kill_stop(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
-    command = (  # COLUMNS/LINES inherited from elsewhere would override the pane's real size
-        f"unset COLUMNS LINES; {sys.executable} -m arsup demo --policy runs --time-budget 2 --dir {demo}; "
-        f"echo {EXIT_MARK}$?; sleep 60"
-    )
-    tmux = Tmux(command, tmp_path)
+    tmux = Tmux(f"{SCREEN} demo --policy runs --time-budget 2 --dir {demo}; echo {EXIT_MARK}$?; sleep 60", tmp_path)
     try:
         tmux.wait_for("Train this experiment?  0001", "baseline", timeout=60)
         tmux.keys("a")
@@ -89,10 +99,11 @@ def test_demo_under_tmux_approve_kill_quit(tmp_path: Path) -> None:
         tmux.keys("a")
         tmux.wait_for("● training", "0003 live")
         tmux.keys("q")
-        tmux.wait_for("A run is training")
-        tmux.keys("s")
+        tmux.wait_for("detach")
+        tmux.keys("S")  # stop now
         tmux.wait_for(EXIT_MARK, timeout=60)
         assert f"{EXIT_MARK}0" in tmux.screen()
+        wait_until(lambda: arsup(demo, "status").returncode == 3, "the loop to end")
         assert not trainings_in(demo)
     finally:
         tmux.close()
@@ -100,23 +111,45 @@ def test_demo_under_tmux_approve_kill_quit(tmp_path: Path) -> None:
     assert [row[3] for row in rows] == ["keep", "crash", "crash"]  # 0003 was stopped: recorded, not lost
 
 
-def test_closing_the_terminal_stops_the_run_and_records_it(tmp_path: Path) -> None:
-    """An SSH drop: the terminal goes away (SIGHUP) mid-run; nothing may be left training or half written."""
+def test_the_loop_outlives_the_terminal_and_screens_come_and_go(tmp_path: Path) -> None:
+    """The SSH story: drop the terminal mid-run, steer from the command line, re-attach twice, stop."""
     demo = tmp_path / "demo"
-    tmux = Tmux(f"unset COLUMNS LINES; {sys.executable} -m arsup demo --dir {demo}", tmp_path)
+    first = Tmux(f"{SCREEN} demo --policy runs --time-budget 2 --dir {demo}", tmp_path, name="first")
     try:
-        tmux.wait_for("● training", "0001 live", timeout=90)
-        arsup = next(p for p in psutil.process_iter(["cmdline"]) if "demo" in (p.info["cmdline"] or []))
-        assert trainings_in(demo)
+        first.wait_for("Train this experiment?  0001", "baseline", timeout=60)
+        first.keys("a")
+        first.wait_for("● training", "0001 live")
     finally:
-        tmux.close()  # the pane's terminal disappears: SIGHUP
-    arsup.wait(60)
-    deadline = time.monotonic() + 10
-    while trainings_in(demo) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not trainings_in(demo)
-    journal = [json.loads(line) for line in (demo / ".arsup" / "journal.jsonl").read_text().splitlines()]
-    last = [r["experiment"] for r in journal if r["event"] == "experiment"][-1]
-    assert (last["id"], last["status"], last["reason"]) == ("0001", "crash", "stopped: the terminal closed (SIGHUP)")
-    assert journal[-1]["event"] == "session_end"
+        first.close()  # the drop: the terminal and the screen are gone
+    status = arsup(demo, "status")
+    assert status.returncode == 0, status.stdout
+    wait_until(lambda: "waiting: train 0002" in arsup(demo, "status").stdout, "the loop to ask about 0002")
+    approved = arsup(demo, "approve")
+    assert approved.returncode == 0 and "approved: train 0002" in approved.stdout
+    one = Tmux(f"{SCREEN} attach; echo {EXIT_MARK}$?; sleep 60", demo, name="one")
+    two = Tmux(f"{SCREEN} attach; echo {EXIT_MARK}$?; sleep 60", demo, name="two")
+    try:
+        one.wait_for("● training", "0002 live")
+        one.keys("k")  # kill from an attached screen
+        one.wait_for("Train this experiment?  0003", timeout=60)
+        two.wait_for("Train this experiment?  0003", timeout=30)  # both screens see the same question
+        two.keys("a")  # the second screen answers; the first one's dialog closes
+        one.wait_for("● training", "0003 live", timeout=60)
+        assert "0002 crash" in two.wait_for("0002 crash")
+        for screen in (one, two):
+            screen.keys("q")
+            screen.wait_for("detach")
+            screen.keys("d")
+            after = screen.wait_for(EXIT_MARK, timeout=30)
+            assert f"{EXIT_MARK}0" in after and "detached; the loop goes on" in after
+    finally:
+        one.close()
+        two.close()
+    assert arsup(demo, "status").returncode == 0  # still running with nobody attached
+    assert arsup(demo, "stop").returncode == 0
+    wait_until(lambda: arsup(demo, "status").returncode == 3, "the loop to end")
+    wait_until(lambda: not trainings_in(demo), "the training to end", timeout=30)
+    records = [json.loads(line) for line in (demo / ".arsup" / "journal.jsonl").read_text().splitlines()]
+    finals = {r["experiment"]["id"]: r["experiment"]["status"] for r in records if r["event"] == "experiment"}
+    assert finals["0001"] == "keep" and finals["0002"] == "crash" and finals["0003"] == "crash"
     assert subprocess.run(["git", "status", "--porcelain"], cwd=demo, capture_output=True, text=True).stdout == ""

@@ -278,7 +278,7 @@ class Engine:
             metric=self.config.metric.name, goal=self.config.metric.goal,
             time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
             model=self.config.agent.model if self.config.agent.kind == "llm" else "", paused=self.paused,
-            pid=os.getpid(), history=[e.copy() for e in self.history],
+            pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in self.history],
         ))
 
     def load_history(self) -> None:
@@ -499,7 +499,7 @@ class Engine:
                 said = f"{limit} crashes in a row (the last: {experiment.reason})"
                 if not self.interactive:
                     return f"{said}; check the training script and the logs in {self.journal.dir / 'runs'}", True
-                self._paused.set()
+                self.pause()
                 self._emit(Notice(f"{said}: paused; look at the log, then resume or leave a note", "error"))
 
     def _peek_id(self) -> str:

@@ -44,6 +44,7 @@ class SessionStarted:
     model: str = ""  # the llm agent's model
     paused: bool = False
     pid: int = 0  # the loop's process
+    started_at: float = 0.0  # when this session of the loop started (a screen may attach hours later)
     history: list[Experiment] = field(default_factory=list)  # this tag's finished experiments, oldest first
 
 

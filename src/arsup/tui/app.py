@@ -1,31 +1,37 @@
-"""The supervisor's screen: panes fed by engine events, keys that call the engine's controls.
+"""The supervisor's screen: panes fed by the loop's events, keys that send it controls.
 
-The engine runs in its own thread; everything it says arrives here as a
-message through the bridge, is folded into the `SessionView`, and the panes
-are redrawn from that. Keys call the engine's thread-safe controls. Quitting
-stops the engine and waits for it in a thread worker, so the screen never
-hangs and no training process outlives it.
+The screen holds no engine. Everything it shows comes from events folded
+into the `SessionView`; the events arrive through the bridge as messages,
+from a loop in another process (a control client) or, in tests, from an
+engine in this one. Keys act through the `Controls` protocol, sent in
+order from one thread of their own, so a slow or vanished loop never
+freezes the screen; approvals are answered through each question's future.
+The screen never starts, stops or waits on a loop: the launcher starts the
+feed in `on_ready`, and leaving asks whether to detach (the loop goes on)
+or to stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from textual import work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from arsup.config import NotifyConfig
 from arsup.core import policy
-from arsup.core.engine import STOPPED_BY_USER, Engine
+from arsup.core.controls import Controls
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
@@ -33,17 +39,22 @@ from arsup.core.events import (
     ExperimentFinished,
     ExperimentStarted,
     Notice,
+    Paused,
+    PolicyChanged,
     Proposing,
+    QuestionClosed,
+    Resumed,
     RunOutput,
     RunStarted,
     SessionEnded,
+    SessionStarted,
     StateChanged,
 )
-from arsup.core.experiment import Experiment
+from arsup.core.experiment import Experiment, Status
 from arsup.core.monitor import Monitor
 from arsup.signals import STOP_SIGNALS, detach_from_terminal
-from arsup.tui import editor, keys
-from arsup.tui.bridge import ApprovalClosed, Bridge, EngineEvent, MonitorSampled, answer
+from arsup.tui import alerts, editor, keys
+from arsup.tui.bridge import ApprovalClosed, Bridge, LoopEvent, MonitorSampled, answer
 from arsup.tui.palette import Palette
 from arsup.tui.panes.diff import DiffPane
 from arsup.tui.panes.gpu import GpuPane
@@ -53,6 +64,7 @@ from arsup.tui.panes.hypothesis import HypothesisPane, live_text, past_text
 from arsup.tui.panes.log import LogPane
 from arsup.tui.screens import (
     APPROVE,
+    DETACH,
     EDIT,
     HIDE,
     SKIP,
@@ -68,11 +80,12 @@ from arsup.tui.session import SessionView
 from arsup.tui.themes import ThemeSet, load_themes
 
 ERROR_NOTICE_S = 600.0  # how long an error notice stays on screen
-HANGUP_GRACE_S = 5.0  # after a hang-up, how long the screen may take to close once the loop has ended
+HANGUP_GRACE_S = 5.0  # after a hang-up, how long the screen may take to close
 STOP_WAIT_S = 60.0  # a stop kills the training (SIGTERM, grace, SIGKILL); then the screen closes regardless
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 REDRAWN_BY = (
-    Proposing, StateChanged, ApprovalRequested, ExperimentStarted, RunStarted, ExperimentFinished, SessionEnded,
+    SessionStarted, Proposing, StateChanged, PolicyChanged, Paused, Resumed, ApprovalRequested, QuestionClosed,
+    ExperimentStarted, RunStarted, ExperimentFinished, SessionEnded,
 )  # the events after which the header, hypothesis, diff and keys are redrawn (not every streamed token)
 PANE_TITLES = {"hypothesis": "Hypothesis", "gpu": "GPU", "log": "Log", "diff": "Diff", "history": "History"}
 
@@ -96,7 +109,7 @@ class MainScreen(Screen[None]):
                 yield DiffPane(id="diff")
         yield Footer(compact=True)
 
-    class Resumed(Message):
+    class Uncovered(Message):
         """The main screen is on top again: a dialog over it closed."""
 
     def on_mount(self) -> None:
@@ -104,11 +117,19 @@ class MainScreen(Screen[None]):
             self.query_one(f"#{pane_id}").border_title = title
 
     def on_screen_resume(self) -> None:
-        self.post_message(self.Resumed())
+        self.post_message(self.Uncovered())
 
 
 class SupervisorApp(App[int]):
-    """One research session on screen: live (the engine runs) or browse (its history, read-only)."""
+    """One research session on screen: live (a loop to act on) or browse (its history, read-only).
+
+    `controls` is None in browse mode: every key that acts on a loop is off.
+    `on_ready` is called once, after the first frame, when the screen takes
+    events: the launcher starts the feed there (a client's reader, a test's
+    engine). `owns_loop` says the loop runs in this process (tests): a stop
+    signal then stops it instead of detaching. `detached` tells the launcher
+    the screen closed and the loop goes on.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "arsup"
@@ -118,40 +139,44 @@ class SupervisorApp(App[int]):
 
     def __init__(
         self,
-        engine: Engine,
+        controls: Controls | None,
         bridge: Bridge,
         *,
-        live: bool = True,
-        autostart: bool = True,
+        on_ready: Callable[[], None] | None = None,
+        owns_loop: bool = False,
         monitor: Monitor | None = None,
         clock: Callable[[], float] = time.time,
         theme: str = "",
         key_map: dict[str, str] | None = None,
         themes: ThemeSet | None = None,
         notices: list[str] | None = None,
+        notify: NotifyConfig | None = None,
     ) -> None:
         super().__init__()
-        self.engine = engine
+        self.controls = controls
         self.bridge = bridge
-        self.live = live
-        self.autostart = autostart
+        self.live = controls is not None
+        self.on_ready = on_ready
+        self.owns_loop = owns_loop
         self.monitor = monitor
         self.clock = clock
         self.key_map = dict(key_map or {})
         self.themes = themes or load_themes()
         self.requested_theme = theme
         self.notices = list(notices or [])
-        cfg = engine.config
-        self.view = SessionView(cfg.metric.name, cfg.metric.goal, cfg.project.time_budget, branch=engine.branch)
+        self.notify_settings = notify or NotifyConfig()
+        self.view = SessionView()
         self.palette = Palette.from_variables({})
         self.started_at = clock()
         self.selected: Experiment | None = None  # a past experiment shown instead of the live one
         self.stopping = ""  # "", "now" or "after this run"
+        self.detached = False  # the screen closed and left the loop running
+        self.signalled = 0  # the stop signal that closed the screen, if one did
         self._approval: ApprovalScreen | None = None
         self._hidden: ApprovalRequested | None = None  # the question the person put aside with esc
-        self.engine_started = False
-        self.signalled = 0  # the stop signal that closed the screen, if one did
-        engine.interactive = live  # a person watches: crashes in a row pause the loop and ask
+        # One thread sends every control, in the order of the keys: a loop in another process
+        # answers over a socket, and a kill may take the run's grace period.
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="arsup-controls")
         self.main = MainScreen(self.view)
 
     # -- layout --------------------------------------------------------------------
@@ -178,22 +203,15 @@ class SupervisorApp(App[int]):
         if self.monitor is not None:
             self.monitor.on_sample = self.bridge.sampled
             self.monitor.start()
-        self.call_after_refresh(self._load_history)
+        self.call_after_refresh(self._take_events)
 
-    def _load_history(self) -> None:
-        """After the first frame: the experiments finished before (a resumed tag, or browse mode), then go."""
-        self.view.load(list(self.engine.history), self.engine.best())
-        history = self.main.query_one(HistoryPane)
-        history.rebuild()
-        history.experiment_tree.focus()
-        if self.live or not self.view.history:
-            self._show_live()
-        else:  # browsing: nothing is live, so show the latest experiment, log and all
-            self._show_past(self.view.history[-1])
+    def _take_events(self) -> None:
+        """After the first frame: take the events (those held first), then let the feed start."""
+        self.main.query_one(HistoryPane).experiment_tree.focus()
+        self._show_live()
         self.bridge.attach(self.main)  # messages bubble up to the app; none reach a closed screen
-        if self.live and self.autostart:
-            self.engine.start()
-            self.engine_started = True
+        if self.on_ready is not None:
+            self.on_ready()
 
     def on_unmount(self) -> None:
         loop = asyncio.get_running_loop()
@@ -202,44 +220,63 @@ class SupervisorApp(App[int]):
         self.bridge.detach()
         if self.monitor is not None:
             self.monitor.stop()
+        self._sender.shutdown(wait=False)
 
-    # -- engine events -------------------------------------------------------------
+    # -- events --------------------------------------------------------------------
 
-    def on_engine_event(self, message: EngineEvent) -> None:
+    def on_loop_event(self, message: LoopEvent) -> None:
         try:
-            self._apply(message.event)
+            self._apply(message.event, message.replayed)
         except Exception:  # a display bug must not take the research down: show it, keep going
             self._show_error("The screen failed to show an event", traceback.format_exc(limit=6))
 
-    def _apply(self, event: Event) -> None:
+    def _apply(self, event: Event, replayed: bool) -> None:
+        """Fold the event into the view, then redraw what it changed; alert only for what is new."""
+        ended_before = self.view.ended is not None
         self.view.apply(event)
         log = self.main.query_one(LogPane)
-        if isinstance(event, RunOutput):
-            if event.experiment_id == log.live_id:
+        match event:
+            case SessionStarted():
+                self._started()
+            case RunOutput() if event.experiment_id == log.live_id:
                 log.live_output(event.lines, event.partial)
-        elif isinstance(event, AgentText):
-            self._refresh_panes()
-        elif isinstance(event, ApprovalRequested):
-            self._ask(event)
-        elif isinstance(event, ExperimentStarted):
-            log.start_live(event.experiment.id)
-        elif isinstance(event, RunStarted) and event.index > 1:
-            log.live_note(f"── run {event.index} (seed {event.seed}) ──")
-        elif isinstance(event, ExperimentFinished):
-            self.main.query_one(HistoryPane).finished(event.experiment)
-        elif isinstance(event, Notice):
-            severity = SEVERITY.get(event.level, "information")
-            # An error (tampering, crashes in a row) stays until read; the rest fade.
-            timeout = ERROR_NOTICE_S if event.level == "error" else self.NOTIFICATION_TIMEOUT
-            self.notify(event.text, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
-        elif isinstance(event, SessionEnded):
-            self._ended(event)
+            case AgentText():
+                self._refresh_panes()
+            case ApprovalRequested():
+                if not replayed:
+                    self._alert(alerts.question_words(self.view.project_name, event))
+                self._offer(event)
+            case QuestionClosed() if self._approval is not None:
+                if self._approval.request.question_id == event.question_id:
+                    self._close_approval(self._approval.request)
+            case ExperimentStarted():
+                log.start_live(event.experiment.id)
+            case RunStarted() if event.index > 1:
+                log.live_note(f"── run {event.index} (seed {event.seed}) ──")
+            case ExperimentFinished():
+                self.main.query_one(HistoryPane).finished(event.experiment)
+                done = event.experiment
+                if not replayed and done.status == Status.KEEP and not done.is_baseline:
+                    self._alert(alerts.new_best_words(self.view.project_name, self.view.metric, done))
+            case Notice():
+                severity = SEVERITY.get(event.level, "information")
+                # An error (tampering, crashes in a row) stays until read; the rest fade.
+                timeout = ERROR_NOTICE_S if event.level == "error" else self.NOTIFICATION_TIMEOUT
+                self.notify(event.text, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
+            case SessionEnded() if not ended_before:
+                self._ended(event)
         if isinstance(event, REDRAWN_BY):
             self._refresh_live()
             self.refresh_bindings()
 
+    def _started(self) -> None:
+        """The session as it stands (a new loop, a resumed tag, an attach, the journal): its history at once."""
+        self.main.query_one(HistoryPane).rebuild()
+        if not self.live and self.view.history:  # browsing: nothing is live, so show the latest experiment
+            self._show_past(self.view.history[-1])
+
     def _ended(self, event: SessionEnded) -> None:
-        if self.stopping == "after this run":
+        if self.stopping:
             self._close()
         elif event.error:
             self._show_error("The loop ended", event.reason)
@@ -255,6 +292,20 @@ class SupervisorApp(App[int]):
         if self.view.running is not None:
             self.main.query_one(HistoryPane).running(self.view.running, self._state_label())
 
+    # -- alerts --------------------------------------------------------------------
+
+    def _alert(self, words: str) -> None:
+        """Reach a person who looks elsewhere: the bell, and a desktop notification through the terminal."""
+        if self.notify_settings.bell:
+            self.bell()
+        if self.notify_settings.desktop:
+            self.write_to_terminal(alerts.desktop_notification(words))
+
+    def write_to_terminal(self, data: str) -> None:
+        """Bytes for the terminal itself, the way Textual's own `bell` sends its BEL; headless has none."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(data)
+
     # -- drawing -------------------------------------------------------------------
 
     def _restyle(self) -> None:
@@ -269,21 +320,11 @@ class SupervisorApp(App[int]):
             return "browsing"
         if self.stopping and self.view.ended is None:
             return f"stopping {self.stopping}" if self.stopping == "after this run" else "stopping…"
-        return self.view.state_label(self.clock(), pausing=self.engine.paused)
+        return self.view.state_label(self.clock())
 
     def _refresh_header(self) -> None:
-        cfg = self.engine.config
-        model = cfg.agent.model if cfg.agent.kind == "llm" else ""
-        spend = self.engine.spend()
-        spent = f"${spend['cost_usd']:.2f} ({int(spend['calls'])} calls)" if spend["calls"] else ""
-        info = HeaderInfo(
-            project=self.engine.root.name,
-            agent=f"{cfg.agent.kind} {model}".strip(),
-            policy=self.engine.policy,
-            state=self._state_label(),
-            elapsed_s=self.clock() - self.started_at,
-            spend=spent,
-        )
+        since = self.view.started_at or self.started_at  # the loop's start; the screen's own when unknown
+        info = HeaderInfo(state=self._state_label(), elapsed_s=self.clock() - since)
         self.main.query_one(HeaderPane).show(info, self.palette)
 
     def _current(self) -> Experiment | None:
@@ -337,10 +378,6 @@ class SupervisorApp(App[int]):
 
     # -- approvals -----------------------------------------------------------------
 
-    def _ask(self, request: ApprovalRequested) -> None:
-        self.bell()
-        self._offer(request)
-
     def _offer(self, request: ApprovalRequested) -> None:
         """Show the question in its dialog, unless another dialog is open (it comes when that one closes)."""
         if self.screen is self.main and not request.future.done():
@@ -348,7 +385,7 @@ class SupervisorApp(App[int]):
             self._approval = ApprovalScreen(request, self.palette, best, self.key_map)
             self.push_screen(self._approval, lambda choice: self._approval_chosen(request, choice))
 
-    def on_main_screen_resumed(self, message: MainScreen.Resumed) -> None:
+    def on_main_screen_uncovered(self, message: MainScreen.Uncovered) -> None:
         pending = self.view.pending
         if pending is not None and pending is not self._hidden and self._approval is None:
             self._offer(pending)
@@ -365,6 +402,7 @@ class SupervisorApp(App[int]):
             self._edit(request)
 
     def _answer(self, request: ApprovalRequested, reply: policy.Answer) -> None:
+        """Through the question's future: the loop's own (in-process), or one whose result a client sends."""
         if not answer(request.future, reply):
             self.notify("that question was already withdrawn", severity="warning")
         self.view.approval_closed(request)
@@ -385,8 +423,12 @@ class SupervisorApp(App[int]):
         self._answer(request, policy.Answer(True, files=edited))
 
     def on_approval_closed(self, message: ApprovalClosed) -> None:
-        self.view.approval_closed(message.request)
-        if self._approval is not None and self._approval.request is message.request and self.screen is self._approval:
+        self._close_approval(message.request)
+
+    def _close_approval(self, request: ApprovalRequested) -> None:
+        """The question is closed (answered here or by another client, or withdrawn): its dialog goes."""
+        self.view.approval_closed(request)
+        if self._approval is not None and self._approval.request is request and self.screen is self._approval:
             self._approval.dismiss(None)
         self._refresh_live()
         self.refresh_bindings()
@@ -404,14 +446,27 @@ class SupervisorApp(App[int]):
         if action == "kill":
             return running and self.view.running is not None
         if action == "pause":
-            return running and not self.engine.paused
+            return running and not self.view.paused
         if action == "resume":
-            return running and self.engine.paused
+            return running and self.view.paused
         if action in ("note", "policy"):
             return running
         if action == "live":
             return self.live and self.selected is not None
         return True
+
+    def _control(self, what: str, act: Callable[[Controls], object]) -> None:
+        """Send a control from the sender thread; a refusal or a lost loop becomes a notice."""
+        controls = self.controls
+        if controls is not None:
+            self._sender.submit(self._send, what, lambda: act(controls))
+
+    def _send(self, what: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except Exception as exc:  # refused (an unknown policy) or the loop is gone: say it, keep the screen
+            with contextlib.suppress(RuntimeError):  # the screen closed meanwhile
+                self.notify(f"{what}: {exc}", severity="error", markup=False)
 
     def action_approve(self) -> None:
         if self.view.pending is not None:
@@ -428,65 +483,80 @@ class SupervisorApp(App[int]):
     def action_kill(self) -> None:
         if self.view.running is not None:
             self.notify(f"killing the training of {self.view.running.id}", markup=False)
-            self.engine.kill()
+            self._control("kill", lambda controls: controls.kill())
 
     def action_pause(self) -> None:
-        self.engine.pause()
-        self._refresh_header()
-        self.refresh_bindings()
+        self._control("pause", lambda controls: controls.pause())
 
     def action_resume(self) -> None:
-        self.engine.resume()
-        self._refresh_header()
-        self.refresh_bindings()
+        self._control("resume", lambda controls: controls.resume())
 
     def action_note(self) -> None:
         def send(note: str | None) -> None:
             if note:
-                self.engine.add_note(note)
+                self._control("note", lambda controls: controls.add_note(note))
 
         self.push_screen(NoteScreen(), send)
 
     def action_policy(self) -> None:
-        self.engine.set_policy(policy.next_policy(self.engine.policy))
-        self._refresh_header()
+        name = policy.next_policy(self.view.policy)
+        self._control(f"policy {name}", lambda controls: controls.set_policy(name))
 
     def action_theme(self) -> None:
         self.theme = self.themes.next_after(self.theme)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_map, self.engine.policy))
+        self.push_screen(HelpScreen(self.key_map, self.view.policy))
 
     def action_live(self) -> None:
         self._show_live()
 
+    # -- leaving -------------------------------------------------------------------
+
     def action_quit(self) -> None:  # type: ignore[override]
-        """q (and ctrl+q): at once when nothing trains, else ask; never hangs, leaves no process."""
+        """q (and ctrl+q): at once when no loop is live; else ask: detach, stop after this run, stop now."""
         if not self.live or self.view.ended is not None:
             self._close()
-        elif self.stopping == "now":
-            return
-        elif self.view.running is not None:
-            self.push_screen(QuitScreen(), self._quit_chosen)
-        else:
-            self._stop_and_exit()
+        elif self.stopping != "now":
+            self.push_screen(QuitScreen(training=self.view.running is not None), self._quit_chosen)
 
     def _quit_chosen(self, choice: str | None) -> None:
-        if choice == STOP_NOW:
-            self._stop_and_exit()
+        if not choice:
+            return
+        if self.view.ended is not None:  # the loop ended while the dialog was open
+            self._close()
+        elif choice == DETACH:
+            self._leave_running()
         elif choice == STOP_AFTER_RUN:
             self.stopping = "after this run"
-            self.engine.stop_after_run()
+            self._control("stop after this run", lambda controls: controls.stop_after_run())
             self._refresh_header()
             self.refresh_bindings()
+        elif choice == STOP_NOW:
+            self._stop_now()
+
+    def _leave_running(self) -> None:
+        """Close the screen and leave the loop running (`arsup attach` comes back to it)."""
+        self.detached = True
+        self._close()
+
+    def _stop_now(self) -> None:
+        """Stop the loop, then close when it says it ended, or after STOP_WAIT_S whatever happened."""
+        self.stopping = "now"
+        self._control("stop", lambda controls: controls.stop())
+        self.set_timer(STOP_WAIT_S, self._close)
+        self._refresh_header()
+        self.refresh_bindings()
 
     def _on_stop_signal(self, number: int) -> None:
-        """SIGTERM, or SIGHUP when the terminal went away: stop as `q` then "stop now" would, without asking.
+        """SIGTERM, or SIGHUP when the terminal went away: a detach, without asking.
 
-        After a hang-up the terminal answers writes with EIO, on which Textual's
+        The loop is another process and goes on; only a screen that owns its
+        loop (in this process: tests) stops it, as "stop now" would. After a
+        hang-up the terminal answers writes with EIO, on which Textual's
         writer thread dies and the screen's shutdown then blocks for ever; so
         the standard streams go to /dev/null first, and a last guard ends the
-        process once the engine has recorded everything, should Textual still hang.
+        process should Textual still hang.
         """
         self.signalled = number
         if number == signal.SIGHUP:
@@ -494,26 +564,17 @@ class SupervisorApp(App[int]):
             threading.Thread(target=self._exit_when_recorded, args=(number,), daemon=True).start()
         if not self.live or self.view.ended is not None:
             self._close()
+        elif not self.owns_loop:
+            self._leave_running()
         elif self.stopping != "now":
-            self._stop_and_exit(STOP_SIGNALS[number])
+            self._stop_now()
 
     def _exit_when_recorded(self, number: int) -> None:
-        if self.engine_started:
-            self.engine.wait(STOP_WAIT_S)
+        """The guard: a loop of another process has nothing to wait for; one owned here records its end first."""
+        if self.owns_loop and self.live:
+            self.bridge.wait_ended(STOP_WAIT_S)
         time.sleep(HANGUP_GRACE_S)
         os._exit(128 + number)  # still here: the screen's shutdown hangs on the lost terminal
-
-    def _stop_and_exit(self, reason: str = STOPPED_BY_USER) -> None:
-        self.stopping = "now"
-        self.engine.stop(reason)
-        self._refresh_header()
-        self.refresh_bindings()
-        self._wait_then_exit()
-
-    @work(thread=True, exclusive=True, group="quit")
-    def _wait_then_exit(self) -> None:
-        self.engine.wait(STOP_WAIT_S)
-        self.call_from_thread(self._close)
 
     def _close(self) -> None:
         """Exit; first cut the feeds, so no event arrives for panes that are being torn down."""

@@ -1,13 +1,15 @@
-"""The only door from engine and monitor threads into the screen: events become Textual messages.
+"""The only door from other threads into the screen: events and samples become Textual messages.
 
-Widgets may only be touched on the app's own loop, so the engine's
-subscriber and the monitor's callback do nothing but `post_message`, which
-Textual makes thread-safe. The bridge subscribes before `engine.prepare()`
-(which already emits the session's first events, before any app runs) and
-holds what arrives until the screen attaches; messages go to the main
+Widgets may only be touched on the app's own loop, so the event subscriber
+(an in-process engine's, or a control client's reader) and the monitor's
+callback do nothing but `post_message`, which Textual makes thread-safe.
+The bridge is fed before any app runs (an engine's `prepare()`, a client's
+snapshot) and holds what arrives until the screen attaches; those events
+are marked `replayed`: they tell what happened before the screen opened,
+and nobody needs to be alerted to them again. Messages go to the main
 screen and bubble up to the app, so a screen that is closing receives (and
 passes on) nothing. After detach, events are dropped instead of failing
-inside the engine thread.
+inside the sender's thread.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from arsup.core.events import ApprovalRequested, Event, Notice, SessionEnded
 from arsup.core.monitor import Sample
 
 
-class EngineEvent(Message):
-    """One engine event, delivered on the app's loop."""
+class LoopEvent(Message):
+    """One loop event, delivered on the app's loop; `replayed` when it arrived before the screen did."""
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, replayed: bool = False) -> None:
         super().__init__()
         self.event = event
+        self.replayed = replayed
 
 
 class MonitorSampled(Message):
@@ -42,7 +45,7 @@ class MonitorSampled(Message):
 
 
 class ApprovalClosed(Message):
-    """An approval's future is done: answered here, or cancelled by the engine (stop, policy change)."""
+    """An approval's future is done: answered here, or cancelled by the loop (answered elsewhere, withdrawn)."""
 
     def __init__(self, request: ApprovalRequested) -> None:
         super().__init__()
@@ -50,20 +53,22 @@ class ApprovalClosed(Message):
 
 
 class Bridge:
-    """Engine subscriber and monitor callback in one; thread-safe."""
+    """Event subscriber and monitor callback in one; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._target: MessagePump | None = None
         self._held: list[Message] = []
         self._detached = False
-        self.ended: SessionEnded | None = None  # how the loop ended, for the exit code
+        self._ended = threading.Event()
+        self.ended: SessionEnded | None = None  # how the loop ended (the first word on it), for the exit code
 
     def __call__(self, event: Event) -> None:
-        """The engine subscriber (runs in engine threads)."""
-        if isinstance(event, SessionEnded):
+        """The event subscriber (runs in the loop's or the client's threads)."""
+        if isinstance(event, SessionEnded) and self.ended is None:
             self.ended = event
-        self._post(EngineEvent(event))
+            self._ended.set()
+        self._post(LoopEvent(event))
         if isinstance(event, ApprovalRequested):
             request = event
             event.future.add_done_callback(lambda _future: self._closed(request))
@@ -87,6 +92,10 @@ class Bridge:
         with self._lock:
             self._target, self._held, self._detached = None, [], True
 
+    def wait_ended(self, timeout: float) -> bool:
+        """True once the loop has said it ended (from any thread; the app's loop may be stuck)."""
+        return self._ended.wait(timeout)
+
     def _closed(self, request: ApprovalRequested) -> None:
         self._post(ApprovalClosed(request))
 
@@ -94,6 +103,8 @@ class Bridge:
         with self._lock:
             if self._target is None:
                 if not self._detached:
+                    if isinstance(message, LoopEvent):
+                        message.replayed = True
                     self._held.append(message)
                 return
             target = self._target
@@ -106,7 +117,8 @@ class Bridge:
 
 
 class LogToScreen(logging.Handler):
-    """Warnings the core logs (a run's escaped processes, a failing GPU reader) become notices on screen.
+    """Warnings logged in the screen's process (a failing GPU reader, a line from the loop that could
+    not be read) become notices on screen; the loop's own warnings arrive as `Notice` events.
 
     While the screen is up, Textual captures stderr, so a warning printed
     there would never be seen.
@@ -121,11 +133,11 @@ class LogToScreen(logging.Handler):
 
 
 def answer(future: Future[Any], value: Any) -> bool:
-    """Set an approval's answer unless the engine already withdrew the question; True if it was set."""
+    """Set an approval's answer unless the loop already closed the question; True if it was set."""
     if future.done():
         return False
     try:
         future.set_result(value)
-    except InvalidStateError:  # cancelled by the engine a moment ago
+    except InvalidStateError:  # closed by the loop a moment ago
         return False
     return True

@@ -34,7 +34,7 @@ ACTIONS = (
     KeyAction("live", "l", "live", "back to the live experiment after looking at a past one"),
     KeyAction("theme", "t", "theme", "cycle the colour theme"),
     KeyAction("help", "question_mark", "help", "this help", display="?"),
-    KeyAction("quit", "q", "quit", "quit; while a run trains, asks: stop now, after this run, or cancel"),
+    KeyAction("quit", "q", "quit", "leave; while the loop runs, asks: detach (it goes on), stop after this run, or stop now"),
 )
 BY_ID = {action.id: action for action in ACTIONS}
 

@@ -1,97 +1,115 @@
-"""Opening the screen from the command line: a live session, or browsing a run's history.
+"""Opening the screen from the command line: attached to a running loop, or browsing a run's history.
 
-Problems with the repo are raised before the screen opens (the CLI prints
-them as for headless mode); once it closes, the engine is stopped and waited
-for whatever happened inside, so no training process outlives arsup.
+The screen never runs the loop: the loop is a process of its own and the
+screen attaches to its control socket, so closing the screen (or losing the
+terminal) leaves it running. Browse mode feeds the same screen the journal
+instead, with nothing to act on.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from arsup.config import Config, ConfigError
-from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.checks import last_tag
-from arsup.core.engine import Engine
-from arsup.core.experiment import Experiment
+from arsup.core.controls import Controls
+from arsup.core.events import Event, Notice, SessionStarted
+from arsup.core.experiment import Status
+from arsup.core.journal import Journal
 from arsup.core.monitor import Monitor
-from arsup.core.service import ControlServer
+from arsup.core.service import ControlClient
+from arsup.core.vcs import branch_name
 from arsup.headless import locations, say
 from arsup.tui import keys
-from arsup.tui.app import STOP_WAIT_S, SupervisorApp
+from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge, LogToScreen
-from arsup.tui.settings import read_settings
 
 
-class NoProposals:
-    """The agent of browse mode: the engine is only a window on the journal and never asks it."""
-
-    name = "browse"
-
-    def propose(self, context: AgentContext) -> Proposal | None:
-        return None
-
-    def observe(self, experiment: Experiment) -> None:
-        """Nothing to learn: nothing runs."""
-
-
-def _app(engine: Engine, bridge: Bridge, live: bool, theme: str) -> SupervisorApp:
-    settings = read_settings(engine.root)
-    key_map, problems = keys.keymap(settings.keys)
+def screen(
+    cfg: Config,
+    bridge: Bridge,
+    controls: Controls | None,
+    theme: str = "",
+    on_ready: Callable[[], None] | None = None,
+    monitor: Monitor | None = None,
+) -> SupervisorApp:
+    """The app as the command line opens it: theme, keys and alerts from the config, a monitor of this machine."""
+    key_map, problems = keys.keymap(cfg.keys)
     return SupervisorApp(
-        engine,
+        controls,
         bridge,
-        live=live,
-        monitor=Monitor(),
-        theme=theme or settings.theme,
+        on_ready=on_ready,
+        monitor=monitor or Monitor(),
+        theme=theme or cfg.ui.theme,
         key_map=key_map,
-        notices=settings.problems + problems,
+        notices=problems,
+        notify=cfg.notify,
     )
 
 
-def run_live(engine: Engine, theme: str = "", out: TextIO = sys.stdout) -> int:
-    """Prepare the repo, run the loop on screen; 0 when it ended normally or was stopped, 1 on an error."""
+def run_attached(root: Path, cfg: Config, theme: str = "", out: TextIO = sys.stdout) -> int:
+    """Attach the screen to the loop serving `root` until the person leaves or the loop ends.
+
+    Raises LoopNotRunning when no loop serves `root`. Returns 0 after a
+    detach or a normal end, 1 when the loop ended on an error, 128+N after
+    signal N (SIGTERM, or SIGHUP: the terminal closed), which detaches too.
+    """
     bridge = Bridge()
-    server = ControlServer(engine, engine.root)  # the commands (`arsup status`, `approve`...) work beside the screen
-    engine.subscribe(bridge)  # before prepare: it already says which branch and what was recovered
-    engine.subscribe(server)
-    engine.prepare()
-    server.start()
-    app = _app(engine, bridge, live=True, theme=theme)
+    client = ControlClient(root, on_event=bridge)
     log_handler = LogToScreen(bridge)
-    logging.getLogger("arsup").addHandler(log_handler)
     try:
-        app.run()
+        for event in client.connect():  # the snapshot: held by the bridge until the first frame
+            bridge(event)
+        app = screen(cfg, bridge, client, theme, on_ready=client.start)  # the live feed starts after the snapshot
+        logging.getLogger("arsup").addHandler(log_handler)
+        try:
+            app.run()
+        finally:
+            logging.getLogger("arsup").removeHandler(log_handler)
+            bridge.detach()
+        ended = bridge.ended  # before closing: a closed connection would read as one more end
     finally:
-        logging.getLogger("arsup").removeHandler(log_handler)
-        bridge.detach()
-        if app.engine_started:
-            engine.stop()  # a no-op after a normal quit; after a crash of the screen it ends the training
-            engine.wait(STOP_WAIT_S)
-        else:
-            engine.close()
-        server.stop()
-    ended = bridge.ended
-    if ended is not None:
+        client.close()
+    if app.detached:
+        say(
+            f"arsup: detached; the loop goes on (pid {client.loop_pid}). "
+            "`arsup attach` to come back, `arsup stop` to end it.",
+            out,
+        )
+    elif ended is not None:
         say(f"arsup: {'error: ' if ended.error else ''}{ended.reason}", out)
-    say(locations(engine), out)
-    if app.return_code:  # the screen itself failed; Textual has printed why
+        say(locations(root), out)
+    if app.return_code:  # the screen itself failed (Textual has printed why), or the loop ended on an error
         return app.return_code
-    if ended is not None and ended.error:
-        return 1
     return 128 + app.signalled if app.signalled else 0
 
 
-def run_browse(config: Config, root: Path, tag: str = "", theme: str = "") -> int:
+def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
+    """The events that show a run's history from the journal: what a loop would say on starting.
+
+    Raises ConfigError, naming the tags there are, when the tag has no finished experiment."""
+    journal = Journal(root)
+    history = [e for e in journal.experiments(tag) if e.status in Status.FINAL]
+    if not history:
+        tags = sorted({e.tag for e in journal.experiments()})
+        raise ConfigError(f"no experiments for tag {tag!r} in {journal.path}; tags in the journal: {', '.join(tags)}")
+    started = SessionStarted(
+        tag, branch_name(tag), "", resumed=len(history), project=str(root),  # no head: browsing never reads git
+        metric=cfg.metric.name, goal=cfg.metric.goal, time_budget=cfg.project.time_budget,
+        policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.model if cfg.agent.kind == "llm" else "",
+        history=history,
+    )
+    return [started, *(Notice(warning, "warning") for warning in journal.warnings)]
+
+
+def run_browse(cfg: Config, root: Path, tag: str = "", theme: str = "") -> int:
     """Open a run's history without starting anything; ConfigError when there is nothing to show."""
-    engine = Engine(config, root, NoProposals(), tag or last_tag(root))
-    engine.load_history()
-    if not engine.history:
-        tags = sorted({e.tag for e in engine.journal.experiments()})
-        raise ConfigError(f"no experiments for tag {engine.tag!r} in {engine.journal.path}; tags in the journal: {', '.join(tags)}")
-    app = _app(engine, Bridge(), live=False, theme=theme)
-    app.run()
+    bridge = Bridge()
+    for event in journal_session(cfg, root, tag or last_tag(root)):
+        bridge(event)
+    screen(cfg, bridge, None, theme).run()
     return 0

@@ -1,7 +1,7 @@
 """The modal screens: an approval, a note to the agent, quitting, help, and errors.
 
 Each returns what the person chose through `dismiss`; the app acts on it.
-None of them touches the engine, so each can be shown with made-up data.
+None of them touches the loop, so each can be shown with made-up data.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from arsup.tui.palette import Palette
 from arsup.tui.panes.diff import diff_lines
 
 APPROVE, SKIP, EDIT, HIDE = "approve", "skip", "edit", "hide"
-STOP_NOW, STOP_AFTER_RUN = "stop now", "stop after run"
+DETACH, STOP_NOW, STOP_AFTER_RUN = "detach", "stop now", "stop after run"
 
 POLICY_HELP = {
     "auto": "never ask",
@@ -128,29 +128,35 @@ class NoteScreen(ModalScreen[str]):
 
 
 class QuitScreen(ModalScreen[str]):
-    """Asked only while a run trains: stop now (the run becomes a crash), after this run, or cancel."""
+    """Leaving a live loop: detach (the default: it goes on), stop after this run, stop now, or cancel."""
 
     BINDINGS = [
-        Binding("s,q", "choose('stop now')", "stop now"),
-        Binding("r", "choose('stop after run')", "after this run"),
-        Binding("escape,c", "choose('')", "cancel"),
+        Binding("d,enter", f"choose('{DETACH}')", "detach"),
+        Binding("s", f"choose('{STOP_AFTER_RUN}')", "stop after this run"),
+        Binding("S", f"choose('{STOP_NOW}')", "stop now"),
+        Binding("escape", "choose('')", "cancel"),
     ]
+    BUTTONS = {"quit-detach": DETACH, "quit-after": STOP_AFTER_RUN, "quit-now": STOP_NOW}
 
-    def __init__(self) -> None:
+    def __init__(self, training: bool) -> None:
         super().__init__(classes="dialog-screen")
+        self.training = training
 
     def compose(self) -> ComposeResult:
+        killed = " (the training is killed and recorded as a crash)" if self.training else ""
         with Vertical(id="quit", classes="dialog") as box:
-            box.border_title = "Quit"
-            yield Static("A run is training. Stop it now (recorded as a crash), or let it finish first?")
+            box.border_title = "Leave the screen"
+            yield Static(
+                "d detaches: the screen closes and the loop goes on (`arsup attach` comes back to it).\n"
+                f"s stops the loop after this run; S stops it now{killed}. esc: back to the screen."
+            )
             with Horizontal(id="quit-buttons"):
-                yield Button("s  stop now", id="quit-now", variant="error")
-                yield Button("r  after this run", id="quit-after", variant="primary")
-                yield Button("esc  cancel", id="quit-cancel")
+                yield Button("d  detach", id="quit-detach", variant="primary")
+                yield Button("s  after this run", id="quit-after")
+                yield Button("S  stop now", id="quit-now", variant="error")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        choice = {"quit-now": STOP_NOW, "quit-after": STOP_AFTER_RUN}.get(event.button.id or "", "")
-        self.dismiss(choice)
+        self.dismiss(self.BUTTONS.get(event.button.id or "", ""))
 
     def action_choose(self, choice: str) -> None:
         self.dismiss(choice)

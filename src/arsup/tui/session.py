@@ -1,23 +1,37 @@
-"""What the screen knows about the session, folded from engine events; no Textual here.
+"""What the screen knows about the session, folded from events; no Textual here.
 
 The app keeps one `SessionView` and feeds it every event in order; panes
-read from it. Keeping this apart from the widgets means the header's figures
-(best, delta, counts, progress) are plain functions of events, testable
-without a terminal, and a snapshot test can build any screen by posting a
-fixed sequence of events.
+read from it. It is all the screen knows of the loop: the loop may run in
+this process (tests) or in another one (the screen attached over the
+control socket), and browse mode feeds it the journal as one
+`SessionStarted`. Keeping this apart from the widgets means the header's
+figures (best, delta, counts, progress, spend) are plain functions of
+events, testable without a terminal, and a snapshot test can build any
+screen by posting a fixed sequence of events.
+
+Invariants: `history` holds finished experiments only, oldest first; the
+first `SessionEnded` is the one kept (a client that loses the connection
+reports one more).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from arsup.core import acceptance
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    LoopState,
+    Paused,
+    PolicyChanged,
     Proposing,
+    QuestionClosed,
+    Resumed,
     RunStarted,
     SessionEnded,
     SessionStarted,
@@ -32,11 +46,18 @@ MAX_AGENT_TEXT = 20_000  # characters of a streaming reply kept for the hypothes
 class SessionView:
     """The session as the screen shows it."""
 
-    metric: str
-    goal: str
-    time_budget: float
+    metric: str = "val_bpb"
+    goal: str = "minimize"
+    time_budget: float = 0.0
     branch: str = ""
-    state: str = "starting"
+    project: str = ""  # the project folder
+    policy: str = ""
+    agent: str = ""
+    model: str = ""
+    paused: bool = False  # a pause was asked for (the loop may still finish its step)
+    started_at: float = 0.0  # when the loop's session started (0: unknown, e.g. browsing)
+    pid: int = 0  # the loop's process
+    state: LoopState = LoopState.STARTING
     detail: str = ""
     history: list[Experiment] = field(default_factory=list)
     best: Experiment | None = None
@@ -48,33 +69,44 @@ class SessionView:
     pending: ApprovalRequested | None = None
     ended: SessionEnded | None = None
 
-    def load(self, experiments: list[Experiment], best: Experiment | None) -> None:
-        """Start from experiments finished before this screen opened (a resumed tag, or browse mode)."""
-        self.history = [e for e in experiments if e.status in Status.FINAL]
-        self.best = best
-
     def apply(self, event: Event) -> None:
-        if isinstance(event, SessionStarted):
-            self.branch = event.branch
-        elif isinstance(event, Proposing):
-            self.proposing_id, self.agent_text = event.experiment_id, ""
-        elif isinstance(event, AgentText):
-            if event.experiment_id == self.proposing_id:
+        match event:
+            case SessionStarted():
+                self._started(event)
+            case Proposing():
+                self.proposing_id, self.agent_text = event.experiment_id, ""
+            case AgentText() if event.experiment_id == self.proposing_id:
                 self.agent_text = (self.agent_text + event.text)[-MAX_AGENT_TEXT:]
-        elif isinstance(event, StateChanged):
-            self.state, self.detail = event.state, event.detail
-        elif isinstance(event, ApprovalRequested):
-            self.pending = event
-        elif isinstance(event, ExperimentStarted):
-            self.running = event.experiment
-            self.run_index, self.run_started_at = 1, event.experiment.started_at
-        elif isinstance(event, RunStarted):
-            self.run_index, self.run_started_at = event.index, event.started_at
-        elif isinstance(event, ExperimentFinished):
-            self._finished(event)
-        elif isinstance(event, SessionEnded):
-            self.ended, self.state, self.detail = event, "ended", ""
-            self.running = self.pending = None
+            case StateChanged():
+                self.state, self.detail = event.state, event.detail
+            case PolicyChanged():
+                self.policy = event.policy
+            case Paused():
+                self.paused = True
+            case Resumed():
+                self.paused = False
+            case ApprovalRequested():
+                self.pending = event
+            case QuestionClosed() if self.pending is not None and self.pending.question_id == event.question_id:
+                self.pending = None
+            case ExperimentStarted():
+                self.running = event.experiment
+                self.run_index, self.run_started_at = 1, event.experiment.started_at
+            case RunStarted():
+                self.run_index, self.run_started_at = event.index, event.started_at
+            case ExperimentFinished():
+                self._finished(event)
+            case SessionEnded() if self.ended is None:
+                self.ended, self.state, self.detail = event, LoopState.ENDED, ""
+                self.running = self.pending = None
+
+    def _started(self, event: SessionStarted) -> None:
+        self.metric, self.goal, self.time_budget = event.metric, event.goal, event.time_budget
+        self.branch, self.project, self.policy = event.branch, event.project, event.policy
+        self.agent, self.model, self.paused, self.pid = event.agent, event.model, event.paused, event.pid
+        self.started_at = event.started_at
+        self.history = [e for e in event.history if e.status in Status.FINAL]
+        self.best = acceptance.head_of_line(self.history)
 
     def _finished(self, event: ExperimentFinished) -> None:
         done = event.experiment
@@ -86,11 +118,15 @@ class SessionView:
             self.pending = None
 
     def approval_closed(self, request: ApprovalRequested) -> None:
-        """The question was answered, or withdrawn by the engine (stop, policy change)."""
+        """The question was answered here, or withdrawn by the loop (stop, policy change)."""
         if self.pending is request:
             self.pending = None
 
     # -- figures ------------------------------------------------------------------
+
+    @property
+    def project_name(self) -> str:
+        return Path(self.project).name
 
     @property
     def baseline(self) -> Experiment | None:
@@ -102,6 +138,15 @@ class SessionView:
         for experiment in self.history:
             counts[experiment.status] = counts.get(experiment.status, 0) + 1
         return counts
+
+    def spend(self) -> tuple[int, float]:
+        """The agent's calls and dollars over the history (each experiment records its own usage)."""
+        calls, cost = 0, 0.0
+        for experiment in self.history:
+            usage = experiment.agent_data.get("usage", {})
+            calls += int(usage.get("calls", 0))
+            cost += float(usage.get("cost_usd", 0.0))
+        return calls, cost
 
     def progress(self, now: float) -> float | None:
         """How far the current training run is through its time budget, 0..1; None when nothing trains."""
@@ -127,18 +172,18 @@ class SessionView:
                 return note
         return ""
 
-    def state_label(self, now: float, pausing: bool) -> str:
+    def state_label(self, now: float) -> str:
         """The state as the header says it: proposing, awaiting approval (run), training 42%, paused."""
         if self.ended is not None:
             return "ended"
-        label = self.state
-        if self.state == "training":
+        label = str(self.state)
+        if self.state == LoopState.TRAINING:
             done = self.progress(now)
             label = "training" if done is None else f"training {round(done * 100)}%"
             if self.run_index > 1:
                 label += f" (run {self.run_index})"
-        elif self.state == "awaiting approval" and self.detail:
+        elif self.state == LoopState.AWAITING_APPROVAL and self.detail:
             label = f"awaiting approval ({self.detail})"
-        if pausing and self.state != "paused":
+        if self.paused and self.state != LoopState.PAUSED:
             label += ", pausing after this step"
         return label

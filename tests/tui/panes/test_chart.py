@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from arsup.core.events import SessionStarted
 from arsup.core.experiment import Experiment, Status
 from arsup.tui.panes.chart import series
 from arsup.tui.session import SessionView
@@ -12,7 +13,7 @@ def test_points_and_best_steps() -> None:
     results = [(Status.KEEP, 3.0), (Status.DISCARD, 3.5), (Status.CRASH, None), (Status.KEEP, 2.5)]
     results.append((Status.DISCARD, 2.9))
     history = [Experiment(f"{i:04d}", "t", "c", "h", "a", status=s, metric=m) for i, (s, m) in enumerate(results, 1)]
-    view.load(history, None)
+    view.apply(SessionStarted("t", "autoresearch/t", "c", len(history), history=history))
     points, steps = series(view)
     assert points == [(1, 3.0, True), (2, 3.5, False), (4, 2.5, True), (5, 2.9, False)]
     assert steps == [(1, 3.0), (4, 3.0), (4, 2.5), (5, 2.5)]

@@ -10,14 +10,16 @@ from arsup.tui.session import SessionView
 
 
 def test_fields() -> None:
-    view = SessionView("val_bpb", "minimize", 30, branch="autoresearch/nov28")
+    view = SessionView("val_bpb", "minimize", 30, branch="autoresearch/nov28", project="/srv/tinylm", policy="runs",
+                       agent="llm", model="openai/qwen")
     base = Experiment("0001", "t", "c", "baseline", "arsup", commit="c", status=Status.KEEP, metric=3.0)
     base.is_baseline = True
-    best = Experiment("0002", "t", "c", "h", "llm", commit="d", status=Status.KEEP, metric=2.5)
+    best = Experiment("0002", "t", "c", "h", "llm", commit="d", status=Status.KEEP, metric=2.5,
+                      agent_data={"usage": {"calls": 3, "cost_usd": 0.12, "prompt_tokens": 900}})
     view.apply(ExperimentFinished(base, base))
     view.apply(ExperimentFinished(best, best))
     view.apply(StateChanged("proposing"))
-    info = HeaderInfo("tinylm", "llm openai/qwen", "runs", "proposing", 3725, "$0.12 (3 calls)")
+    info = HeaderInfo("proposing", 3725)
     shown = [f.plain for f in fields(view, info, Palette.from_variables({}))]
     assert shown == [
         "tinylm", "autoresearch/nov28", "llm openai/qwen", "val_bpb ↓ minimize", "policy runs",

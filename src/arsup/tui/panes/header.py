@@ -16,27 +16,24 @@ from arsup.tui import text
 from arsup.tui.palette import Palette
 from arsup.tui.session import SessionView
 
+
 @dataclass
 class HeaderInfo:
-    """What the header shows besides the session view: fixed facts and live figures from the app."""
+    """What the header shows besides the session view: what only the app knows (its clock, its quitting)."""
 
-    project: str
-    agent: str
-    policy: str
     state: str
     elapsed_s: float
-    spend: str  # "" when the agent spends nothing
 
 
 def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
     """The header's fields in reading order; each is kept whole on one line."""
     arrow = "↓" if view.goal == "minimize" else "↑"
     items = [
-        Text(info.project, style=palette.strong),
+        Text(view.project_name, style=palette.strong),
         Text(view.branch or "-"),
-        Text(info.agent),
+        Text(f"{view.agent} {view.model}".strip()),
         Text(f"{view.metric} {arrow} {view.goal}"),
-        Text(f"policy {info.policy}"),
+        Text(f"policy {view.policy}"),
     ]
     baseline = view.baseline
     items.append(Text(f"baseline {text.metric(baseline.metric if baseline else None)}"))
@@ -52,8 +49,9 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
     tally.append(f"{counts['crash']} crashed", palette.bad if counts["crash"] else "")
     items.append(tally)
     items.append(Text(text.duration(info.elapsed_s)))
-    if info.spend:
-        items.append(Text(info.spend))
+    calls, cost = view.spend()
+    if calls:
+        items.append(Text(f"${cost:.2f} ({calls} calls)"))
     items.append(Text(f"● {info.state}", style=palette.accent + palette.strong))
     return items
 

@@ -71,16 +71,14 @@ class ExperimentTree(Tree[Experiment]):
 class ResultsTable(DataTable[Text]):
     """autoresearch's results.tsv as a table, one row per finished experiment, every cell a `Text`."""
 
-    def __init__(self, metric: str, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self.metric = metric
-
-    def on_mount(self) -> None:
-        for name in ("id", "commit", self.metric, "Δ", "GB", "status", "description"):
-            self.add_column(name, key=name)
 
     def rebuild(self, view: SessionView, palette: Palette) -> None:
-        self.clear()
+        """Columns too: the metric's name arrives with the session, after the first frame."""
+        self.clear(columns=True)
+        for name in ("id", "commit", view.metric, "Δ", "GB", "status", "description"):
+            self.add_column(name, key=name)
         for experiment in view.history:
             self.add_experiment(experiment, view, palette)
 
@@ -120,7 +118,7 @@ class HistoryPane(Vertical):
             with TabPane("Tree", id="tab-tree"):
                 yield ExperimentTree(id="history-tree")
             with TabPane("Table", id="tab-table"):
-                yield ResultsTable(self.view.metric, id="history-table")
+                yield ResultsTable(id="history-table")
             with TabPane("Chart", id="tab-chart"):
                 yield MetricChart(id="history-chart")
 

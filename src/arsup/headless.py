@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from arsup.core import journal
+from arsup.core import acceptance, journal
 from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     ApprovalRequested,
@@ -65,14 +65,19 @@ class Printer:
         self.out = out
         self.metric = "val_bpb"
         self.ended: SessionEnded | None = None
+        self.best: Experiment | None = None
+        self.history: list[Experiment] = []  # the tag's finished experiments, for the closing summary
 
     def __call__(self, event: Event) -> None:
         match event:
             case SessionStarted():
-                self.metric = event.metric
+                self.metric, self.history = event.metric, list(event.history)
+                self.best = acceptance.head_of_line(self.history)
                 resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
                 self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; Ctrl-C stops")
             case ExperimentFinished():
+                self.history.append(event.experiment)
+                self.best = event.best
                 self._say(experiment_line(event.experiment, event.best, self.metric))
             case ApprovalRequested():
                 self._say(f"arsup: waiting: {describe_question(event)} answer with `arsup approve` or `arsup skip`")
@@ -87,6 +92,20 @@ class Printer:
             case SessionEnded():
                 self.ended = event
                 self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
+
+    def closing_lines(self) -> list[str]:
+        """The best so far and the LLM's spend, said when the loop ends."""
+        lines = []
+        if self.best is not None and self.best.metric is not None:
+            best = self.best
+            lines.append(f"arsup: best {self.metric} {best.metric:.6f} at {best.commit[:7]} ({best.id})")
+        usage = [e.agent_data.get("usage", {}) for e in self.history]
+        calls = sum(u.get("calls", 0) for u in usage)
+        if calls:
+            tokens = int(sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage))
+            cost = sum(u.get("cost_usd", 0.0) for u in usage)
+            lines.append(f"arsup: LLM spend {int(calls)} calls, {tokens} tokens, ${cost:.4f}")
+        return lines
 
     def _say(self, line: str) -> None:
         say(line, self.out)
@@ -131,13 +150,8 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
                 stopped_by = stopped_by or number
                 say("\narsup: stopping: killing the training and recording it...", out)
                 engine.stop(STOP_SIGNALS.get(number, STOPPED_BY_USER))
-    best = engine.best()
-    if best is not None:
-        say(f"arsup: best {engine.config.metric.name} {best.metric:.6f} at {best.commit[:7]} ({best.id})", out)
-    spend = engine.spend()
-    if spend["calls"]:
-        tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
-        say(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}", out)
+    for line in printer.closing_lines():
+        say(line, out)
     say(locations(engine.root), out)
     server.stop()
     if notifier is not None:

@@ -243,14 +243,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace, kind: str) -> int:
     from arsup import config
-    from arsup.core import checks
+    from arsup.core import checks, journal
     from arsup.report import ablation_lines, verify_lines
 
     if args.seeds < 1:
         raise config.ConfigError("--seeds must be at least 1")
     root = (args.dir or Path.cwd()).resolve()
     cfg = config.load(root)
-    tag = args.tag or checks.last_tag(root)
+    tag = args.tag or journal.last_tag(root)
     progress = lambda line: print(f"arsup: {line}", flush=True)  # noqa: E731
     if kind == "verify":
         lines = verify_lines(checks.verify(cfg, root, tag, args.commit, args.seeds, progress), cfg.metric.name)
@@ -263,12 +263,12 @@ def _check(args: argparse.Namespace, kind: str) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     """results.tsv holds one run's rows (autoresearch's convention); this brings back any run's."""
     from arsup import config
-    from arsup.core import checks, journal
+    from arsup.core import journal
 
     root = (args.dir or Path.cwd()).resolve()
     cfg = config.load(root)
     ledger = journal.Journal(root)
-    tag = args.tag or checks.last_tag(root)
+    tag = args.tag or journal.last_tag(root)
     experiments = ledger.experiments(tag)
     for warning in ledger.warnings:
         print(f"arsup: warning: {warning}", file=sys.stderr)

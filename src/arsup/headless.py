@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from arsup.core import acceptance, journal
+from arsup.core import acceptance
 from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     ApprovalRequested,
@@ -29,6 +28,7 @@ from arsup.core.events import (
 from arsup.core.experiment import Experiment, Status
 from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
+from arsup.output import locations, say
 from arsup.remote import describe_question
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
@@ -50,12 +50,6 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
     if experiment.status in (Status.CRASH, Status.INVALID, Status.SKIPPED):
         line += f"  [{' '.join(experiment.reason.split())[:200]}]"
     return line
-
-
-def locations(root: Path) -> str:
-    """Where a session's record is, said when it ends (headless or after the screen closes)."""
-    state = root / journal.STATE_DIR
-    return f"arsup: results in {root / journal.RESULTS_NAME}, journal in {state / journal.JOURNAL_NAME}"
 
 
 class Printer:
@@ -109,14 +103,6 @@ class Printer:
 
     def _say(self, line: str) -> None:
         say(line, self.out)
-
-
-def say(line: str, out: TextIO) -> None:
-    """Print, but never fail on a terminal that went away (after SIGHUP): the journal has it all."""
-    try:
-        print(line, file=out, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = False) -> int:

@@ -9,7 +9,8 @@ import pytest
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
-from arsup.core.checks import ablate, last_tag, verify
+from arsup.core.checks import ablate, verify
+from arsup.core.journal import JournalError, last_tag
 from arsup.core.engine import Engine
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal, RepoBusy
@@ -84,5 +85,5 @@ def test_checks_refuse_a_dirty_tree_or_a_busy_repo(night: Path) -> None:
 
 def test_no_run_yet(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo")
-    with pytest.raises(GitError, match="the journal is empty"):
+    with pytest.raises(JournalError, match="the journal is empty"):
         last_tag(root)

@@ -11,7 +11,7 @@ import pytest
 from arsup import config
 from arsup.cli import build_parser
 from arsup.core.journal import Journal
-from arsup.core.checks import last_tag
+from arsup.core.journal import last_tag
 from arsup.tui.launch import run_browse
 
 ARSUP = [sys.executable, "-m", "arsup"]

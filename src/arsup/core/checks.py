@@ -68,14 +68,6 @@ class Ablation:
     note: str = ""
 
 
-def last_tag(root: Path) -> str:
-    """The tag of the most recently recorded experiment, for commands run without --tag."""
-    experiments = journal.Journal(root).experiments()
-    if not experiments:
-        raise GitError(f"no arsup run in {root} yet: the journal is empty; run `arsup` first")
-    return experiments[-1].tag
-
-
 def compare(subject: dict[int, float], reference: dict[int, float], goal: str, noise: acceptance.Noise | None) -> Comparison:
     seeds = sorted(set(subject) & set(reference))
     gains = [acceptance.gain(subject[s], reference[s], goal) for s in seeds]

@@ -13,7 +13,7 @@ import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 class Status:
@@ -129,20 +129,30 @@ def _known_fields(cls: type, data: Any, where: str, dropped: list[str] | None) -
 
 def _fits(value: Any, hint: Any) -> bool:
     """Whether a JSON value can stand for a field of type `hint` (true and false are not numbers)."""
+    return _checker(hint)(value)
+
+
+@functools.cache
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A compiled check for one type hint: the journal and every attach read thousands of records."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
-        return True
+        return lambda value: True
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
+        options = [_checker(arg) for arg in args]
+        return lambda value: any(check(value) for check in options)
     if origin is list:
-        return isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+        item = _checker(args[0])
+        return lambda value: isinstance(value, list) and all(item(v) for v in value)
     if origin is dict:
-        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, args[1]) for k, v in value.items())
+        entry = _checker(args[1])
+        return lambda value: isinstance(value, dict) and all(isinstance(k, str) and entry(v) for k, v in value.items())
     if dataclasses.is_dataclass(hint):
-        return isinstance(value, dict)  # its own fields are checked when it is built
+        return lambda value: isinstance(value, dict)  # its own fields are checked when it is built
     if hint in (int, float):
-        return isinstance(value, (int, hint)) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        accepted = (int, hint)
+        return lambda value: isinstance(value, accepted) and not isinstance(value, bool)
+    return lambda value: isinstance(value, hint)
 
 
 def _type_name(hint: Any) -> str:

@@ -201,6 +201,14 @@ class Journal:
         return read
 
 
+def last_tag(root: Path) -> str:
+    """The tag of the most recently recorded experiment, for commands run without --tag."""
+    experiments = Journal(root).experiments()
+    if not experiments:
+        raise JournalError(f"no arsup run in {root} yet: the journal is empty; run `arsup` first")
+    return experiments[-1].tag
+
+
 class RepoBusy(Exception):
     """Another arsup is working in this repo; two loops on one work tree would wreck each other."""
 

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import TextIO
 
 from arsup.config import Config, ConfigError
-from arsup.core.checks import last_tag
 from arsup.core.controls import Controls
 from arsup.core.events import Event, Notice, SessionStarted
 from arsup.core.experiment import Status
-from arsup.core.journal import Journal
+from arsup.core.journal import Journal, last_tag
 from arsup.core.monitor import Monitor
 from arsup.core.service import ControlClient
-from arsup.core.vcs import branch_name
-from arsup.headless import locations, say
+from arsup.output import locations, say
 from arsup.tui import keys
 from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge, LogToScreen
@@ -92,6 +90,8 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
     """The events that show a run's history from the journal: what a loop would say on starting.
 
     Raises ConfigError, naming the tags there are, when the tag has no finished experiment."""
+    from arsup.core.vcs import branch_name  # GitPython: only browsing needs it, not every attach
+
     journal = Journal(root)
     history = [e for e in journal.experiments(tag) if e.status in Status.FINAL]
     if not history:

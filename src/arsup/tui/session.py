@@ -56,6 +56,7 @@ class SessionView:
     model: str = ""
     paused: bool = False  # a pause was asked for (the loop may still finish its step)
     started_at: float = 0.0  # when the loop's session started (0: unknown, e.g. browsing)
+    _kept: tuple[tuple[int, int], dict[str, Experiment]] | None = field(default=None, repr=False, compare=False)
     pid: int = 0  # the loop's process
     state: LoopState = LoopState.STARTING
     detail: str = ""
@@ -155,7 +156,11 @@ class SessionView:
         return min(1.0, max(0.0, (now - self.run_started_at) / self.time_budget))
 
     def kept_by_commit(self) -> dict[str, Experiment]:
-        return {e.commit: e for e in self.history if e.status == Status.KEEP}
+        """Kept experiments by commit; built once per history change (every row of a long night asks)."""
+        key = (id(self.history), len(self.history))
+        if self._kept is None or self._kept[0] != key:
+            self._kept = (key, {e.commit: e for e in self.history if e.status == Status.KEEP})
+        return self._kept[1]
 
     def parent_metric(self, experiment: Experiment) -> float | None:
         """The metric of the kept experiment this one started from: what its delta is measured against."""

@@ -112,6 +112,7 @@ class HistoryPane(Vertical):
         super().__init__(id=id)
         self.view = view
         self.palette = Palette.from_variables({})
+        self._stale: set[str] = set()  # hidden tabs to rebuild when shown: a long night's table costs
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="history-tabs"):
@@ -127,11 +128,26 @@ class HistoryPane(Vertical):
         return self.query_one(ExperimentTree)
 
     def rebuild(self) -> None:
-        """Everything again from the session view: at start and when the theme changes."""
+        """Everything again from the session view: at start and when the theme changes.
+
+        The table and the chart are built when their tab is shown (with a
+        thousand experiments the table alone takes longer than a frame)."""
         self.experiment_tree.rebuild(self.view, self.palette)
-        self.query_one(ResultsTable).rebuild(self.view, self.palette)
-        self.query_one(MetricChart).draw(self.view, self.palette)
+        self._stale = {"tab-table", "tab-chart"}
+        self._refresh_shown()
         self.experiment_tree.scroll_end(animate=False)
+
+    def _refresh_shown(self) -> None:
+        shown = self.query_one(TabbedContent).active
+        if shown in self._stale:
+            self._stale.discard(shown)
+            if shown == "tab-table":
+                self.query_one(ResultsTable).rebuild(self.view, self.palette)
+            else:
+                self.query_one(MetricChart).draw(self.view, self.palette)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._refresh_shown()
 
     def restyle(self, palette: Palette) -> None:
         self.palette = palette
@@ -143,8 +159,10 @@ class HistoryPane(Vertical):
         node = self.experiment_tree.add_experiment(experiment, self.view, self.palette)
         if following:
             self.experiment_tree.call_after_refresh(self.experiment_tree.scroll_to_node, node, animate=False)
-        self.query_one(ResultsTable).add_experiment(experiment, self.view, self.palette)
-        self.query_one(MetricChart).draw(self.view, self.palette)
+        if "tab-table" not in self._stale:
+            self.query_one(ResultsTable).add_experiment(experiment, self.view, self.palette)
+        self._stale.add("tab-chart")  # the chart is redrawn whole: only when it shows
+        self._refresh_shown()
 
     def running(self, experiment: Experiment | None, state: str) -> None:
         self.experiment_tree.set_running(experiment, state, self.palette)

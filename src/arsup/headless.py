@@ -55,8 +55,9 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
 class Printer:
     """Turns engine events into lines; called from the engine thread. Reads only the events."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO = sys.stdout, how_to_stop: str = "Ctrl-C stops") -> None:
         self.out = out
+        self.how_to_stop = how_to_stop
         self.metric = "val_bpb"
         self.ended: SessionEnded | None = None
         self.best: Experiment | None = None
@@ -68,7 +69,7 @@ class Printer:
                 self.metric, self.history = event.metric, list(event.history)
                 self.best = acceptance.head_of_line(self.history)
                 resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
-                self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; Ctrl-C stops")
+                self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; {self.how_to_stop}")
             case ExperimentFinished():
                 self.history.append(event.experiment)
                 self.best = event.best
@@ -114,7 +115,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if detached:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         engine.interactive = True  # screens come and go: a crash streak pauses and waits for one
-    printer = Printer(out)
+    printer = Printer(out, "`arsup stop` stops, `arsup attach` watches" if detached else "Ctrl-C stops")
     server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
     engine.subscribe(server)

@@ -16,7 +16,7 @@ from arsup.core.engine import Engine
 from arsup.core.events import ApprovalRequested, Event, ExperimentFinished, QuestionClosed, SessionEnded, SessionStarted
 from arsup.core.experiment import Status
 from arsup.core.policy import Answer
-from arsup.core.service import ControlClient, ControlServer, LoopNotRunning, Replay, socket_path
+from arsup.core.service import ControlClient, ControlRefused, ControlServer, LoopNotRunning, Replay, socket_path
 from tests.conftest import TOY_TRAIN, make_project, write_script
 
 SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
@@ -174,3 +174,13 @@ def test_replay_keeps_what_a_view_needs_and_no_more() -> None:
     events = replay.events()
     log = [e for e in events if isinstance(e, RunOutput)]
     assert len(log) == 1 and len(log[0].lines) == 500 and log[0].lines[-1] == "line 1999" and log[0].partial == "50%"
+
+
+def test_a_control_the_loop_cannot_take_is_an_error(project: Path) -> None:
+    served = Loop(project, approve="runs")
+    attached = Attached(project)
+    attached.client.timeout = 1.0
+    served.close()  # the loop is gone; the client does not know yet
+    with pytest.raises((ControlRefused, OSError)):
+        attached.client.kill()
+    attached.client.close()

@@ -326,6 +326,10 @@ class LoopNotRunning(Exception):
     """No loop serves this project."""
 
 
+class ControlRefused(ValueError):
+    """The loop refused a control (an unknown policy), or did not answer (it is gone)."""
+
+
 class ControlClient:
     """A connection to a loop; implements `Controls` by sending them, and hands events to `on_event`.
 
@@ -392,27 +396,31 @@ class ControlClient:
         return bool(self.request("answer", question_id=question_id, approved=approved, files=files)["ok"])
 
     def kill(self) -> None:
-        self.request("kill")
+        self._must("kill")
 
     def pause(self) -> None:
-        self.request("pause")
+        self._must("pause")
 
     def resume(self) -> None:
-        self.request("resume")
+        self._must("resume")
 
     def add_note(self, text: str) -> None:
-        self.request("note", text=text)
+        self._must("note", text=text)
 
     def set_policy(self, name: str) -> None:
-        reply = self.request("policy", name=name)
-        if not reply["ok"]:
-            raise ValueError(reply["error"])
+        self._must("policy", name=name)
 
     def stop(self) -> None:
-        self.request("stop")
+        self._must("stop")
 
     def stop_after_run(self) -> None:
-        self.request("stop_after_run")
+        self._must("stop_after_run")
+
+    def _must(self, control: str, **args: Any) -> None:
+        """A control that must be carried out: ControlRefused says why it was not (a screen shows it)."""
+        reply = self.request(control, **args)
+        if not reply["ok"]:
+            raise ControlRefused(reply["error"])
 
     def request(self, control: str, **args: Any) -> dict[str, Any]:
         """Send one control and wait for its reply (the reader thread must run, or this reads itself)."""

@@ -201,6 +201,24 @@ class WatchdogConfig(_Section):
         return value
 
 
+class PruneConfig(_Section):
+    """Stop a run early when its loss is far above the best run's at the same point (off by default)."""
+
+    enabled: bool = False
+    margin: float = Field(0.1, ge=0)  # prune above the best's loss at that point times (1 + margin)
+    earliest: float = Field(0.3, ge=0, le=1)  # never before this fraction of the steps
+    warmup: int = Field(3, ge=0)  # trained experiments on the branch before pruning starts
+    # A progress line: step, total steps and loss as its three groups (autoresearch's `step 00120/00341 | loss 4.28`).
+    pattern: str = r"step\s+(\d+)\s*/\s*(\d+).*?\bloss\b\s*[:=]?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
+
+    @field_validator("pattern")
+    @classmethod
+    def _three_groups(cls, value: str) -> str:
+        if _compile(value).groups != 3:
+            raise ValueError("needs three capture groups: the step, the total steps and the loss")
+        return value
+
+
 class NotifyConfig(_Section):
     """How a person hears that the loop waits for them or found something (a question, a new best, an error end)."""
 
@@ -223,6 +241,7 @@ class Config(_Section):
     budget: BudgetConfig = BudgetConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
     notify: NotifyConfig = NotifyConfig()
+    prune: PruneConfig = PruneConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import statistics
 import sys
 import threading
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, manifest, measure, runner
+from arsup.core import acceptance, journal, manifest, measure, pruning, runner
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -757,6 +758,9 @@ class Engine:
             self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
             result = self._run_once(experiment, run_dir / log_name, seed)
             experiment.runs.append(result)
+            if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
+                self._finish(experiment, Status.DISCARD, result.pruned)
+                return False
             if result.crash_reason:
                 experiment.metrics = dict(result.metrics)
                 repeat = f"run {len(experiment.runs)} (seed {seed}): " if len(experiment.runs) > 1 else ""
@@ -773,8 +777,12 @@ class Engine:
         labels = {"ARSUP_EXPERIMENT": experiment.id, "ARSUP_TAG": self.tag}
         spec = measure.run_spec(self.config, self.root, self.python, log_path, seed, labels)
 
+        pruner = self._pruner(experiment, seed)
+
         def forward(lines: list[str], partial: str) -> None:
             self._emit(RunOutput(experiment.id, lines, partial))
+            if pruner is not None and pruner.feed(lines, partial):
+                run.kill(pruner.verdict)
 
         run = runner.Run(spec, forward)
         with self._run_lock:
@@ -792,12 +800,29 @@ class Engine:
         with self._run_lock:
             self._current_run = None
         record, tail = measure.result(self.config, spec, outcome, seed)
+        if pruner is not None:
+            record.curve = pruner.curve
+            if outcome.killed and pruner.verdict and outcome.kill_reason == pruner.verdict:
+                record.pruned, record.crash_reason, tail = pruner.verdict, "", ""
         tampered = self._check_after_run(experiment)
         if tampered:
             record.crash_reason = tampered
         if tail:
             experiment.crash_tail = tail
         return record
+
+    def _pruner(self, experiment: Experiment, seed: int) -> pruning.Pruner | None:
+        """A pruner for this run when `[prune]` is on: it records the curve, and judges the first run of a
+        candidate against the best's run with the same seed once the branch has enough history."""
+        rule = self.config.prune
+        if not rule.enabled:
+            return None
+        best = self.best()
+        reference: pruning.Curve = []
+        trained = sum(e.status in Status.TRAINED for e in self.history)
+        if best is not None and not experiment.is_baseline and not experiment.runs and trained >= rule.warmup:
+            reference = next((run.curve for run in best.runs if run.seed == seed and run.curve), [])
+        return pruning.Pruner(re.compile(rule.pattern), reference, rule.margin, rule.earliest)
 
     def _check_after_run(self, experiment: Experiment) -> str:
         """Undo what a run changed that it must not; the crash reason when it touched what scores it."""

@@ -44,6 +44,8 @@ class RunResult:
     killed: bool = False  # stopped by the supervisor (user stop, kill), not by itself
     metrics: dict[str, float] = field(default_factory=dict)
     crash_reason: str = ""
+    pruned: str = ""  # why it was stopped as hopeless (a discard, not a crash)
+    curve: list[list[float]] = field(default_factory=list)  # [fraction of the steps, loss], when pruning is on
 
 
 @dataclass

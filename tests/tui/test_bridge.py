@@ -11,7 +11,7 @@ from textual.message import Message
 from arsup.core import policy
 from arsup.core.events import ApprovalRequested, Notice, SessionEnded
 from arsup.core.experiment import Experiment
-from arsup.tui.bridge import ApprovalClosed, Bridge, LogToScreen, LoopEvent, answer
+from arsup.tui.bridge import ApprovalClosed, Bridge, LogToScreen, LoopEvent
 
 
 class FakeApp:
@@ -53,9 +53,9 @@ def test_a_closed_approval_is_reported_whichever_side_closes_it() -> None:
     bridge(request)
     future.cancel()  # the engine withdrew it
     assert isinstance(app.messages[-1], ApprovalClosed) and app.messages[-1].request is request
-    assert not answer(future, policy.Answer(True))
+    assert not policy.settle(future, policy.Answer(True))
     fresh: Future[Any] = Future()
-    assert answer(fresh, policy.Answer(True)) and not answer(fresh, policy.Answer(False))
+    assert policy.settle(fresh, policy.Answer(True)) and not policy.settle(fresh, policy.Answer(False))
     assert fresh.result() == policy.Answer(True)
 
 

@@ -30,7 +30,7 @@ import statistics
 import sys
 import threading
 import time
-from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,13 +245,7 @@ class Engine:
     def answer(self, question_id: str, approved: bool, files: dict[str, str] | None = None) -> bool:
         """Answer an open question (from any client); False when it is no longer open."""
         future = self._questions.get(question_id)
-        if future is None or future.done():
-            return False
-        try:
-            future.set_result(policy.Answer(approved, files))
-        except InvalidStateError:  # answered or withdrawn a moment ago
-            return False
-        return True
+        return future is not None and policy.settle(future, policy.Answer(approved, files))
 
     # -- lifecycle -------------------------------------------------------------------
 

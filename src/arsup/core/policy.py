@@ -7,7 +7,9 @@ Repeats and confirmation runs of one experiment never ask again.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from typing import Any
 
 POLICIES = ("auto", "edits", "runs", "keeps")
 EDIT, RUN, KEEP = "edit", "run", "keep"
@@ -28,3 +30,14 @@ class Answer:
 
     approved: bool
     files: dict[str, str] | None = None
+
+
+def settle(future: Future[Any], answer: Answer) -> bool:
+    """Answer a question unless it was already answered or withdrawn; True if this answer counts."""
+    if future.done():
+        return False
+    try:
+        future.set_result(answer)
+    except InvalidStateError:  # answered or withdrawn a moment ago
+        return False
+    return True

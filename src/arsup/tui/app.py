@@ -54,7 +54,7 @@ from arsup.core.experiment import Experiment, Status
 from arsup.core.monitor import Monitor
 from arsup.signals import STOP_SIGNALS, detach_from_terminal
 from arsup.tui import alerts, editor, keys
-from arsup.tui.bridge import ApprovalClosed, Bridge, LoopEvent, MonitorSampled, answer
+from arsup.tui.bridge import ApprovalClosed, Bridge, LoopEvent, MonitorSampled
 from arsup.tui.palette import Palette
 from arsup.tui.panes.diff import DiffPane
 from arsup.tui.panes.gpu import GpuPane
@@ -403,7 +403,7 @@ class SupervisorApp(App[int]):
 
     def _answer(self, request: ApprovalRequested, reply: policy.Answer) -> None:
         """Through the question's future: the loop's own (in-process), or one whose result a client sends."""
-        if not answer(request.future, reply):
+        if not policy.settle(request.future, reply):
             self.notify("that question was already withdrawn", severity="warning")
         self.view.approval_closed(request)
         self._refresh_live()

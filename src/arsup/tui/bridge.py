@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from concurrent.futures import Future, InvalidStateError
-from typing import Any
 
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -130,14 +128,3 @@ class LogToScreen(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.bridge(Notice(record.getMessage(), "error" if record.levelno >= logging.ERROR else "warning"))
-
-
-def answer(future: Future[Any], value: Any) -> bool:
-    """Set an approval's answer unless the loop already closed the question; True if it was set."""
-    if future.done():
-        return False
-    try:
-        future.set_result(value)
-    except InvalidStateError:  # closed by the loop a moment ago
-        return False
-    return True

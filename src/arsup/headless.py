@@ -12,7 +12,6 @@ import signal
 import sys
 from typing import TextIO
 
-from arsup.core import acceptance
 from arsup.core.engine import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     ApprovalRequested,
@@ -30,6 +29,7 @@ from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
 from arsup.output import locations, say
 from arsup.remote import describe_question
+from arsup.view import SessionView
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
 
@@ -53,27 +53,25 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
 
 
 class Printer:
-    """Turns engine events into lines; called from the engine thread. Reads only the events."""
+    """Turns engine events into lines; called from the engine thread. Reads only the events (folded in `view`)."""
 
     def __init__(self, out: TextIO = sys.stdout, how_to_stop: str = "Ctrl-C stops") -> None:
         self.out = out
         self.how_to_stop = how_to_stop
-        self.metric = "val_bpb"
-        self.ended: SessionEnded | None = None
-        self.best: Experiment | None = None
-        self.history: list[Experiment] = []  # the tag's finished experiments, for the closing summary
+        self.view = SessionView()
+
+    @property
+    def ended(self) -> SessionEnded | None:
+        return self.view.ended
 
     def __call__(self, event: Event) -> None:
+        self.view.apply(event)
         match event:
             case SessionStarted():
-                self.metric, self.history = event.metric, list(event.history)
-                self.best = acceptance.head_of_line(self.history)
                 resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
                 self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; {self.how_to_stop}")
             case ExperimentFinished():
-                self.history.append(event.experiment)
-                self.best = event.best
-                self._say(experiment_line(event.experiment, event.best, self.metric))
+                self._say(experiment_line(event.experiment, event.best, self.view.metric))
             case ApprovalRequested():
                 self._say(f"arsup: waiting: {describe_question(event)} answer with `arsup approve` or `arsup skip`")
             case Notice():
@@ -85,21 +83,18 @@ class Printer:
             case PolicyChanged():
                 self._say(f"arsup: policy: {event.policy}")
             case SessionEnded():
-                self.ended = event
                 self._say(f"arsup: {'error: ' if event.error else ''}{event.reason}")
 
     def closing_lines(self) -> list[str]:
         """The best so far and the LLM's spend, said when the loop ends."""
         lines = []
-        if self.best is not None and self.best.metric is not None:
-            best = self.best
-            lines.append(f"arsup: best {self.metric} {best.metric:.6f} at {best.commit[:7]} ({best.id})")
-        usage = [e.agent_data.get("usage", {}) for e in self.history]
-        calls = sum(u.get("calls", 0) for u in usage)
-        if calls:
-            tokens = int(sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage))
-            cost = sum(u.get("cost_usd", 0.0) for u in usage)
-            lines.append(f"arsup: LLM spend {int(calls)} calls, {tokens} tokens, ${cost:.4f}")
+        best = self.view.best
+        if best is not None and best.metric is not None:
+            lines.append(f"arsup: best {self.view.metric} {best.metric:.6f} at {best.commit[:7]} ({best.id})")
+        spend = self.view.spend()
+        if spend["calls"]:
+            tokens = int(spend["prompt_tokens"] + spend["completion_tokens"])
+            lines.append(f"arsup: LLM spend {int(spend['calls'])} calls, {tokens} tokens, ${spend['cost_usd']:.4f}")
         return lines
 
     def _say(self, line: str) -> None:

@@ -69,7 +69,7 @@ from arsup.core.events import (
     SessionStarted,
     StateChanged,
 )
-from arsup.core.experiment import Experiment, RunResult, Status
+from arsup.core.experiment import Experiment, RunResult, Status, total_usage
 from arsup.core.vcs import GitError, Vcs, branch_name
 from arsup.core.watch import FileWatcher
 from arsup.core.workspace import HeldRepo
@@ -433,13 +433,7 @@ class Engine:
 
     def spend(self, since: float = 0.0) -> dict[str, float]:
         """The agent's token and dollar spend over experiments proposed after `since` (all by default)."""
-        total = {"calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0, "cost_usd": 0.0}
-        for experiment in self.history:
-            if experiment.proposed_at >= since:
-                for key, value in experiment.agent_data.get("usage", {}).items():
-                    if key in total:
-                        total[key] += value
-        return total
+        return total_usage(e for e in self.history if e.proposed_at >= since)
 
     def _budget_spent(self, done: int, started_at: float) -> str:
         if self.budget.max_experiments and done >= self.budget.max_experiments:

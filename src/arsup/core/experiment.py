@@ -13,7 +13,7 @@ import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 class Status:
@@ -160,3 +160,13 @@ def _checker(hint: Any) -> Callable[[Any], bool]:
 def _type_name(hint: Any) -> str:
     """`list[RunResult]`, not `list[arsup.core.experiment.RunResult]`."""
     return hint.__name__ if isinstance(hint, type) else re.sub(r"(?:\w+\.)+", "", str(hint))
+
+
+def total_usage(experiments: Iterable[Experiment]) -> dict[str, float]:
+    """The agent's calls, tokens and dollars over these experiments (each records its own usage)."""
+    total = {"calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0, "cost_usd": 0.0}
+    for experiment in experiments:
+        for key, value in experiment.agent_data.get("usage", {}).items():
+            if key in total:
+                total[key] += value
+    return total

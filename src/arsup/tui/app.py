@@ -76,7 +76,7 @@ from arsup.tui.screens import (
     NoteScreen,
     QuitScreen,
 )
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 from arsup.tui.themes import ThemeSet, load_themes
 
 ERROR_NOTICE_S = 600.0  # how long an error notice stays on screen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from arsup.core.events import SessionStarted
 from arsup.core.experiment import Experiment, Status
 from arsup.tui.panes.chart import series
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 
 def test_points_and_best_steps() -> None:

@@ -6,7 +6,7 @@ from arsup.core.events import ExperimentFinished, StateChanged
 from arsup.core.experiment import Experiment, Status
 from arsup.tui.palette import Palette
 from arsup.tui.panes.header import HeaderInfo, fields
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 
 def test_fields() -> None:

@@ -17,7 +17,7 @@ from textual.widgets import Static
 from arsup.core import acceptance
 from arsup.core.experiment import Status
 from arsup.tui.palette import Palette
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 MAX_TICKS = 16  # beyond this, plotext's own ticks read better than one per experiment
 

@@ -14,7 +14,7 @@ from textual.widget import Widget
 
 from arsup.tui import text
 from arsup.tui.palette import Palette
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 
 @dataclass
@@ -49,9 +49,9 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
     tally.append(f"{counts['crash']} crashed", palette.bad if counts["crash"] else "")
     items.append(tally)
     items.append(Text(text.duration(info.elapsed_s)))
-    calls, cost = view.spend()
-    if calls:
-        items.append(Text(f"${cost:.2f} ({calls} calls)"))
+    spend = view.spend()
+    if spend["calls"]:
+        items.append(Text(f"${spend['cost_usd']:.2f} ({int(spend['calls'])} calls)"))
     items.append(Text(f"● {info.state}", style=palette.accent + palette.strong))
     return items
 

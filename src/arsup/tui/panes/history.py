@@ -19,7 +19,7 @@ from arsup.core.experiment import Experiment, Status
 from arsup.tui import labels, text
 from arsup.tui.palette import Palette
 from arsup.tui.panes.chart import MetricChart
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 
 class ExperimentTree(Tree[Experiment]):

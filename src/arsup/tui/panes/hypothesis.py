@@ -15,7 +15,7 @@ from textual.widgets import Static
 from arsup.core.experiment import Experiment
 from arsup.tui import labels, text
 from arsup.tui.palette import Palette
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 STREAM_LINES = 40  # of a streaming reply, the newest lines are what matters
 

@@ -22,7 +22,7 @@ from arsup.core.events import (
     StateChanged,
 )
 from arsup.core.experiment import Experiment, Status
-from arsup.tui.session import SessionView
+from arsup.view import SessionView
 
 
 def exp(number: int, status: str, metric: float | None, parent: str, commit: str, **extra: object) -> Experiment:
@@ -43,7 +43,8 @@ def test_the_start_says_everything_a_view_shows() -> None:
         "tinylm", "runs", "llm", "openai/qwen", True, 42,
     )
     assert view.history == [base, better] and view.best is better and view.baseline is base
-    assert view.spend() == (3, 0.75)
+    spend = view.spend()
+    assert (spend["calls"], spend["cost_usd"]) == (3, 0.75)
 
 
 def test_counts_baseline_best_and_deltas() -> None:

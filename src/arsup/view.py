@@ -1,13 +1,13 @@
-"""What the screen knows about the session, folded from events; no Textual here.
+"""What a front end knows about the session, folded from events; no Textual here.
 
-The app keeps one `SessionView` and feeds it every event in order; panes
-read from it. It is all the screen knows of the loop: the loop may run in
-this process (tests) or in another one (the screen attached over the
-control socket), and browse mode feeds it the journal as one
-`SessionStarted`. Keeping this apart from the widgets means the header's
-figures (best, delta, counts, progress, spend) are plain functions of
-events, testable without a terminal, and a snapshot test can build any
-screen by posting a fixed sequence of events.
+Every front end keeps one `SessionView` and feeds it every event in order:
+the screen's panes read from it, and so do the one-shot commands (`arsup
+status`) and the headless printer's closing lines. It is all a front end
+knows of the loop: the loop may run in this process (tests) or in another
+one (attached over the control socket), and browse mode feeds it the
+journal as one `SessionStarted`. The figures (best, delta, counts, progress,
+spend) are plain functions of events, testable without a terminal, and a
+snapshot test can build any screen by posting a fixed sequence of events.
 
 Invariants: `history` holds finished experiments only, oldest first; the
 first `SessionEnded` is the one kept (a client that loses the connection
@@ -37,7 +37,7 @@ from arsup.core.events import (
     SessionStarted,
     StateChanged,
 )
-from arsup.core.experiment import Experiment, Status
+from arsup.core.experiment import Experiment, Status, total_usage
 
 MAX_AGENT_TEXT = 20_000  # characters of a streaming reply kept for the hypothesis pane
 
@@ -140,14 +140,9 @@ class SessionView:
             counts[experiment.status] = counts.get(experiment.status, 0) + 1
         return counts
 
-    def spend(self) -> tuple[int, float]:
-        """The agent's calls and dollars over the history (each experiment records its own usage)."""
-        calls, cost = 0, 0.0
-        for experiment in self.history:
-            usage = experiment.agent_data.get("usage", {})
-            calls += int(usage.get("calls", 0))
-            cost += float(usage.get("cost_usd", 0.0))
-        return calls, cost
+    def spend(self) -> dict[str, float]:
+        """The agent's calls, tokens and dollars over the history."""
+        return total_usage(self.history)
 
     def progress(self, now: float) -> float | None:
         """How far the current training run is through its time budget, 0..1; None when nothing trains."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
+import pytest
+
 from arsup.core import policy
 from arsup.core.events import (
     AgentText,
@@ -21,7 +23,7 @@ from arsup.core.events import (
     SessionStarted,
     StateChanged,
 )
-from arsup.core.experiment import Experiment, Status
+from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.view import SessionView
 
 
@@ -125,6 +127,30 @@ def test_an_approval_is_pending_until_closed_or_finished() -> None:
     view.apply(request)
     view.apply(ExperimentFinished(exp(2, Status.SKIPPED, None, "c0", "c0"), None))
     assert view.pending is None
+
+
+def test_a_queued_proposals_question_waits_behind_the_runs_and_comes_next() -> None:
+    view = SessionView("m", "minimize", 30)
+    queued = ApprovalRequested(policy.EDIT, exp(3, Status.PROPOSED, None, "c1", "c1"), Future(), {}, "q2")
+    running = ApprovalRequested(policy.KEEP, exp(2, Status.RUNNING, 0.9, "c0", "c1"), Future(), {}, "q3")
+    view.apply(queued)
+    view.apply(running)
+    assert view.pending is queued  # the oldest first
+    view.apply(QuestionClosed("q2", True))
+    assert view.pending is running
+    view.apply(ExperimentFinished(exp(2, Status.KEEP, 0.9, "c0", "c1"), None))
+    assert view.pending is None and view.questions == []
+
+
+def test_the_duty_cycle_is_training_time_over_the_sessions_wall_time() -> None:
+    view = SessionView("m", "minimize", 30)
+    assert view.duty_cycle(100.0) is None  # no session start known (browsing)
+    view.started_at = 100.0
+    before = exp(1, Status.KEEP, 1.0, "c0", "c0", started_at=50.0, runs=[RunResult(0, "", wall_s=40.0)])
+    done = exp(2, Status.DISCARD, 1.2, "c0", "c2", started_at=101.0, runs=[RunResult(0, "", wall_s=30.0)])
+    view.history = [before, done]  # the earlier session's run does not count
+    view.apply(ExperimentStarted(exp(3, Status.RUNNING, None, "c0", "c3", started_at=135.0)))
+    assert view.duty_cycle(140.0) == pytest.approx((30.0 + 5.0) / 40.0)
 
 
 def test_notebook_of_the_latest_llm_experiment() -> None:

@@ -219,6 +219,12 @@ class PruneConfig(_Section):
         return value
 
 
+class SlotsConfig(_Section):
+    """How the hardware is kept busy."""
+
+    queue: int = Field(1, ge=0, le=8)  # proposals the agent prepares while a run trains (0: only once it ended)
+
+
 class NotifyConfig(_Section):
     """How a person hears that the loop waits for them or found something (a question, a new best, an error end)."""
 
@@ -242,6 +248,7 @@ class Config(_Section):
     watchdog: WatchdogConfig = WatchdogConfig()
     notify: NotifyConfig = NotifyConfig()
     prune: PruneConfig = PruneConfig()
+    slots: SlotsConfig = SlotsConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

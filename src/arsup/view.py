@@ -29,6 +29,7 @@ from arsup.core.events import (
     LoopState,
     Paused,
     PolicyChanged,
+    ProposalQueued,
     Proposing,
     QuestionClosed,
     Resumed,
@@ -67,7 +68,8 @@ class SessionView:
     run_started_at: float = 0.0
     proposing_id: str = ""
     agent_text: str = ""
-    pending: ApprovalRequested | None = None
+    queued: list[Experiment] = field(default_factory=list)  # proposals made while a run trained, next first
+    questions: list[ApprovalRequested] = field(default_factory=list)  # open, oldest first (see `pending`)
     ended: SessionEnded | None = None
 
     def apply(self, event: Event) -> None:
@@ -87,10 +89,13 @@ class SessionView:
             case Resumed():
                 self.paused = False
             case ApprovalRequested():
-                self.pending = event
-            case QuestionClosed() if self.pending is not None and self.pending.question_id == event.question_id:
-                self.pending = None
+                self.questions.append(event)
+            case QuestionClosed():
+                self.questions = [q for q in self.questions if q.question_id != event.question_id]
+            case ProposalQueued():
+                self.queued.append(event.experiment)
             case ExperimentStarted():
+                self.queued = [e for e in self.queued if e.id != event.experiment.id]
                 self.running = event.experiment
                 self.run_index, self.run_started_at = 1, event.experiment.started_at
             case RunStarted():
@@ -99,7 +104,7 @@ class SessionView:
                 self._finished(event)
             case SessionEnded() if self.ended is None:
                 self.ended, self.state, self.detail = event, LoopState.ENDED, ""
-                self.running = self.pending = None
+                self.running, self.questions = None, []
 
     def _started(self, event: SessionStarted) -> None:
         self.metric, self.goal, self.time_budget = event.metric, event.goal, event.time_budget
@@ -115,13 +120,22 @@ class SessionView:
         self.best = event.best
         if self.running is not None and self.running.id == done.id:
             self.running = None
-        if self.pending is not None and self.pending.experiment.id == done.id:
-            self.pending = None
+        self.questions = [q for q in self.questions if q.experiment.id != done.id]
+        self.queued = [e for e in self.queued if e.id != done.id]
+
+    @property
+    def proposing_next(self) -> bool:
+        """The agent makes the next proposal while a run trains (and has not delivered it yet)."""
+        return self.running is not None and self.proposing_id > self.running.id and not self.queued
+
+    @property
+    def pending(self) -> ApprovalRequested | None:
+        """The question to answer now: the oldest open one (a queued proposal's may wait behind a run's)."""
+        return self.questions[0] if self.questions else None
 
     def approval_closed(self, request: ApprovalRequested) -> None:
         """The question was answered here, or withdrawn by the loop (stop, policy change)."""
-        if self.pending is request:
-            self.pending = None
+        self.questions = [q for q in self.questions if q is not request]
 
     # -- figures ------------------------------------------------------------------
 
@@ -149,6 +163,19 @@ class SessionView:
         if self.running is None or not self.run_started_at or self.time_budget <= 0:
             return None
         return min(1.0, max(0.0, (now - self.run_started_at) / self.time_budget))
+
+    def duty_cycle(self, now: float) -> float | None:
+        """The trainer's busy share of this session's wall time (training / wall); None before it is known.
+
+        Counts the runs of experiments started in this session and the run
+        under way; what the pipeline exists to push towards 1."""
+        wall = now - self.started_at
+        if not self.started_at or wall <= 0:
+            return None
+        busy = sum(run.wall_s for e in self.history if e.started_at >= self.started_at for run in e.runs)
+        if self.running is not None and self.run_started_at:
+            busy += max(0.0, now - self.run_started_at)
+        return min(1.0, busy / wall)
 
     def kept_by_commit(self) -> dict[str, Experiment]:
         """Kept experiments by commit; built once per history change (every row of a long night asks)."""

@@ -34,7 +34,8 @@ def night(tmp_path: Path) -> Path:
         {"hypothesis": "turn on B", "files": {"train.py": ADDITIVE.replace("A = 0", "A = 1").replace("B = 0", "B = 1")}},
     ]
     script.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    engine = Engine(config.load(root), root, ScriptAgent(script), tag="night")
+    # The second file holds both changes, as a replay of a sequential night: one proposal at a time.
+    engine = Engine(config.load(root, {"slots": {"queue": 0}}), root, ScriptAgent(script), tag="night")
     engine.prepare()
     engine.run()
     assert [e.status for e in engine.history] == [Status.KEEP] * 3

@@ -36,7 +36,7 @@ def test_full_cycle_keep_discard_crash_invalid(project: Path) -> None:
     assert statuses == [
         ("baseline", Status.KEEP),
         ("raise LR toward the optimum", Status.KEEP),
-        ("widen the model", Status.DISCARD),
+        ("widen the model (proposed for 0001, re-applied on 0002)", Status.DISCARD),  # made while 0002 trained
         ("break it", Status.CRASH),
         ("touch the data", Status.INVALID),
         ("print a NaN", Status.CRASH),
@@ -81,7 +81,8 @@ def test_maximize_goal(tmp_path: Path) -> None:
     )
     engine, _ = make_engine(root, script)
     engine.run()
-    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.INVALID]
+    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.SKIPPED]
+    assert engine.history[2].reason.startswith("proposed for 0001; no longer applies on 0002: train.py")
     assert engine.best().metric == pytest.approx(0.7)
 
 

@@ -33,7 +33,8 @@ BASE = {0: 1.00, 1: 1.02, 2: 0.98}  # sigma 0.02
 def run(root: Path, *candidates: str, **acceptance: object) -> tuple[Engine, list[Event]]:
     script = root.parent / "p.jsonl"
     script.write_text("".join(json.dumps({"hypothesis": f"c{i}", "files": {"train.py": c}}) + "\n" for i, c in enumerate(candidates)))
-    cfg = config.load(root, {"acceptance": acceptance} if acceptance else None)
+    # Each candidate is a whole file meant to replace the best's: one proposal at a time (queue 0).
+    cfg = config.load(root, {"acceptance": acceptance, "slots": {"queue": 0}})
     engine = Engine(cfg, root, ScriptAgent(script), tag="noise")
     events: list[Event] = []
     engine.subscribe(events.append)

@@ -169,8 +169,10 @@ def test_stop_after_run_finishes_the_experiment(project: Path) -> None:
     driver.engine.stop_after_run()
     end = driver.finish()
     assert end.reason == "stopped after the run, as asked"
-    assert [e.hypothesis for e in driver.engine.history] == ["baseline", "slow-ish"]
+    assert [e.hypothesis for e in driver.engine.history] == ["baseline", "slow-ish", "wider"]
     assert driver.engine.history[1].status in (Status.KEEP, Status.DISCARD)
+    queued = driver.engine.history[2]  # proposed while slow-ish trained: recorded, never run
+    assert (queued.status, queued.reason) == (Status.SKIPPED, "queued, never run: stopped after the run, as asked")
 
 
 def test_notes_reach_the_agent_and_survive_a_restart(project: Path) -> None:
@@ -220,7 +222,8 @@ def test_crashes_in_a_row_stop_a_headless_loop(project: Path) -> None:
     engine.subscribe(events.append)
     engine.prepare()
     engine.run()
-    assert [e.status for e in engine.history] == ["keep", "crash", "crash", "crash"]
+    assert [e.status for e in engine.history] == ["keep", "crash", "crash", "crash", "skipped"]
+    assert engine.history[-1].reason.startswith("queued, never run: 3 crashes in a row")  # made meanwhile
     end = events[-1]
     assert isinstance(end, SessionEnded) and end.error
     assert end.reason.startswith("3 crashes in a row (the last: exit code 3); check the training script")

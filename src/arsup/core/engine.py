@@ -30,9 +30,10 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,10 +44,11 @@ from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
 from arsup.core.agents.edits import (
     EditError,
+    carry_over,
+    decode_text,
     may_edit,
     plan_changes,
     put_back,
-    read_current,
     render_changes,
     write_changes,
 )
@@ -60,6 +62,7 @@ from arsup.core.events import (
     Notice,
     Paused,
     PolicyChanged,
+    ProposalQueued,
     Proposing,
     QuestionClosed,
     Resumed,
@@ -70,6 +73,7 @@ from arsup.core.events import (
     StateChanged,
 )
 from arsup.core.experiment import Experiment, RunResult, Status, total_usage
+from arsup.core.pipeline import Pipeline
 from arsup.core.vcs import GitError, Vcs, branch_name
 from arsup.core.watch import FileWatcher
 from arsup.core.workspace import HeldRepo
@@ -87,6 +91,41 @@ MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the pr
 
 class AgentFailed(Exception):
     """The agent cannot make proposals any more; the loop ends with its reason."""
+
+
+class Snapshot:
+    """A commit's files read through git: a proposal made while a run trains sees the best, not the run's tree."""
+
+    def __init__(self, vcs: Vcs, commit: str) -> None:
+        self.vcs, self.commit = vcs, commit
+        self._bytes: dict[str, bytes | None] = {}
+
+    def _read(self, path: str) -> bytes | None:
+        if path not in self._bytes:
+            self._bytes[path] = self.vcs.read_at(self.commit, path)
+        return self._bytes[path]
+
+    def text(self, path: str) -> str | None:
+        """The text to edit (EditError when it is not UTF-8), None when the commit lacks the file."""
+        data = self._read(path)
+        return None if data is None else decode_text(path, data)
+
+    def shown(self, path: str) -> str | None:
+        """The text as the agent is shown it: undecodable bytes replaced, never refused."""
+        data = self._read(path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class Prepared:
+    """A proposal made ahead: planned (and approved, where the policy asks) against its best, not yet written."""
+
+    experiment: Experiment
+    proposal: Proposal
+    made_for: Experiment  # the best when it was made: what `changes` were planned against
+    base: Snapshot
+    changes: dict[str, str] = field(default_factory=dict)
+    verdict: tuple[str, str] | None = None  # (status, reason) when it ends before a commit: invalid or skipped
 
 
 @dataclass
@@ -134,6 +173,15 @@ class Engine:
         self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
         self._questions: dict[str, Future[policy.Answer]] = {}  # open approvals by id, for any client
         self._question_count = 0
+        self._emitting = threading.RLock()  # the loop and the proposer both emit; subscribers see one order
+        self._ids = threading.Lock()
+        self._pipeline: Pipeline[Prepared] | None = None
+        self._proposer_vcs: Vcs | None = None  # the proposer thread's own git (GitPython is not thread-safe)
+        self._proposals_cancel = threading.Event()  # set when the loop stops: a proposal under way ends
+        self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
+        self._waiting_for_proposal = False  # the loop has nothing to run until the proposer delivers
+        self._session_started_at = 0.0
+        self._trained_this_session = 0
 
     # -- outward -----------------------------------------------------------------
 
@@ -145,11 +193,12 @@ class Engine:
         self._emit(notice)
 
     def _emit(self, event: Event) -> None:
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber(event)
-            except Exception:  # a broken display must not stop the research
-                logger.exception("a subscriber failed on %s", type(event).__name__)
+        with self._emitting:
+            for subscriber in list(self._subscribers):
+                try:
+                    subscriber(event)
+                except Exception:  # a broken display must not stop the research
+                    logger.exception("a subscriber failed on %s", type(event).__name__)
 
     # -- inward --------------------------------------------------------------------
 
@@ -158,6 +207,7 @@ class Engine:
         if not self._stop.is_set():
             self._stop_reason = reason
         self._stop.set()
+        self._proposals_cancel.set()
         with self._run_lock:
             if self._current_run is not None:
                 self._current_run.kill(self._stop_reason)
@@ -214,19 +264,28 @@ class Engine:
             while self._paused.is_set() and not self._stop.is_set():
                 self._stop.wait(POLL_S)
 
-    def _ask(self, kind: str, experiment: Experiment, files: dict[str, str] | None = None) -> policy.Answer | None:
-        """Approve by policy, or wait for a person; None when the loop stops meanwhile."""
+    def _ask(
+        self, kind: str, experiment: Experiment, files: dict[str, str] | None = None,
+        cancel: threading.Event | None = None, announce: bool = True,
+    ) -> policy.Answer | None:
+        """Approve by policy, or wait for a person; None when the loop stops meanwhile.
+
+        A question about a queued proposal is asked while a run trains: it
+        does not `announce` a state change (the loop is still training)."""
         if not policy.asks(self.policy, kind):
             return policy.Answer(True)
+        cancel = cancel or self._stop
         future: Future[policy.Answer] = Future()
-        self._question_count += 1
-        question = f"q{self._question_count}"
+        with self._ids:
+            self._question_count += 1
+            question = f"q{self._question_count}"
         self._questions[question] = future
-        self._state(LoopState.AWAITING_APPROVAL, kind)
+        if announce:
+            self._state(LoopState.AWAITING_APPROVAL, kind)
         self._emit(ApprovalRequested(kind, experiment.copy(), future, dict(files or {}), question))
         answer: policy.Answer | None = None
         try:
-            while not self._stop.is_set():
+            while not cancel.is_set():
                 try:
                     answer = future.result(timeout=POLL_S)
                     return answer
@@ -435,24 +494,55 @@ class Engine:
         """The agent's token and dollar spend over experiments proposed after `since` (all by default)."""
         return total_usage(e for e in self.history if e.proposed_at >= since)
 
-    def _budget_spent(self, done: int, started_at: float) -> str:
+    def _budget_spent(self, done: int, started_at: float, in_flight: Experiment | None = None) -> str:
         if self.budget.max_experiments and done >= self.budget.max_experiments:
             return f"reached --max-experiments {self.budget.max_experiments}"
         if self.budget.max_hours and time.time() - started_at >= self.budget.max_hours * 3600:
             return f"reached --max-hours {self.budget.max_hours:g}"
-        if self.budget.max_cost_usd and self.spend(started_at)["cost_usd"] >= self.budget.max_cost_usd:
+        spent = self.spend(started_at)["cost_usd"] + total_usage([in_flight] if in_flight else [])["cost_usd"]
+        if self.budget.max_cost_usd and spent >= self.budget.max_cost_usd:
             return f"reached --max-cost {self.budget.max_cost_usd:g} USD"
         return ""
 
     def _loop(self) -> tuple[str, bool]:
-        started_at, done, invalid_in_a_row, crashes_in_a_row = time.time(), 0, 0, 0
+        """The experiments, one after another, while the proposer thread prepares the next ones."""
+        self._session_started_at, self._trained_this_session = time.time(), 0
+        self._pipeline = Pipeline(self._prepare_next, self.config.slots.queue)
+        ended = "the loop ended on an error"
+        try:
+            ended, error = self._experiments()
+            return ended, error
+        finally:
+            self._proposals_cancel.set()
+            unrun = self._pipeline.close()
+            if self._proposer_vcs is not None:
+                self._proposer_vcs.close()
+            self._record_unrun(unrun, ended)
+
+    def _record_unrun(self, unrun: list[Prepared], ended: str) -> None:
+        """Proposals made ahead and never run are recorded too: what they cost, and what they were."""
+        try:
+            for prepared in unrun:
+                status, reason = prepared.verdict or (Status.SKIPPED, f"queued, never run: {ended}")
+                self._finish(prepared.experiment, status, reason)
+        except journal.JournalError:
+            pass  # the disk that ended the loop; what the journal holds stays consistent
+
+    def _more_after_this(self, starting: Experiment) -> bool:
+        """Whether the loop may start another experiment after the one now starting (so one is prepared)."""
+        return not self._stop_after_run.is_set() and not self._budget_spent(
+            self._trained_this_session + 1, self._session_started_at, starting
+        )
+
+    def _experiments(self) -> tuple[str, bool]:
+        started_at, invalid_in_a_row, crashes_in_a_row = self._session_started_at, 0, 0
         while True:
             self._wait_while_paused()
             if self._stop.is_set():
                 return self._stop_reason, False
             if self._stop_after_run.is_set():
                 return STOPPED_AFTER_RUN, False
-            spent = self._budget_spent(done, started_at)
+            spent = self._budget_spent(self._trained_this_session, started_at)
             if spent:
                 return spent, False
             best = self.best()
@@ -461,7 +551,7 @@ class Engine:
             elif self._unmeasured_head:
                 experiment = self._run_persons_commit(best)
             else:
-                experiment = self._propose_and_run(best)
+                experiment = self._take_and_run()
             if experiment is None:
                 if self._stop.is_set():
                     return self._stop_reason, False
@@ -479,7 +569,7 @@ class Engine:
                 continue
             invalid_in_a_row = 0
             if experiment.status in Status.TRAINED:
-                done += 1
+                self._trained_this_session += 1
             crashed = experiment.status == Status.CRASH and not (experiment.runs and experiment.runs[-1].killed)
             crashes_in_a_row = crashes_in_a_row + 1 if crashed else 0
             limit = self.config.watchdog.crashes_in_a_row
@@ -494,10 +584,11 @@ class Engine:
     def _peek_id(self) -> str:
         return f"{self._next_id:04d}"
 
-    def _new_experiment(self, hypothesis: str, agent: str) -> Experiment:
-        head = self.vcs.head()
-        experiment_id = self._peek_id()
-        self._next_id += 1
+    def _new_experiment(self, hypothesis: str, agent: str, parent: str = "") -> Experiment:
+        head = parent or self.vcs.head()
+        with self._ids:
+            experiment_id = self._peek_id()
+            self._next_id += 1
         hypothesis = " ".join(hypothesis.split())
         if len(hypothesis) > MAX_HYPOTHESIS_CHARS:
             hypothesis = hypothesis[: MAX_HYPOTHESIS_CHARS - 1] + "…"
@@ -531,14 +622,14 @@ class Engine:
         self._train(experiment)
         return experiment
 
-    def _editable_files(self) -> list[str]:
+    def _editable_files(self, vcs: Vcs) -> list[str]:
         """What the agent is shown: files it may edit that git tracks (never an ignored .env)."""
         project = self.config.project
         candidates = [
             path for path in manifest.expand(self.root, project.editable)
             if may_edit(self.root, path, project.editable, project.protected, self.reserved)
         ]
-        tracked = self.vcs.tracked(candidates)
+        tracked = vcs.tracked(candidates)
         return [path for path in candidates if path in tracked]
 
     def instructions(self) -> str:
@@ -546,61 +637,153 @@ class Engine:
         path = self.root / self.config.project.instructions
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
-    def _context(self, best: Experiment) -> AgentContext:
+    def _context(self, best: Experiment, base: Snapshot) -> AgentContext:
         project = self.config.project
-        files = {
-            path: (self.root / path).read_text(encoding="utf-8", errors="replace") for path in self._editable_files()
-        }
-        crashed = self.history[-1] if self.history and self.history[-1].status == Status.CRASH else None
+        files = {path: text for path in self._editable_files(base.vcs) if (text := base.shown(path)) is not None}
+        history = list(self.history)
+        crashed = history[-1] if history and history[-1].status == Status.CRASH else None
         return AgentContext(
             instructions=self.instructions(),
             files=files,
-            history=[e.copy() for e in self.history],
+            history=[e.copy() for e in history],
             metric=self.config.metric.name,
             goal=self.config.metric.goal,
             time_budget=project.time_budget,
             best=best.copy(),
             last_crash_tail=crashed.crash_tail if crashed else "",
             notes=list(self.notes),
-            cancel=self._stop,
-            check=self._refusal,
+            cancel=self._proposals_cancel,
+            check=lambda proposal: self._refusal(proposal, base),
             on_text=lambda text: self._emit(AgentText(self._peek_id(), text)),
             notify=lambda message: self._emit(Notice(message, "warning")),
         )
 
-    def _propose_and_run(self, best: Experiment) -> Experiment | None:
-        self._emit(Proposing(self._peek_id()))
+    # -- proposals: made ahead on the proposer thread, run on the loop's ---------------
+
+    def _take_and_run(self) -> Experiment | None:
+        """Run the next prepared proposal; None when the agent has no more ideas or the loop stops."""
+        assert self._pipeline is not None
         self._state(LoopState.PROPOSING, self.agent.name)
-        asked_at = time.time()
+        self._waiting_for_proposal = True
         try:
-            proposal = self.agent.propose(self._context(best))
-        except Exception as exc:  # the agent cannot go on; nothing was written yet
-            raise AgentFailed(f"the {self.agent.name} agent failed: {exc}") from exc
-        if proposal is None or self._stop.is_set():
+            prepared = self._pipeline.take(self._stop)
+        finally:
+            self._waiting_for_proposal = False
+        if prepared is None:
             return None
-        experiment = self._new_experiment(proposal.hypothesis, self.agent.name)
-        experiment.propose_s = round(time.time() - asked_at, 3)
-        experiment.agent_data = dict(proposal.meta)
-        if not self._apply(experiment, proposal):
+        experiment = prepared.experiment
+        if prepared.verdict is not None:
+            self._finish(experiment, *prepared.verdict)
             return experiment
-        self._train(experiment)
+        head = self.vcs.head()
+        experiment.parent = experiment.commit = head
+        changes = prepared.changes
+        if head != prepared.made_for.commit:  # a keep moved the line on since it was made
+            best = self.best()
+            on = best.id if best is not None and best.commit == head else head[:7]
+            try:
+                changes = self._reapply(prepared, Snapshot(self.vcs, head))
+            except EditError as exc:
+                reason = f"proposed for {prepared.made_for.id}; no longer applies on {on}: {exc}"
+                self._finish(experiment, Status.SKIPPED, reason)
+                return experiment
+            experiment.hypothesis += f" (proposed for {prepared.made_for.id}, re-applied on {on})"
+        if self._commit_edit(experiment, changes):
+            self._train(experiment)
         return experiment
 
-    def _plan(self, proposal: Proposal) -> dict[str, str]:
-        """The files the proposal would write, or EditError saying why the engine refuses it."""
+    def _prepare_next(self) -> Prepared | None:
+        """On the proposer thread: ask the agent, plan the edit against the best, get it approved; write nothing.
+
+        The agent is called from here only (observations too), so it never
+        sees two calls at once."""
+        cancel = self._proposals_cancel
+        while self._paused.is_set() and not cancel.is_set():  # a pause spends no tokens
+            cancel.wait(POLL_S)
+        if cancel.is_set():
+            return None
+        self._deliver_observations()
+        best = self.best()
+        if best is None:
+            raise AgentFailed("internal: a proposal was asked for before the branch had a best")
+        if self._proposer_vcs is None:
+            self._proposer_vcs = Vcs(self.root)
+        base = Snapshot(self._proposer_vcs, best.commit)
+        self._emit(Proposing(self._peek_id()))
+        asked_at = time.time()
+        try:
+            proposal = self.agent.propose(self._context(best, base))
+        except Exception as exc:  # the agent cannot go on; nothing was written yet
+            raise AgentFailed(f"the {self.agent.name} agent failed: {exc}") from exc
+        if proposal is None:
+            return None
+        experiment = self._new_experiment(proposal.hypothesis, self.agent.name, parent=best.commit)
+        experiment.propose_s = round(time.time() - asked_at, 3)
+        experiment.agent_data = dict(proposal.meta)
+        experiment.made_for = best.id
+        prepared = Prepared(experiment, proposal, best, base)
+        try:
+            prepared.changes = self._plan(proposal, base)
+        except EditError as exc:
+            prepared.verdict = (Status.INVALID, str(exc))
+            return prepared
+        if policy.asks(self.policy, policy.EDIT):
+            self._approve_edit(prepared)
+        if prepared.verdict is None:
+            self._emit(ProposalQueued(experiment.copy()))
+        return prepared
+
+    def _approve_edit(self, prepared: Prepared) -> None:
+        """Show the person the diff against the best it was made for; take their answer or their version."""
+        experiment, changes, base = prepared.experiment, prepared.changes, prepared.base
+        experiment.diff = changes_.diff_texts({path: base.text(path) for path in changes}, changes, context=3)
+        answer = self._ask(
+            policy.EDIT, experiment, changes, cancel=self._proposals_cancel, announce=self._waiting_for_proposal
+        )
+        if answer is None:  # the loop stopped (then it records the proposal as never run) or it was withdrawn
+            if not self._proposals_cancel.is_set():
+                prepared.verdict = (Status.SKIPPED, "the question was withdrawn")
+        elif not answer.approved:
+            prepared.verdict = (Status.SKIPPED, "skipped by user")
+        elif answer.files is not None and answer.files != changes:
+            prepared.proposal = Proposal(experiment.hypothesis, files=answer.files)
+            try:
+                prepared.changes = self._plan(prepared.proposal, base)
+            except EditError as exc:
+                prepared.verdict = (Status.INVALID, f"after the person's edit: {exc}")
+            experiment.agent_data["edited_by_user"] = True
+
+    def _deliver_observations(self) -> None:
+        while self._unobserved:
+            experiment = self._unobserved.popleft()
+            try:
+                self.agent.observe(experiment)
+            except Exception as exc:  # the agent's bookkeeping must not lose the experiment
+                self._emit(Notice(f"agent {self.agent.name} failed to learn from {experiment.id}: {exc!r}", "warning"))
+
+    def _reapply(self, prepared: Prepared, here: Snapshot) -> dict[str, str]:
+        """The proposal's change carried onto the new best hunk by hunk (see `carry_over`), checked again."""
+        merged = {
+            path: carry_over(path, prepared.base.text(path), text, here.text(path))
+            for path, text in prepared.changes.items()
+        }
+        return self._plan(Proposal(prepared.experiment.hypothesis, files=merged), here)
+
+    def _plan(self, proposal: Proposal, base: Snapshot) -> dict[str, str]:
+        """The files the proposal would write on `base`, or EditError saying why the engine refuses it."""
         project = self.config.project
-        changes = plan_changes(self.root, proposal, project.editable, project.protected, self.reserved)
+        changes = plan_changes(self.root, proposal, project.editable, project.protected, self.reserved, base.text)
         if not changes:
             raise EditError("the edit changes nothing")
-        self._check_writable(sorted(changes))
-        before = {path: read_current(self.root, path) for path in changes}
+        self._check_writable(sorted(changes), base.vcs)
+        before = {path: base.text(path) for path in changes}
         candidate = changes_.signature(changes_.diff_texts(before, changes))
         if candidate.only_seeds:
             raise EditError(
                 "this edit changes only a seed; the supervisor owns seeds (ARSUP_SEED) and repeats runs "
                 "with several of them, so a new seed is not an experiment: change something else"
             )
-        repeated = changes_.find_repeat(candidate, self.history)
+        repeated = changes_.find_repeat(candidate, list(self.history))
         if repeated is not None:
             metric = "crashed" if repeated.metric is None else f"{self.config.metric.name} {repeated.metric:.6f}"
             raise EditError(
@@ -609,51 +792,31 @@ class Engine:
             )
         return changes
 
-    def _check_writable(self, paths: list[str]) -> None:
+    def _check_writable(self, paths: list[str], vcs: Vcs) -> None:
         """Refuse paths a reset could not give back: ignored by git, or there but never committed."""
-        ignored = sorted(self.vcs.ignored(paths))
+        ignored = sorted(vcs.ignored(paths))
         if ignored:
             raise EditError(
                 f"{', '.join(ignored)}: ignored by git (.gitignore or .git/info/exclude); "
                 "arsup never writes a file git ignores. Edit a tracked file instead."
             )
         existing = [path for path in paths if (self.root / path).exists()]
-        untracked = sorted(set(existing) - self.vcs.tracked(existing))
+        untracked = sorted(set(existing) - vcs.tracked(existing))
         if untracked:
             raise EditError(
                 f"{', '.join(untracked)}: exists but is not tracked by git; arsup edits committed files "
                 "and creates new ones, never a file it could not restore."
             )
 
-    def _refusal(self, proposal: Proposal) -> str:
+    def _refusal(self, proposal: Proposal, base: Snapshot) -> str:
         try:
-            self._plan(proposal)
+            self._plan(proposal, base)
         except EditError as exc:
             return str(exc)
         return ""
 
-    def _apply(self, experiment: Experiment, proposal: Proposal) -> bool:
-        """Approve (by policy or person), write and commit the edit; a bad one is recorded as invalid."""
-        try:
-            changes = self._plan(proposal)
-        except EditError as exc:
-            self._finish(experiment, Status.INVALID, str(exc))
-            return False
-        if policy.asks(self.policy, policy.EDIT):
-            before = {path: read_current(self.root, path) for path in changes}
-            experiment.diff = changes_.diff_texts(before, changes, context=3)
-            answer = self._ask(policy.EDIT, experiment, changes)
-            if answer is None or not answer.approved:
-                reason = self._stop_reason if answer is None else "skipped by user"
-                self._finish(experiment, Status.SKIPPED, reason)
-                return False
-            if answer.files is not None and answer.files != changes:
-                try:
-                    changes = self._plan(Proposal(experiment.hypothesis, files=answer.files))
-                except EditError as exc:
-                    self._finish(experiment, Status.INVALID, f"after the person's edit: {exc}")
-                    return False
-                experiment.agent_data["edited_by_user"] = True
+    def _commit_edit(self, experiment: Experiment, changes: dict[str, str]) -> bool:
+        """Write and commit an approved edit, all or nothing; one that cannot be written is recorded as invalid."""
         experiment.files = sorted(changes)
         experiment.written = {
             path: hashlib.sha256(data).hexdigest() for path, data in render_changes(self.root, changes).items()
@@ -692,6 +855,8 @@ class Engine:
         self.journal.record(experiment)
         self._emit(ExperimentStarted(experiment.copy()))
         self._state(LoopState.TRAINING, experiment.id)
+        if self._pipeline is not None and self.best() is not None and self._more_after_this(experiment):
+            self._pipeline.ahead()  # the agent prepares the next experiment while this one trains
         name, goal, rule = self.config.metric.name, self.config.metric.goal, self._rule()
         head = self.best()
         first = range(self.config.acceptance.runs_for_baseline) if experiment.is_baseline else range(1)
@@ -887,7 +1052,4 @@ class Engine:
             self.vcs.reset_to(experiment.parent, experiment.files)
         self.history.append(experiment)
         self._emit(ExperimentFinished(experiment.copy(), self.best()))
-        try:
-            self.agent.observe(experiment.copy())
-        except Exception as exc:  # the agent's bookkeeping must not lose the experiment
-            self._emit(Notice(f"agent {self.agent.name} failed to learn from {experiment.id}: {exc!r}", "warning"))
+        self._unobserved.append(experiment.copy())  # the agent learns of it on its own thread, before it proposes

@@ -62,6 +62,13 @@ class AgentText:
 
 
 @dataclass(frozen=True)
+class ProposalQueued:
+    """A proposal made while a run trains, waiting for its turn (`made_for` says against which best)."""
+
+    experiment: Experiment
+
+
+@dataclass(frozen=True)
 class ExperimentStarted:
     experiment: Experiment
 
@@ -161,6 +168,7 @@ Event = (
     | Paused
     | Resumed
     | ApprovalRequested
+    | ProposalQueued
     | ExperimentStarted
     | RunStarted
     | RunOutput

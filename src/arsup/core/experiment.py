@@ -75,6 +75,7 @@ class Experiment:
     started_at: float = 0.0
     finished_at: float = 0.0
     propose_s: float = 0.0
+    made_for: str = ""  # the best (its id) the proposal was made against; a keep since may have moved the line on
     agent_data: dict[str, Any] = field(default_factory=dict)  # Proposal.meta, JSON-serialisable
     is_baseline: bool = False  # the unmodified code a run branch starts with
 

@@ -41,6 +41,7 @@ from arsup.core.events import (
     Notice,
     Paused,
     PolicyChanged,
+    ProposalQueued,
     Proposing,
     QuestionClosed,
     Resumed,
@@ -79,13 +80,18 @@ def _address(path: Path) -> Iterator[str]:
 
 
 class Replay:
-    """Folds the loop's events into what an attaching client must see first, in order."""
+    """Folds the loop's events into what an attaching client must see first, in order.
+
+    Two experiments may be under way at once: one training, the next being
+    proposed (or queued) meanwhile; each keeps its own events."""
 
     def __init__(self) -> None:
         self.started: SessionStarted | None = None
         self.finished: list[ExperimentFinished] = []
-        self.current: list[Event] = []  # the experiment under way: proposing, started, runs
+        self.training: list[Event] = []  # the experiment in flight: started, its runs
+        self.proposing: Proposing | None = None
         self.agent_text: AgentText | None = None
+        self.queued: dict[str, ProposalQueued] = {}
         self.log: deque[str] = deque(maxlen=REPLAY_LOG_LINES)
         self.partial: RunOutput | None = None
         self.state: StateChanged | None = None
@@ -100,18 +106,26 @@ class Replay:
             case SessionStarted():
                 self.started, self.finished = event, []
             case Proposing():
-                self.current, self.agent_text, self.log, self.partial = [event], None, deque(maxlen=REPLAY_LOG_LINES), None
+                self.proposing, self.agent_text = event, None
             case AgentText():
                 text = (self.agent_text.text if self.agent_text else "") + event.text
                 self.agent_text = AgentText(event.experiment_id, text)
-            case ExperimentStarted() | RunStarted():
-                self.current.append(event)
+            case ProposalQueued():
+                self.queued[event.experiment.id] = event
+            case ExperimentStarted():
+                self.training, self.log, self.partial = [event], deque(maxlen=REPLAY_LOG_LINES), None
+                self._settled(event.experiment.id)
+            case RunStarted():
+                self.training.append(event)
             case RunOutput():
                 self.log.extend(event.lines)
                 self.partial = event
             case ExperimentFinished():
                 self.finished.append(event)
-                self.current, self.agent_text, self.log, self.partial = [], None, deque(maxlen=REPLAY_LOG_LINES), None
+                self._settled(event.experiment.id)
+                started = self.training[0] if self.training else None
+                if isinstance(started, ExperimentStarted) and started.experiment.id == event.experiment.id:
+                    self.training, self.log, self.partial = [], deque(maxlen=REPLAY_LOG_LINES), None
             case StateChanged():
                 self.state = event
             case PolicyChanged():
@@ -127,17 +141,22 @@ class Replay:
             case SessionEnded():
                 self.ended = event
 
+    def _settled(self, experiment_id: str) -> None:
+        """The experiment is no longer a proposal: started, or finished before it ran."""
+        self.queued.pop(experiment_id, None)
+        if self.proposing is not None and self.proposing.experiment_id == experiment_id:
+            self.proposing = self.agent_text = None
+
     def events(self) -> list[Event]:
         out: list[Event] = [self.started] if self.started else []
         out += [event for event in (self.policy, self.pause) if event is not None]
         out += self.finished
-        out += self.current[:1]
-        if self.agent_text:
-            out.append(self.agent_text)
-        out += self.current[1:]
+        out += self.training
         if self.log or self.partial:
             experiment_id = self.partial.experiment_id if self.partial else ""
             out.append(RunOutput(experiment_id, list(self.log), self.partial.partial if self.partial else ""))
+        out += list(self.queued.values())
+        out += [event for event in (self.proposing, self.agent_text) if event is not None]
         out += list(self.notices)
         if self.state:
             out.append(self.state)

@@ -207,6 +207,14 @@ class Vcs:
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)
 
+    def read_at(self, commit: str, path: str) -> bytes | None:
+        """A file's bytes as `commit` holds it (a proposal is planned against the best, not the tree); None if absent."""
+        status, out, _ = self.git.execute(
+            ["git", "cat-file", "blob", f"{commit}:./{path}"],
+            with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, stdout_as_string=False,
+        )
+        return out if status == 0 else None
+
     def _in_commit(self, commit: str, path: str) -> bool:
         try:
             self.git.cat_file("-e", f"{commit}:./{path}")

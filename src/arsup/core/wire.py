@@ -11,6 +11,7 @@ its person by sending the answer back under that id.
 from __future__ import annotations
 
 import dataclasses
+import typing
 import json
 from concurrent.futures import Future
 from typing import Any
@@ -18,26 +19,7 @@ from typing import Any
 from arsup.core import events
 from arsup.core.experiment import Experiment
 
-_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        events.SessionStarted,
-        events.Proposing,
-        events.AgentText,
-        events.StateChanged,
-        events.PolicyChanged,
-        events.Paused,
-        events.Resumed,
-        events.ApprovalRequested,
-        events.QuestionClosed,
-        events.ExperimentStarted,
-        events.RunStarted,
-        events.RunOutput,
-        events.ExperimentFinished,
-        events.Notice,
-        events.SessionEnded,
-    )
-}
+_TYPES: dict[str, type] = {cls.__name__: cls for cls in typing.get_args(events.Event)}
 _EXPERIMENT_FIELDS = {"experiment", "best"}
 
 

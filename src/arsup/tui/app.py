@@ -324,7 +324,9 @@ class SupervisorApp(App[int]):
 
     def _refresh_header(self) -> None:
         since = self.view.started_at or self.started_at  # the loop's start; the screen's own when unknown
-        info = HeaderInfo(state=self._state_label(), elapsed_s=self.clock() - since)
+        now = self.clock()
+        duty = self.view.duty_cycle(now) if self.live else None
+        info = HeaderInfo(state=self._state_label(), elapsed_s=now - since, duty=duty)
         self.main.query_one(HeaderPane).show(info, self.palette)
 
     def _current(self) -> Experiment | None:

@@ -12,6 +12,7 @@ from arsup.core.agents.base import Proposal
 from arsup.core.agents.edits import (
     EditBlock,
     EditError,
+    carry_over,
     parse_blocks,
     parse_hypothesis,
     plan_changes,
@@ -395,3 +396,15 @@ def test_all_or_none_when_a_later_path_is_refused(repo: Path) -> None:
     with pytest.raises(EditError, match="prepare.py: the file is protected"):
         write_changes(repo, plan(repo, reply))
     assert snapshot(repo) == before
+
+
+def test_a_change_is_carried_onto_a_file_changed_beside_it() -> None:
+    before = "A = 0\nB = 0\nC = 0\n"
+    kept = "A = 1\nB = 0\nC = 0\n"  # the line above changed since: a three-way merge calls that a conflict
+    assert carry_over("t.py", before, "A = 0\nB = 2\nC = 0\n", kept) == "A = 1\nB = 2\nC = 0\n"
+    assert carry_over("t.py", before, "A = 0\nB = 0\nC = 0\nD = 3\n", kept) == "A = 1\nB = 0\nC = 0\nD = 3\n"
+    with pytest.raises(EditError, match="t.py"):  # the same line changed since
+        carry_over("t.py", before, "A = 5\nB = 0\nC = 0\n", kept)
+    assert carry_over("new.py", None, "X = 1\n", None) == "X = 1\n"
+    with pytest.raises(EditError, match="exists now"):
+        carry_over("new.py", None, "X = 1\n", "X = 2\n")

@@ -48,7 +48,10 @@ def run_llm(
     watchdog: dict | None = None, **client,
 ) -> tuple[Engine, list[Event]]:
     server.push(*behaviours)
-    cfg = config.load(root, {"budget": {"max_experiments": max_experiments}, "watchdog": watchdog or {}})
+    # One proposal at a time (queue 0): each scripted reply answers the result of the experiment before it.
+    cfg = config.load(
+        root, {"budget": {"max_experiments": max_experiments}, "watchdog": watchdog or {}, "slots": {"queue": 0}}
+    )
     settings = {"deadline_s": 10.0, "retries": 2, "backoff_s": 0.01, "context_tokens": 100_000, **client}
     agent = LLMAgent(LLMClient(model, api_base=server.base_url, **settings), ["train.py"], ["prepare.py"])
     engine = Engine(cfg, root, agent, tag="llm")

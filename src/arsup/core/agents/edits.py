@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import posixpath
 import re
 import warnings
@@ -150,6 +151,7 @@ def plan_changes(
     editable: Sequence[str],
     protected: Sequence[str],
     reserved: Sequence[str] = (),
+    read: Callable[[str], str | None] | None = None,
 ) -> dict[str, str]:
     """Compute, without writing anything, the new text of every file the proposal changes.
 
@@ -158,16 +160,20 @@ def plan_changes(
     before any block is tried, blocks on one file apply in order to the text
     the earlier ones produced, and every changed ``*.py`` file must compile.
     ``reserved`` names what no edit may touch whatever the globs say (the
-    supervisor's own files). Any failure raises EditError and the repo is untouched.
+    supervisor's own files). ``read`` gives the text a path holds before the
+    edit (default: the work tree's, see ``read_current``; a proposal made while
+    a run trains is planned against the best commit's). Any failure raises
+    EditError and the repo is untouched.
     """
     root = root.resolve()
+    read = read or functools.partial(read_current, root)
     if proposal.edits.strip() and proposal.files:
         raise EditError(
             "the proposal carries both SEARCH/REPLACE edits and whole files; send one of them."
         )
     if proposal.files:
         keys = {raw: _check_path(root, raw, editable, protected, reserved) for raw in proposal.files}
-        originals = {key: read_current(root, key) for key in keys.values()}
+        originals = {key: read(key) for key in keys.values()}
         planned = {keys[raw]: _normalize(text) for raw, text in proposal.files.items()}
     else:
         blocks = parse_blocks(proposal.edits)
@@ -177,7 +183,7 @@ def plan_changes(
         for block in blocks:
             if block.path not in keys:
                 keys[block.path] = _check_path(root, block.path, editable, protected, reserved)
-        originals = {key: read_current(root, key) for key in keys.values()}
+        originals = {key: read(key) for key in keys.values()}
         planned = _apply_blocks(blocks, keys, originals)
     changes = {key: text for key, text in planned.items() if text != originals[key]}
     for key, text in changes.items():
@@ -374,10 +380,13 @@ def _matches(path: str, patterns: Sequence[str]) -> bool:
 def read_current(root: Path, key: str) -> str | None:
     """Current text of a repo file with ``\\n`` line endings, or None if it does not exist."""
     target = root / key
-    if not target.exists():
-        return None
+    return decode_text(key, target.read_bytes()) if target.exists() else None
+
+
+def decode_text(key: str, data: bytes) -> str:
+    """A file's bytes as the text edits match against (``\\n`` line endings); EditError if not UTF-8."""
     try:
-        return _normalize(target.read_bytes().decode("utf-8"))
+        return _normalize(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise EditError(f"{key}: the file is not UTF-8 text and cannot be edited.") from exc
 
@@ -419,6 +428,32 @@ def _apply_blocks(
             texts[key] = _replace_once(current, block, where, edited=key in edited)
         edited.add(key)
     return {key: text for key, text in texts.items() if text is not None}
+
+
+def carry_over(path: str, before: str | None, after: str, onto: str | None) -> str:
+    """The change ``before`` -> ``after`` of one file, applied to ``onto`` (the file as it is now).
+
+    A proposal made for an older best is carried onto the new one hunk by
+    hunk: each changed run of lines becomes a SEARCH/REPLACE block, applied
+    where its old lines are still found once, even beside lines changed since
+    (where a three-way merge would see a conflict). EditError when one is not.
+    """
+    if not before:
+        if onto:
+            raise EditError(f"{path}: the proposal creates it, but it exists now")
+        return after
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    blocks = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        low, high = i1, i2
+        if i1 == i2:  # an insertion is anchored on the line above it (below it at the top)
+            low, high = (i1 - 1, i2) if i1 > 0 else (i1, i2 + 1)
+        search = "".join(old[low:high])
+        replace = "".join(old[low:i1]) + "".join(new[j1:j2]) + "".join(old[i2:high])
+        blocks.append(EditBlock(path, search, replace))
+    return _apply_blocks(blocks, {path: path}, {path: onto})[path]
 
 
 def _lines(text: str) -> list[str]:

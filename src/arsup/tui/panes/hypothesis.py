@@ -33,6 +33,10 @@ def live_text(view: SessionView, palette: Palette) -> Text:
     if current is not None:
         out.append(f"{current.id}  ", palette.strong)
         out.append(text.one_line(current.hypothesis), palette.strong)
+        if view.queued and view.queued[0].id != current.id:
+            out.append(f"\nnext {view.queued[0].id}  {text.one_line(view.queued[0].hypothesis)}", palette.muted)
+        elif view.proposing_next:
+            out.append(f"\nnext {view.proposing_id}  the agent is thinking meanwhile…", palette.muted)
     elif view.agent_text:  # the reply holds the new notebook: the old one would only get in the way
         out.append(f"{view.proposing_id}  the agent is writing…\n", palette.muted)
         out.append("\n".join(view.agent_text.splitlines()[-STREAM_LINES:]))

@@ -130,3 +130,13 @@ def test_default_abort_on_matches_failures_only(line: str, aborts: bool) -> None
 def test_numbers_still_accept_ints_for_floats(project: Path) -> None:
     cfg = config.load(project, {"project": {"time_budget": 7, "timeout": 8.5}, "acceptance": {"baseline_runs": 4}})
     assert (cfg.project.time_budget, cfg.project.timeout, cfg.acceptance.baseline_runs) == (7.0, 8.5, 4)
+
+
+def test_a_ray_executor_without_ray_installed_names_the_extra(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    assert config.load(project, {"executor": {"kind": "ray"}}).executor.kind == "ray"  # installed with the tests
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(config.ConfigError, match=r"\[executor\] kind: .*pip install 'arsup\[ray\]'"):
+        config.load(project, {"executor": {"kind": "ray"}})

@@ -13,6 +13,7 @@ traceback. Two rules hold for every key:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -219,6 +220,21 @@ class PruneConfig(_Section):
         return value
 
 
+class ExecutorConfig(_Section):
+    """Where runs execute: here, or on a Ray cluster (pip install 'arsup[ray]')."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = "auto"  # the Ray cluster: "auto" (the one this machine joined), "HOST:PORT" or "ray://HOST:PORT"
+    gpus: float = Field(1.0, ge=0)  # GPUs each run asks the cluster for
+
+    @field_validator("kind")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        if value == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("needs the ray extra, which is not installed: pip install 'arsup[ray]'")
+        return value
+
+
 class SlotsConfig(_Section):
     """How the hardware is kept busy."""
 
@@ -249,6 +265,7 @@ class Config(_Section):
     notify: NotifyConfig = NotifyConfig()
     prune: PruneConfig = PruneConfig()
     slots: SlotsConfig = SlotsConfig()
+    executor: ExecutorConfig = ExecutorConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

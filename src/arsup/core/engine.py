@@ -86,6 +86,7 @@ KILLED_BY_USER = "killed by user"
 STOPPED_AFTER_RUN = "stopped after the run, as asked"
 PERSON = "person"  # the agent name of a commit a person made on the run branch
 POLL_S = 0.2  # how often waits look at the stop flag
+NODE_LOST = "node lost"  # how a run on a cluster that lost its host ends: retried once
 MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the prompt and the screen
 
 
@@ -153,7 +154,7 @@ class Engine:
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._run_lock = threading.Lock()
-        self._current_run: runner.Run | None = None
+        self._current_run: runner.RunHandle | None = None
         self._thread: threading.Thread | None = None
         self._repo: HeldRepo | None = None
         self._next_id = 0
@@ -910,6 +911,14 @@ class Engine:
             log_name = "run.log" if not experiment.runs else f"run.{len(experiment.runs) + 1}.log"
             self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
             result = self._run_once(experiment, run_dir / log_name, seed)
+            if result.crash_reason.startswith(NODE_LOST) and not self._stop.is_set():  # the host, not the code
+                lost = (run_dir / log_name).rename(run_dir / f"{log_name}.lost")  # its log stays
+                self._emit(Notice(
+                    f"experiment {experiment.id}: {result.crash_reason}; running it again (the lost run's log: {lost})",
+                    "warning",
+                ))
+                self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
+                result = self._run_once(experiment, run_dir / log_name, seed)
             experiment.runs.append(result)
             if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
                 self._finish(experiment, Status.DISCARD, result.pruned)
@@ -937,7 +946,7 @@ class Engine:
             if pruner is not None and pruner.feed(lines, partial):
                 run.kill(pruner.verdict)
 
-        run = runner.Run(spec, forward)
+        run = self._new_run(spec, forward, experiment)
         with self._run_lock:
             self._current_run = run
             run.start()  # from this thread, which outlives the run (the reaper's death signal follows it)
@@ -963,6 +972,18 @@ class Engine:
         if tail:
             experiment.crash_tail = tail
         return record
+
+    def _new_run(
+        self, spec: runner.RunSpec, forward: runner.OutputCallback, experiment: Experiment
+    ) -> runner.RunHandle:
+        """A local process, or a task on a Ray cluster working in a snapshot of the experiment's commit."""
+        executor = self.config.executor
+        if executor.kind == "ray":
+            from arsup.core.executors.ray_cluster import RayRun
+
+            snapshot = self.vcs.archive(experiment.commit)
+            return RayRun(spec, forward, address=executor.address, snapshot=snapshot, num_gpus=executor.gpus)
+        return runner.Run(spec, forward)
 
     def _pruner(self, experiment: Experiment, seed: int) -> pruning.Pruner | None:
         """A pruner for this run when `[prune]` is on: it records the curve, and judges the first run of a

@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import psutil
 
@@ -246,6 +246,19 @@ class RunIdentity:
 
 OutputCallback = Callable[[list[str], str], None]
 """Receives (complete new lines, the current partial line) once per chunk read."""
+
+
+class RunHandle(Protocol):
+    """What the engine needs of a run wherever it executes: this `Run`, or a task on a cluster."""
+
+    @property
+    def identity(self) -> RunIdentity | None: ...
+
+    def start(self) -> None: ...
+
+    def wait(self) -> RunOutcome: ...
+
+    def kill(self, reason: str) -> None: ...
 
 
 class _LineAssembler:

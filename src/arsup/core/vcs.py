@@ -207,6 +207,16 @@ class Vcs:
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)
 
+    def archive(self, commit: str) -> bytes:
+        """The project folder as `commit` holds it, as a tar (what a run on another host works in)."""
+        status, out, err = self.git.execute(
+            ["git", "archive", "--format=tar", commit],
+            with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, stdout_as_string=False,
+        )
+        if status != 0:
+            raise GitError(f"git archive {commit[:7]} failed: {err.decode(errors='replace').strip()}")
+        return out
+
     def read_at(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as `commit` holds it (a proposal is planned against the best, not the tree); None if absent."""
         status, out, _ = self.git.execute(

@@ -1,0 +1,337 @@
+"""Run one training command on a Ray cluster, with the surface of ``runner.Run``.
+
+The engine can send a run to any node of a cluster instead of a local
+process, and what it gets back means the same. The rules this module keeps:
+
+* arsup imports without ray: ray is imported inside functions; a missing ray
+  is a start error naming the extra.
+* ``start()`` never raises. An unreachable cluster, a failed submission, a
+  run that no node takes within ``spec.timeout``: each is a start error
+  (``exit_code=None``, ``start_error="ray: ..."``).
+* What runs on the worker, and how it leaves nothing behind, is
+  ``ray_task``'s (it travels by value: workers need no arsup). The task is
+  never retried (``max_retries=0``): a run must not silently start twice.
+* Output streams back as raw chunks; the driver writes them to
+  ``spec.log_path`` (capped like the runner's) and passes lines on as the
+  runner does. Timeout, kill, abort pattern and stall are enforced here; the
+  timeout counts from the process's start on the worker.
+* A Ray system failure while the run is live (worker or node died, output
+  lost) is a crash: ``kill_reason`` starts with "node lost:".
+* ``max_rss_mb`` is not enforced and ``peak_rss_mb`` is 0: memory on a
+  cluster is Ray's memory monitor's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from arsup.core import reaper, runner
+from arsup.core.executors import ray_task
+
+logger = logging.getLogger(__name__)
+
+RAY_MISSING = "executor = \"ray\" needs the ray extra: pip install 'arsup[ray]'"
+_REACH_S = 5.0  # a TCP check before ray.init, which would retry a dead address for minutes
+_LOST = {  # what a Ray system error means for the run, by the error's class name; else its message
+    "WorkerCrashedError": "the Ray worker running it died",
+    "NodeDiedError": "the node running it died",
+    "OutOfMemoryError": "Ray's memory monitor killed its worker",
+}
+
+_connect_lock = threading.Lock()
+_connected: str | None = None  # the address this process connected to; Ray allows one per process
+_task: Any = None  # the remote function, made on first use
+
+
+class RayRun:
+    """One training command on a Ray cluster: ``runner.Run``'s start/identity/wait/kill.
+
+    ``snapshot`` is a tar of the commit to run (``git archive --format=tar``);
+    ``spec.cwd`` is not used. ``wait()`` runs in one thread and calls
+    ``on_output`` there; ``kill()`` may come from any other.
+    """
+
+    def __init__(
+        self,
+        spec: runner.RunSpec,
+        on_output: runner.OutputCallback | None = None,
+        *,
+        address: str,
+        snapshot: bytes,
+        num_gpus: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self.address = address
+        self.num_gpus = num_gpus
+        self._snapshot = snapshot
+        self._on_output = on_output
+        wants_lines = on_output is not None or spec.abort_pattern is not None
+        self._lines = runner._LineAssembler() if wants_lines else None
+        self._lock = threading.Lock()
+        self._start_called = False
+        self._kill_reason = ""
+        self._abort_reason = ""  # at most one of these two is set: the first stop wins
+        self._start_error = ""
+        self._lost = ""  # why the task failed while the run was live ("node lost: ...")
+        self._log: runner._LogFile | None = None
+        self._gen: Any = None  # the task's ObjectRefGenerator
+        self._where = ""  # "host pid N" once the process started
+        self._submitted_at = self._started_at = self._last_output = 0.0  # driver's monotonic clock
+        self._exit: dict[str, Any] | None = None  # {"exit_code", "wall_s"} from the worker
+        self._callback_failed = False
+        self._outcome: runner.RunOutcome | None = None
+
+    def start(self) -> None:
+        """Open the log, connect to the cluster and submit the task; a failure is kept for wait()."""
+        with self._lock:
+            if self._start_called:
+                raise RuntimeError("RayRun.start() called twice")
+            self._start_called = True
+            if self._kill_reason:
+                return
+        try:
+            self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.spec.log_path, "wb")  # noqa: SIM115 -- closed by wait()
+        except OSError as exc:
+            self._start_error = f"cannot open log {self.spec.log_path}: {exc}"
+            return
+        self._log = runner._LogFile(log, self.spec.max_log_bytes)
+        self._start_error = _connect(self.address) or self._submit()
+        self._submitted_at = time.monotonic()
+
+    @property
+    def identity(self) -> runner.RunIdentity | None:
+        """Always None: no local process to record; the cluster ends the task if this process dies."""
+        return None
+
+    def wait(self) -> runner.RunOutcome:
+        """Block until the task is over and its tree gone, streaming its output; see the module docstring."""
+        if self._outcome is not None:
+            return self._outcome
+        if not self._start_called:
+            raise RuntimeError("RayRun.wait() called before start()")
+        ended_by = "kill" if self._kill_reason and not self._start_error else "start"  # if nothing was submitted
+        if self._gen is not None:
+            try:
+                ended_by = self._supervise()
+            except BaseException:
+                _cancel(self._gen, force=True)  # interrupted: the worker goes, the shim takes the tree with it
+                raise
+            finally:
+                rest = self._lines.close() if self._lines is not None else []
+                if rest:
+                    self._lines_out(rest, "")
+        if self._log is not None:
+            if self._start_error:
+                self._write(f"arsup: {self._start_error}\n".encode())
+            self._log.close()
+        reasons = {"kill": self._kill_reason, "abort": self._abort_reason, "lost": self._lost}
+        reasons["timeout"] = f"timed out after {self.spec.timeout:g} s"
+        status = self._exit or {}
+        self._outcome = runner.RunOutcome(
+            exit_code=status.get("exit_code"),
+            wall_s=status.get("wall_s", time.monotonic() - self._started_at if self._started_at else 0.0),
+            timed_out=ended_by == "timeout",
+            killed=ended_by == "kill",
+            kill_reason=reasons.get(ended_by, ""),
+            start_error=self._start_error,
+            aborted=ended_by == "abort",
+        )
+        return self._outcome
+
+    def kill(self, reason: str) -> None:
+        """Ask wait() to end the task and its process tree; the first reason given is kept.
+
+        Like the runner's, it takes effect only while the process runs.
+        """
+        with self._lock:
+            if not self._kill_reason and not self._abort_reason:
+                self._kill_reason = reason or "killed"
+
+    def _submit(self) -> str:
+        """Send the task off; '' or why it could not be."""
+        try:
+            shim = Path(reaper.__file__).read_text(encoding="utf-8")
+            args = (self._snapshot, self.spec.command, self.spec.env, self.spec.kill_grace, shim)
+            self._gen = _remote_function().options(num_gpus=self.num_gpus).remote(*args)
+        except Exception as exc:  # noqa: BLE001 -- serialisation, a lost connection: Ray raises many kinds
+            return f"ray: cannot submit the run to {self.address}: {_first_line(exc)}"
+        return ""
+
+    def _supervise(self) -> str:
+        """Take the stream until it ends, cancelling on a stop; how the run ended.
+
+        "exit", "kill", "abort", "timeout", "lost" (``_lost`` says why) or
+        "start" (``_start_error`` says why: no node took it, or it failed to start).
+        """
+        import ray
+
+        stop, force_at = "", float("inf")
+        while True:
+            now = time.monotonic()
+            if not stop:
+                stop = self._stop_wanted(now)
+                if stop:
+                    _cancel(self._gen, force=False)  # KeyboardInterrupt in the task: its finally ends the tree
+                    force_at = now + self.spec.kill_grace + ray_task.SHIM_EXTRA_S
+            elif now >= force_at:  # the task ignored it: its worker goes, and the shim's death signal fires
+                _cancel(self._gen, force=True)
+                force_at = float("inf")
+            try:
+                ready, _ = ray.wait([self._gen], timeout=ray_task.POLL_S)
+                if ready:
+                    self._take(ray.get(next(self._gen)))
+                continue
+            except StopIteration:
+                detail = "the task ended without an exit status"
+            except ray.exceptions.TaskCancelledError:
+                detail = "the cluster cancelled the task"
+            except ray.exceptions.RayTaskError as exc:  # the task's own code failed: unpacking, spawning
+                cause = exc.cause or exc
+                detail = f"the task failed: {type(cause).__name__}: {_first_line(cause)}"
+                if not self._started_at and not stop:
+                    self._start_error = f"ray: cannot start the run on the worker: {type(cause).__name__}: {_first_line(cause)}"
+                    return "start"
+            except ray.exceptions.RayError as exc:
+                detail = _LOST.get(type(exc).__name__, f"{type(exc).__name__}: {_first_line(exc)}")
+            if self._exit is not None:
+                return "exit"
+            if not stop:
+                self._lost = f"node lost: {detail}" + (f" (on {self._where})" if self._where else "")
+            return stop or "lost"
+
+    def _stop_wanted(self, now: float) -> str:
+        """Whether to end the task now, and why: "kill", "abort", "timeout", "start" or ""."""
+        if self._exit is not None:  # the process exited on its own: report it as it ended
+            return ""
+        with self._lock:
+            if self._kill_reason or self._abort_reason:
+                return "kill" if self._kill_reason else "abort"
+        timeout = self.spec.timeout
+        if not self._started_at:
+            if now - self._submitted_at < timeout:
+                return ""
+            self._start_error = f"ray: no node of the cluster at {self.address} started the run within {timeout:g} s"
+            self._start_error += f" (it asks for {self.num_gpus:g} GPU)"
+            return "start"
+        if now - self._started_at >= timeout:
+            return "timeout"
+        if 0 < self.spec.stall_s <= now - self._last_output:
+            self._abort(f"aborted: no output for {self.spec.stall_s:g} s (stall_s)")
+            return "abort"
+        return ""
+
+    def _take(self, item: object) -> None:
+        """One item of the stream: the start notice, a chunk of output or the exit status."""
+        self._last_output = time.monotonic()
+        if isinstance(item, bytes):
+            self._write(item)
+            batch = self._lines.feed(item) if self._lines is not None else None
+            if batch is not None:
+                self._lines_out(*batch)
+        elif isinstance(item, dict) and "pid" in item:
+            self._started_at = self._last_output
+            self._where = f"{item.get('host')} pid {item['pid']}"
+            logger.info("run %s started on %s", self.spec.log_path, self._where)
+        elif isinstance(item, dict) and "exit_code" in item:
+            self._exit = item
+
+    def _abort(self, reason: str) -> None:
+        with self._lock:
+            if not self._kill_reason and not self._abort_reason:
+                self._abort_reason = reason
+
+    def _lines_out(self, lines: list[str], partial: str) -> None:
+        """Completed lines go to the subscriber and past the abort pattern, as in the runner."""
+        if self._on_output is not None:
+            try:
+                self._on_output(lines, partial)
+            except Exception:
+                if not self._callback_failed:  # once: a broken subscriber would flood the log
+                    self._callback_failed = True
+                    logger.exception("output callback of ray run %s failed; it keeps being called", self._where)
+        pattern = self.spec.abort_pattern
+        hit = next(filter(pattern.search, lines), None) if pattern is not None else None
+        if hit is not None:
+            self._abort(f"aborted early: the log says {runner._quote(hit)}")
+
+    def _write(self, data: bytes) -> None:
+        assert self._log is not None
+        try:
+            self._log.write(data)
+        except OSError:
+            logger.exception("cannot write log %s", self.spec.log_path)
+
+
+def _connect(address: str) -> str:
+    """Connect this process to the cluster, once; '' or why it cannot."""
+    global _connected
+    try:
+        import ray
+    except ImportError:
+        return RAY_MISSING
+    with _connect_lock:
+        if ray.is_initialized() and _connected in (None, address):
+            return ""  # connected already, by us or by whoever embeds arsup
+        unreachable = _unreachable(address)
+        if unreachable:
+            return f"ray: cannot reach the cluster at {address}: {unreachable}"
+        if ray.is_initialized():
+            return f"ray: this process is connected to {_connected}; it cannot also use {address}"
+        # ray.init makes SIGTERM call sys.exit in the main thread; what a signal does is arsup's to say.
+        main = threading.current_thread() is threading.main_thread()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+        try:
+            ray.init(address=address, ignore_reinit_error=True, logging_level=logging.ERROR, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 -- a version mismatch, a refusal: all mean the same here
+            return f"ray: cannot connect to the cluster at {address}: {_first_line(exc)}"
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        _connected = address
+    return ""
+
+
+def _unreachable(address: str) -> str:
+    """Why nothing answers at a ``host:port`` address ('' if something does, or it is not host:port)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return ""  # "auto", "ray://...": ray.init decides
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_REACH_S).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return ""
+
+
+def _remote_function() -> Any:
+    """The task, made once; ``ray_task`` travels by value, so workers need no arsup."""
+    global _task
+    if _task is None:
+        import ray
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(ray_task)
+        _task = ray.remote(num_returns="streaming", max_retries=0)(ray_task.run_on_worker)
+    return _task
+
+
+def _cancel(gen: Any, *, force: bool) -> None:
+    import ray
+
+    try:
+        ray.cancel(gen, force=force)
+    except Exception:  # already over, or the cluster is gone: the stream will say
+        logger.debug("ray.cancel(force=%s) failed", force, exc_info=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an error's message, for a one-line reason."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

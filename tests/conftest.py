@@ -108,3 +108,18 @@ def make_engine(
 
 def results_rows(root: Path) -> list[list[str]]:
     return [line.split("\t") for line in (root / "results.tsv").read_text().splitlines()[1:]]
+
+
+def marked_processes(name: str, value: str) -> list[Any]:
+    """Live processes whose environment holds `name=value`, wherever they are in the process tree
+    (a test marks its runs so that any it left alive is found, escaped or not)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(name) == value:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found

@@ -79,3 +79,19 @@ def test_a_headless_loop_is_steered_from_the_command_line(project: Path, tmp_pat
     assert gone.returncode == 3 and "no arsup loop runs in" in gone.stdout
     assert_invariants(project, protected)
     assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/cli"
+
+
+def test_status_names_what_each_slot_trains() -> None:
+    from arsup.core.events import ExperimentStarted, SessionStarted
+    from arsup.core.experiment import Experiment
+    from arsup.remote import status_lines
+    from arsup.view import SessionView
+
+    view = SessionView()
+    view.apply(SessionStarted("t", "autoresearch/t", "h", 0, project="/p"))
+    view.apply(ExperimentStarted(Experiment("0004", "t", "c", "wider  model", "llm"), "gpu1"))
+    view.apply(ExperimentStarted(Experiment("0005", "t", "c", "lower LR", "llm"), "gpu0"))
+    lines = status_lines(view, 42)
+    assert [line for line in lines if line.startswith("running")] == [
+        "running [gpu0]: 0005 lower LR", "running [gpu1]: 0004 wider model",
+    ]

@@ -144,13 +144,18 @@ def test_a_queued_proposals_question_waits_behind_the_runs_and_comes_next() -> N
 
 def test_the_duty_cycle_is_training_time_over_the_sessions_wall_time() -> None:
     view = SessionView("m", "minimize", 30)
-    assert view.duty_cycle(100.0) is None  # no session start known (browsing)
+    assert view.duty_cycles(100.0) == {}  # no session start known (browsing)
     view.started_at = 100.0
     before = exp(1, Status.KEEP, 1.0, "c0", "c0", started_at=50.0, runs=[RunResult(0, "", wall_s=40.0)])
     done = exp(2, Status.DISCARD, 1.2, "c0", "c2", started_at=101.0, runs=[RunResult(0, "", wall_s=30.0)])
     view.history = [before, done]  # the earlier session's run does not count
     view.apply(ExperimentStarted(exp(3, Status.RUNNING, None, "c0", "c3", started_at=135.0)))
-    assert view.duty_cycle(140.0) == pytest.approx((30.0 + 5.0) / 40.0)
+    assert view.duty_cycles(140.0) == {"main": pytest.approx((30.0 + 5.0) / 40.0)}
+    view.apply(ExperimentStarted(exp(4, Status.RUNNING, None, "c0", "c4", started_at=130.0), "cpu1"))
+    assert view.duty_cycles(140.0) == {"cpu1": 0.25}  # with slots, the project folder's own is left out
+    assert [e.id for e in view.training] == ["0004", "0003"] and view.running.id == "0004"
+    view.apply(ExperimentFinished(exp(4, Status.DISCARD, 1.3, "c0", "c4"), None))
+    assert view.running is not None and view.running.id == "0003"  # the live panes follow the other slot
 
 
 def test_notebook_of_the_latest_llm_experiment() -> None:

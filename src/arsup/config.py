@@ -226,6 +226,7 @@ class ExecutorConfig(_Section):
     kind: Literal["local", "ray"] = "local"
     address: str = "auto"  # the Ray cluster: "auto" (the one this machine joined), "HOST:PORT" or "ray://HOST:PORT"
     gpus: float = Field(1.0, ge=0)  # GPUs each run asks the cluster for
+    runs: int = Field(1, ge=1, le=256)  # experiments on the cluster at once (one slot each)
 
     @field_validator("kind")
     @classmethod
@@ -238,7 +239,10 @@ class ExecutorConfig(_Section):
 class SlotsConfig(_Section):
     """How the hardware is kept busy."""
 
-    queue: int = Field(1, ge=0, le=8)  # proposals the agent prepares while a run trains (0: only once it ended)
+    queue: int = Field(1, ge=0, le=8)  # proposals per slot the agent prepares while runs train (0: only once one ended)
+    # One slot per GPU: "auto" (every visible GPU), a list of indexes or UUIDs, or "none" (one slot, CUDA as set).
+    gpus: Union[Literal["auto", "none"], list[str]] = "auto"
+    cpu: int = Field(0, ge=0, le=64)  # instead: this many slots without a GPU (CUDA_VISIBLE_DEVICES="")
 
 
 class NotifyConfig(_Section):

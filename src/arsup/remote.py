@@ -38,8 +38,9 @@ def status_lines(view: SessionView, loop_pid: int) -> list[str]:
     ]
     detail = f" ({view.detail})" if view.detail else ""
     out.append(f"state: {view.state}{detail}")
-    if view.running is not None:
-        out.append(f"running: {view.running.id} {' '.join(view.running.hypothesis.split())[:100]}")
+    for slot, experiment in sorted(view.slots.items()):  # one line per busy slot
+        where = f" [{slot}]" if len(view.slots) > 1 else ""
+        out.append(f"running{where}: {experiment.id} {' '.join(experiment.hypothesis.split())[:100]}")
     if view.pending is not None:
         out.append(f"waiting: {describe_question(view.pending)} answer with `arsup approve` or `arsup skip`")
     counts = view.counts()

@@ -40,6 +40,7 @@ from arsup.core.events import (
 )
 from arsup.core.experiment import Experiment, Status, total_usage
 
+HOME_SLOT = "main"  # the slot that trains in the project folder (see core/slots.py)
 MAX_AGENT_TEXT = 20_000  # characters of a streaming reply kept for the hypothesis pane
 
 
@@ -63,7 +64,8 @@ class SessionView:
     detail: str = ""
     history: list[Experiment] = field(default_factory=list)
     best: Experiment | None = None
-    running: Experiment | None = None
+    running: Experiment | None = None  # the experiment the live panes follow: the last one started
+    slots: dict[str, Experiment] = field(default_factory=dict)  # what each slot trains now
     run_index: int = 0  # which training run of the running experiment (repeats and confirmations add runs)
     run_started_at: float = 0.0
     proposing_id: str = ""
@@ -96,6 +98,7 @@ class SessionView:
                 self.queued.append(event.experiment)
             case ExperimentStarted():
                 self.queued = [e for e in self.queued if e.id != event.experiment.id]
+                self.slots[event.slot or HOME_SLOT] = event.experiment
                 self.running = event.experiment
                 self.run_index, self.run_started_at = 1, event.experiment.started_at
             case RunStarted():
@@ -104,7 +107,7 @@ class SessionView:
                 self._finished(event)
             case SessionEnded() if self.ended is None:
                 self.ended, self.state, self.detail = event, LoopState.ENDED, ""
-                self.running, self.questions = None, []
+                self.running, self.questions, self.slots = None, [], {}
 
     def _started(self, event: SessionStarted) -> None:
         self.metric, self.goal, self.time_budget = event.metric, event.goal, event.time_budget
@@ -118,8 +121,10 @@ class SessionView:
         done = event.experiment
         self.history.append(done)
         self.best = event.best
-        if self.running is not None and self.running.id == done.id:
-            self.running = None
+        self.slots = {name: e for name, e in self.slots.items() if e.id != done.id}
+        if self.running is not None and self.running.id == done.id:  # follow another slot's, if one trains
+            self.running = max(self.slots.values(), key=lambda e: e.started_at, default=None)
+            self.run_started_at = self.running.started_at if self.running is not None else 0.0
         self.questions = [q for q in self.questions if q.experiment.id != done.id]
         self.queued = [e for e in self.queued if e.id != done.id]
 
@@ -164,18 +169,30 @@ class SessionView:
             return None
         return min(1.0, max(0.0, (now - self.run_started_at) / self.time_budget))
 
-    def duty_cycle(self, now: float) -> float | None:
-        """The trainer's busy share of this session's wall time (training / wall); None before it is known.
+    @property
+    def training(self) -> list[Experiment]:
+        """Every experiment in flight, one per busy slot, oldest first."""
+        return sorted(self.slots.values(), key=lambda e: e.started_at)
 
-        Counts the runs of experiments started in this session and the run
-        under way; what the pipeline exists to push towards 1."""
+    def duty_cycles(self, now: float) -> dict[str, float]:
+        """Each slot's busy share of this session's wall time (training / wall); empty before it is known.
+
+        Counts the runs of experiments started in this session and those under
+        way; what pipelining and slots exist to push towards 1. With several
+        slots, the project folder's own (the baseline's) is left out."""
         wall = now - self.started_at
         if not self.started_at or wall <= 0:
-            return None
-        busy = sum(run.wall_s for e in self.history if e.started_at >= self.started_at for run in e.runs)
-        if self.running is not None and self.run_started_at:
-            busy += max(0.0, now - self.run_started_at)
-        return min(1.0, busy / wall)
+            return {}
+        busy: dict[str, float] = {}
+        for e in self.history:
+            if e.started_at >= self.started_at and e.runs:
+                name = e.slot or HOME_SLOT
+                busy[name] = busy.get(name, 0.0) + sum(run.wall_s for run in e.runs)
+        for name, e in self.slots.items():
+            busy[name] = busy.get(name, 0.0) + max(0.0, now - e.started_at)
+        if len(busy) > 1:
+            busy.pop(HOME_SLOT, None)
+        return {name: min(1.0, seconds / wall) for name, seconds in sorted(busy.items())}
 
     def kept_by_commit(self) -> dict[str, Experiment]:
         """Kept experiments by commit; built once per history change (every row of a long night asks)."""

@@ -35,6 +35,7 @@ from arsup.core.runner import (
     end_recorded,
     run,
 )
+from tests.conftest import marked_processes
 
 MARK = "ARSUP_RUNNER_TEST_MARK"
 MARK_VALUE = uuid.uuid4().hex
@@ -42,22 +43,10 @@ MARK_VALUE = uuid.uuid4().hex
 pytestmark = pytest.mark.timeout(60)
 
 
-def _ours() -> list[psutil.Process]:
-    """Live processes started by this module's tests, wherever they are in the process tree."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARK) == MARK_VALUE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 @pytest.fixture(scope="module", autouse=True)
 def no_process_left_in_module() -> Iterator[None]:
     yield
-    leftovers = _ours()
+    leftovers = marked_processes(MARK, MARK_VALUE)
     for proc in leftovers:  # do not leave them to the rest of the test session either
         proc.kill()
     assert leftovers == [], f"processes left behind: {leftovers}"
@@ -418,7 +407,7 @@ def test_fast_double_fork_into_a_new_session_cannot_escape(tmp_path: Path, hang:
     if not hang:
         assert outcome.exit_code == 0
     assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
-    assert _ours() == []
+    assert marked_processes(MARK, MARK_VALUE) == []
 
 
 @linux_only
@@ -428,7 +417,7 @@ def test_a_chain_of_escaping_forks_cannot_outrun_the_kill(tmp_path: Path, then: 
     outcome = run(_spec(tmp_path, FORK_CHAIN.format(then=then), timeout=1.5, kill_grace=0.3))
     assert time.monotonic() - started < 5  # far from the chain's own 5 s
     assert outcome.timed_out == (then != "pass")
-    assert _ours() == []
+    assert marked_processes(MARK, MARK_VALUE) == []
 
 
 def test_exit_by_any_signal_is_reported_as_minus_the_signal(tmp_path: Path) -> None:
@@ -502,9 +491,9 @@ def test_run_dies_with_its_supervisor_even_on_sigkill(tmp_path: Path) -> None:
     assert not any(_gone(pid) for pid in pids)
     _kill_holder(holder)
     deadline = time.monotonic() + 2.5  # grace 0.5 s for the grandchild that ignores SIGTERM
-    while _ours() and time.monotonic() < deadline:
+    while marked_processes(MARK, MARK_VALUE) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _ours() == []
+    assert marked_processes(MARK, MARK_VALUE) == []
     assert all(_gone(pid) for pid in pids)
 
 
@@ -526,12 +515,12 @@ def test_end_recorded_ends_a_live_orphan_tree_and_nothing_else(tmp_path: Path) -
     assert not _gone(identity.pid)  # orphaned, and the shim waits out its 30 s grace
     assert end_recorded(identity.pid, identity.create_time + 5, grace=0.3) == 0  # not that process: untouched
     assert end_recorded(identity.pid + 1_000_000, identity.create_time, grace=0.3) == 0
-    assert not _gone(identity.pid) and _ours() != []
+    assert not _gone(identity.pid) and marked_processes(MARK, MARK_VALUE) != []
     started = time.monotonic()
     ended = end_recorded(identity.pid, identity.create_time, grace=0.3)
     assert time.monotonic() - started < 5
     assert ended >= 3  # the shim, the command and its sleeper
-    assert _ours() == []
+    assert marked_processes(MARK, MARK_VALUE) == []
     assert end_recorded(identity.pid, identity.create_time, grace=0.3) == 0  # gone: nothing to do
 
 

@@ -164,16 +164,31 @@ def test_the_session_end_reaches_attached_clients(project: Path) -> None:
 
 
 def test_replay_keeps_what_a_view_needs_and_no_more() -> None:
-    from arsup.core.events import Proposing, RunOutput
+    from arsup.core.events import AgentText, ExperimentStarted, ProposalQueued, Proposing, RunOutput
+    from arsup.core.experiment import Experiment
+
+    def experiment(number: int) -> Experiment:
+        return Experiment(f"{number:04d}", "t", "c0", f"idea {number}", "script", started_at=float(number))
 
     replay = Replay()
     replay.add(SessionStarted("t", "b", "h", 0))
-    replay.add(Proposing("0001"))
+    replay.add(ExperimentStarted(experiment(1), "cpu0"))
+    replay.add(ExperimentStarted(experiment(2), "cpu1"))  # another slot, at the same time
     for start in range(0, 2000, 100):
         replay.add(RunOutput("0001", [f"line {i}" for i in range(start, start + 100)], "50%"))
+    replay.add(RunOutput("0002", ["other slot"], ""))
+    replay.add(Proposing("0003"))  # made while both train
+    replay.add(AgentText("0003", "think"))
+    replay.add(ProposalQueued(experiment(3)))
     events = replay.events()
     log = [e for e in events if isinstance(e, RunOutput)]
-    assert len(log) == 1 and len(log[0].lines) == 500 and log[0].lines[-1] == "line 1999" and log[0].partial == "50%"
+    assert [(e.experiment_id, len(e.lines)) for e in log] == [("0001", 500), ("0002", 1)]
+    assert log[0].lines[-1] == "line 1999" and log[0].partial == "50%"
+    started = [(e.experiment.id, e.slot) for e in events if isinstance(e, ExperimentStarted)]
+    assert started == [("0001", "cpu0"), ("0002", "cpu1")]
+    assert [type(e).__name__ for e in events[-3:]] == ["ProposalQueued", "Proposing", "AgentText"]
+    replay.add(ExperimentFinished(experiment(1), None))
+    assert [e.experiment_id for e in replay.events() if isinstance(e, RunOutput)] == ["0002"]
 
 
 def test_a_control_the_loop_cannot_take_is_an_error(project: Path) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, manifest, measure, pruning, runner
+from arsup.core import acceptance, journal, manifest, measure, pruning, runner, slots
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -73,7 +73,9 @@ from arsup.core.events import (
     StateChanged,
 )
 from arsup.core.experiment import Experiment, RunResult, Status, total_usage
+from arsup.core.monitor import GpuReader
 from arsup.core.pipeline import Pipeline
+from arsup.core.slots import Slot
 from arsup.core.vcs import GitError, Vcs, branch_name
 from arsup.core.watch import FileWatcher
 from arsup.core.workspace import HeldRepo
@@ -127,6 +129,7 @@ class Prepared:
     base: Snapshot
     changes: dict[str, str] = field(default_factory=dict)
     verdict: tuple[str, str] | None = None  # (status, reason) when it ends before a commit: invalid or skipped
+    again: bool = False  # a candidate measured once already, on a best that was replaced meanwhile (slots)
 
 
 @dataclass
@@ -154,7 +157,13 @@ class Engine:
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._run_lock = threading.Lock()
-        self._current_run: runner.RunHandle | None = None
+        self._slots: list[Slot] = []  # where experiments train now; the first is the project folder itself
+        self._recording = threading.RLock()  # slots finish experiments, and move the kept line, one at a time
+        self._winding_down = threading.Event()  # slots take no new experiment (a stop, or an end reached)
+        self._ending: tuple[str, bool] | None = None  # why the slots wind down
+        self._in_flight = 0  # experiments started by slots and not finished
+        self._invalid_in_a_row = 0
+        self._crashes_in_a_row = 0
         self._thread: threading.Thread | None = None
         self._repo: HeldRepo | None = None
         self._next_id = 0
@@ -209,9 +218,8 @@ class Engine:
             self._stop_reason = reason
         self._stop.set()
         self._proposals_cancel.set()
-        with self._run_lock:
-            if self._current_run is not None:
-                self._current_run.kill(self._stop_reason)
+        self._winding_down.set()
+        self._kill_runs(self._stop_reason)
 
     def stop_after_run(self) -> None:
         """Let the current experiment finish, then end the loop."""
@@ -219,10 +227,14 @@ class Engine:
         self._emit(Notice("will stop after this experiment"))
 
     def kill(self) -> None:
-        """Kill the running training only; it is recorded as a crash and the loop goes on."""
+        """Kill the running training (every slot's); it is recorded as a crash and the loop goes on."""
+        self._kill_runs(KILLED_BY_USER)
+
+    def _kill_runs(self, reason: str) -> None:
         with self._run_lock:
-            if self._current_run is not None:
-                self._current_run.kill(KILLED_BY_USER)
+            for slot in self._slots:
+                if slot.run is not None:
+                    slot.run.kill(reason)
 
     def pause(self) -> None:
         """Finish the current step, then wait until resumed."""
@@ -349,8 +361,11 @@ class Engine:
         for warning in self.journal.warnings:
             self._emit(Notice(warning, "warning"))
         last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
-        if last is not None and last.status == Status.RUNNING:
-            self._end_recorded_runs(last)  # before anything else: it could still be writing files
+        # Slots leave several experiments unfinished; one slot, at most the last.
+        unfinished = [e for e in experiments if e.status not in Status.FINAL and e is not last] if last else []
+        for experiment in [*unfinished, last]:
+            if experiment is not None and experiment.status == Status.RUNNING:
+                self._end_recorded_runs(experiment)  # before anything else: it could still be writing files
         # Uncommitted changes first, before anything is touched: only arsup's own writes may be undone.
         assert self._repo is not None
         dirty = self._repo.uncommitted(project)
@@ -362,8 +377,12 @@ class Engine:
                 + ", ".join(foreign)
                 + "; commit or stash them first (arsup commits and resets these files)"
             )
+        if slots.worktrees(self.root).is_dir():
+            vcs.remove_worktrees(slots.worktrees(self.root))  # a killed arsup's slots: all they held is recorded
         if last is not None:
             vcs.start_branch(self.tag)
+            for experiment in unfinished:
+                self._recover(experiment, set())
             self._recover(last, own)
             experiments = self.journal.experiments(self.tag)
         self.branch, _ = vcs.start_branch(self.tag)
@@ -506,18 +525,27 @@ class Engine:
         return ""
 
     def _loop(self) -> tuple[str, bool]:
-        """The experiments, one after another, while the proposer thread prepares the next ones."""
+        """The experiments: one at a time, or one per slot at once, while the proposer prepares the next ones."""
         self._session_started_at, self._trained_this_session = time.time(), 0
-        self._pipeline = Pipeline(self._prepare_next, self.config.slots.queue)
+        reader = GpuReader()
+        try:
+            ray = self.config.executor.kind == "ray"
+            plan = slots.plan(self.config.slots, os.environ, reader.uuids, self.config.executor.runs if ray else 0)
+        finally:
+            reader.close()
+        home_name, home_env = plan[0] if len(plan) == 1 else (slots.HOME, {})
+        self._slots = [Slot(home_name, self.root, self.vcs, self._manifest, home_env)]
+        self._pipeline = Pipeline(self._prepare_next, self.config.slots.queue * len(plan))
         ended = "the loop ended on an error"
         try:
-            ended, error = self._experiments()
+            ended, error = self._experiments(plan)
             return ended, error
         finally:
             self._proposals_cancel.set()
             unrun = self._pipeline.close()
             if self._proposer_vcs is not None:
                 self._proposer_vcs.close()
+            self._close_slots()
             self._record_unrun(unrun, ended)
 
     def _record_unrun(self, unrun: list[Prepared], ended: str) -> None:
@@ -530,57 +558,135 @@ class Engine:
             pass  # the disk that ended the loop; what the journal holds stays consistent
 
     def _more_after_this(self, starting: Experiment) -> bool:
-        """Whether the loop may start another experiment after the one now starting (so one is prepared)."""
+        """Whether another experiment may start after those now under way (so one is prepared)."""
         return not self._stop_after_run.is_set() and not self._budget_spent(
-            self._trained_this_session + 1, self._session_started_at, starting
+            self._trained_this_session + max(1, self._in_flight), self._session_started_at, starting
         )
 
-    def _experiments(self) -> tuple[str, bool]:
-        started_at, invalid_in_a_row, crashes_in_a_row = self._session_started_at, 0, 0
+    def _why_end(self) -> tuple[str, bool] | None:
+        """Why no new experiment may start now, if one of the loop's limits says so."""
+        if self._stop.is_set():
+            return self._stop_reason, False
+        if self._stop_after_run.is_set():
+            return STOPPED_AFTER_RUN, False
+        spent = self._budget_spent(self._trained_this_session + self._in_flight, self._session_started_at)
+        return (spent, False) if spent else None
+
+    def _experiments(self, plan: list[tuple[str, dict[str, str]]]) -> tuple[str, bool]:
+        home = self._slots[0]
         while True:
             self._wait_while_paused()
-            if self._stop.is_set():
-                return self._stop_reason, False
-            if self._stop_after_run.is_set():
-                return STOPPED_AFTER_RUN, False
-            spent = self._budget_spent(self._trained_this_session, started_at)
-            if spent:
-                return spent, False
+            ended = self._why_end()
+            if ended:
+                return ended
             best = self.best()
             if best is None:
-                experiment = self._run_baseline()
+                experiment = self._run_baseline(home)
             elif self._unmeasured_head:
-                experiment = self._run_persons_commit(best)
+                experiment = self._run_persons_commit(best, home)
+            elif len(plan) > 1:
+                return self._run_slots(plan)
             else:
-                experiment = self._take_and_run()
+                experiment = self._take_and_run(home, self._stop)
             if experiment is None:
-                if self._stop.is_set():
-                    return self._stop_reason, False
-                return "the agent has no more ideas", False
-            if self._fatal:
-                return self._fatal, True
-            if experiment.status == Status.CRASH and experiment.is_baseline and not self._stop.is_set():
-                log = experiment.runs[-1].log_path if experiment.runs else ""
-                what = "the baseline" if experiment.agent != PERSON else f"the person's commit {experiment.commit[:7]}"
-                return f"{what} crashed ({experiment.reason}); fix the training script. Log: {log}", True
-            if experiment.status == Status.INVALID:
-                invalid_in_a_row += 1
-                if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
-                    return f"{MAX_INVALID_IN_A_ROW} invalid edits in a row; check the agent", True
-                continue
-            invalid_in_a_row = 0
-            if experiment.status in Status.TRAINED:
-                self._trained_this_session += 1
-            crashed = experiment.status == Status.CRASH and not (experiment.runs and experiment.runs[-1].killed)
-            crashes_in_a_row = crashes_in_a_row + 1 if crashed else 0
-            limit = self.config.watchdog.crashes_in_a_row
-            if limit and crashes_in_a_row >= limit and not self._stop.is_set():
-                crashes_in_a_row = 0
-                said = f"{limit} crashes in a row (the last: {experiment.reason})"
-                if not self.interactive:
-                    return f"{said}; check the training script and the logs in {self.journal.dir / 'runs'}", True
-                self.pause()
-                self._emit(Notice(f"{said}: paused; look at the log, then resume or leave a note", "error"))
+                return (self._stop_reason if self._stop.is_set() else "the agent has no more ideas"), False
+            ended = self._judge(experiment)
+            if ended:
+                return ended
+
+    def _judge(self, experiment: Experiment) -> tuple[str, bool] | None:
+        """After each experiment: an end the loop must take (a fatal error, streaks), else None."""
+        if self._fatal:
+            return self._fatal, True
+        if experiment.status == Status.CRASH and experiment.is_baseline and not self._stop.is_set():
+            log = experiment.runs[-1].log_path if experiment.runs else ""
+            what = "the baseline" if experiment.agent != PERSON else f"the person's commit {experiment.commit[:7]}"
+            return f"{what} crashed ({experiment.reason}); fix the training script. Log: {log}", True
+        if experiment.status == Status.INVALID:
+            self._invalid_in_a_row += 1
+            if self._invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
+                return f"{MAX_INVALID_IN_A_ROW} invalid edits in a row; check the agent", True
+            return None
+        self._invalid_in_a_row = 0
+        if experiment.status in Status.TRAINED:
+            self._trained_this_session += 1
+        crashed = experiment.status == Status.CRASH and not (experiment.runs and experiment.runs[-1].killed)
+        self._crashes_in_a_row = self._crashes_in_a_row + 1 if crashed else 0
+        limit = self.config.watchdog.crashes_in_a_row
+        if limit and self._crashes_in_a_row >= limit and not self._stop.is_set():
+            self._crashes_in_a_row = 0
+            said = f"{limit} crashes in a row (the last: {experiment.reason})"
+            if not self.interactive:
+                return f"{said}; check the training script and the logs in {self.journal.dir / 'runs'}", True
+            self.pause()
+            self._emit(Notice(f"{said}: paused; look at the log, then resume or leave a note", "error"))
+        return None
+
+    # -- slots: several experiments at once, one per GPU -----------------------------------
+
+    def _run_slots(self, plan: list[tuple[str, dict[str, str]]]) -> tuple[str, bool]:
+        """One thread per slot, each taking the next proposal when its run is over, until an end is reached."""
+        head = self.vcs.head()
+        opened = [slots.open_worktree(self.vcs, self.root, name, env, head, self._manifest.digests) for name, env in plan]
+        with self._run_lock:
+            self._slots += opened
+        names = ", ".join(f"{slot.name} ({slot.env.get('CUDA_VISIBLE_DEVICES') or 'no GPU'})" for slot in opened)
+        self._emit(Notice(f"{len(opened)} slots: {names}; each trains in its own worktree"))
+        workers = [threading.Thread(target=self._slot_loop, args=(slot,), name=f"arsup-slot-{slot.name}") for slot in opened]
+        for worker in workers:
+            worker.start()  # its runs die with it (PR_SET_PDEATHSIG follows the starting thread)
+        for worker in workers:
+            worker.join()
+        return self._ending or ((self._stop_reason, False) if self._stop.is_set() else ("the loop ended", False))
+
+    def _slot_loop(self, slot: Slot) -> None:
+        try:
+            while True:
+                self._wait_while_paused()
+                with self._recording:
+                    self._ending = self._ending or self._why_end()
+                    if self._ending:
+                        self._winding_down.set()
+                        return
+                    self._in_flight += 1
+                try:
+                    experiment = self._take_and_run(slot, self._winding_down)
+                finally:
+                    with self._recording:
+                        self._in_flight -= 1
+                with self._recording:
+                    if experiment is not None:
+                        self._ending = self._ending or self._judge(experiment)
+                    elif self._stop.is_set():
+                        self._ending = self._ending or (self._stop_reason, False)
+                    elif self._in_flight == 0:  # no other slot can hand a candidate back to run again
+                        self._ending = self._ending or ("the agent has no more ideas", False)
+                    if self._ending:
+                        self._winding_down.set()
+                        return
+                if experiment is None:
+                    self._winding_down.wait(POLL_S)
+        except Exception as exc:  # one slot's failure ends the loop as the single slot's would
+            with self._recording:
+                reason = str(exc) if isinstance(exc, (GitError, AgentFailed, journal.JournalError)) else (
+                    f"internal error in slot {slot.name}: {exc!r} (the journal holds everything up to here)"
+                )
+                self._ending = self._ending or (reason, True)
+            self._winding_down.set()
+            self._proposals_cancel.set()
+            self._kill_runs(reason)
+
+    def _close_slots(self) -> None:
+        """Give back the slots' worktrees (what they held is committed and journalled)."""
+        with self._run_lock:
+            opened, self._slots = [slot for slot in self._slots if slot.worktree], self._slots[:1]
+        for slot in opened:
+            slot.vcs.close()
+        if opened and self._repo is not None:
+            try:
+                self.vcs.remove_worktrees(slots.worktrees(self.root))
+            except Exception as exc:  # the next start removes them; nothing is lost
+                self._emit(Notice(f"could not remove the slots' worktrees: {exc}", "warning"))
 
     def _peek_id(self) -> str:
         return f"{self._next_id:04d}"
@@ -603,14 +709,14 @@ class Engine:
             proposed_at=time.time(),
         )
 
-    def _run_baseline(self) -> Experiment:
+    def _run_baseline(self, home: Slot) -> Experiment:
         self._emit(Proposing(self._peek_id()))
         experiment = self._new_experiment("baseline", "arsup")
         experiment.is_baseline = True
-        self._train(experiment)
+        self._train(experiment, home)
         return experiment
 
-    def _run_persons_commit(self, best: Experiment) -> Experiment:
+    def _run_persons_commit(self, best: Experiment, home: Slot) -> Experiment:
         """A person committed on the run branch: measure it like a baseline before it may count as the best."""
         head, self._unmeasured_head = self._unmeasured_head, ""
         self._emit(Proposing(self._peek_id()))
@@ -620,7 +726,7 @@ class Engine:
         experiment.parent, experiment.commit, experiment.is_baseline = best.commit, head, True
         experiment.files = self.vcs.files_differing(best.commit, head, self.config.project.editable)
         experiment.diff = self.vcs.diff(best.commit, head)
-        self._train(experiment)
+        self._train(experiment, home)
         return experiment
 
     def _editable_files(self, vcs: Vcs) -> list[str]:
@@ -661,13 +767,14 @@ class Engine:
 
     # -- proposals: made ahead on the proposer thread, run on the loop's ---------------
 
-    def _take_and_run(self) -> Experiment | None:
-        """Run the next prepared proposal; None when the agent has no more ideas or the loop stops."""
+    def _take_and_run(self, slot: Slot, cancel: threading.Event) -> Experiment | None:
+        """Run the next prepared proposal in `slot`; None when the agent has no more ideas or `cancel` is set."""
         assert self._pipeline is not None
-        self._state(LoopState.PROPOSING, self.agent.name)
-        self._waiting_for_proposal = True
+        if not slot.worktree:  # with slots, the others are training meanwhile
+            self._state(LoopState.PROPOSING, self.agent.name)
+            self._waiting_for_proposal = True
         try:
-            prepared = self._pipeline.take(self._stop)
+            prepared = self._pipeline.take(cancel)
         finally:
             self._waiting_for_proposal = False
         if prepared is None:
@@ -676,21 +783,25 @@ class Engine:
         if prepared.verdict is not None:
             self._finish(experiment, *prepared.verdict)
             return experiment
-        head = self.vcs.head()
+        with self._recording:  # the best it starts from: the head of the kept line now
+            best = self.best()
+            head = best.commit if slot.worktree and best is not None else self.vcs.head()
+        if slot.worktree:
+            slot.vcs.checkout_detached(head)
         experiment.parent = experiment.commit = head
         changes = prepared.changes
         if head != prepared.made_for.commit:  # a keep moved the line on since it was made
-            best = self.best()
             on = best.id if best is not None and best.commit == head else head[:7]
             try:
-                changes = self._reapply(prepared, Snapshot(self.vcs, head))
+                changes = self._reapply(prepared, Snapshot(slot.vcs, head))
             except EditError as exc:
                 reason = f"proposed for {prepared.made_for.id}; no longer applies on {on}: {exc}"
                 self._finish(experiment, Status.SKIPPED, reason)
                 return experiment
-            experiment.hypothesis += f" (proposed for {prepared.made_for.id}, re-applied on {on})"
-        if self._commit_edit(experiment, changes):
-            self._train(experiment)
+            if not prepared.again:  # its hypothesis says so already
+                experiment.hypothesis += f" (proposed for {prepared.made_for.id}, re-applied on {on})"
+        if self._commit_edit(experiment, changes, slot):
+            self._train(experiment, slot)
         return experiment
 
     def _prepare_next(self) -> Prepared | None:
@@ -768,10 +879,11 @@ class Engine:
             path: carry_over(path, prepared.base.text(path), text, here.text(path))
             for path, text in prepared.changes.items()
         }
-        return self._plan(Proposal(prepared.experiment.hypothesis, files=merged), here)
+        return self._plan(Proposal(prepared.experiment.hypothesis, files=merged), here, repeat=prepared.again)
 
-    def _plan(self, proposal: Proposal, base: Snapshot) -> dict[str, str]:
-        """The files the proposal would write on `base`, or EditError saying why the engine refuses it."""
+    def _plan(self, proposal: Proposal, base: Snapshot, repeat: bool = False) -> dict[str, str]:
+        """The files the proposal would write on `base`, or EditError saying why the engine refuses it
+        (`repeat`: it may set what an earlier experiment set, as a candidate measured again does)."""
         project = self.config.project
         changes = plan_changes(self.root, proposal, project.editable, project.protected, self.reserved, base.text)
         if not changes:
@@ -784,7 +896,7 @@ class Engine:
                 "this edit changes only a seed; the supervisor owns seeds (ARSUP_SEED) and repeats runs "
                 "with several of them, so a new seed is not an experiment: change something else"
             )
-        repeated = changes_.find_repeat(candidate, list(self.history))
+        repeated = None if repeat else changes_.find_repeat(candidate, list(self.history))
         if repeated is not None:
             metric = "crashed" if repeated.metric is None else f"{self.config.metric.name} {repeated.metric:.6f}"
             raise EditError(
@@ -816,52 +928,62 @@ class Engine:
             return str(exc)
         return ""
 
-    def _commit_edit(self, experiment: Experiment, changes: dict[str, str]) -> bool:
-        """Write and commit an approved edit, all or nothing; one that cannot be written is recorded as invalid."""
+    def _commit_edit(self, experiment: Experiment, changes: dict[str, str], slot: Slot) -> bool:
+        """Write and commit an approved edit in the slot, all or nothing; one that cannot be written is invalid."""
         experiment.files = sorted(changes)
+        experiment.slot = slot.name
         experiment.written = {
-            path: hashlib.sha256(data).hexdigest() for path, data in render_changes(self.root, changes).items()
+            path: hashlib.sha256(data).hexdigest() for path, data in render_changes(slot.root, changes).items()
         }
         self.journal.record(experiment)  # PROPOSED: recovery knows which files, and which bytes, are its own
         try:
-            saved = write_changes(self.root, changes)
+            saved = write_changes(slot.root, changes)
         except EditError as exc:  # nothing stays written
-            self._finish(experiment, Status.INVALID, str(exc))
+            self._finish(experiment, Status.INVALID, str(exc), slot)
             return False
         try:
-            experiment.commit = self.vcs.commit(experiment.files, f"arsup {experiment.id}: {experiment.hypothesis}")
+            experiment.commit = slot.vcs.commit(experiment.files, f"arsup {experiment.id}: {experiment.hypothesis}")
         except Exception as exc:
-            put_back(self.root, saved)
+            put_back(slot.root, saved)
             try:
-                self.vcs.unstage(experiment.files)
+                slot.vcs.unstage(experiment.files)
             except GitError:
                 pass  # nothing was staged (git add itself failed)
             detail = " ".join(str(exc).split())
-            self._finish(experiment, Status.INVALID, f"could not commit the edit: {detail}")
+            self._finish(experiment, Status.INVALID, f"could not commit the edit: {detail}", slot)
             raise GitError(f"committing experiment {experiment.id} failed: {detail}") from exc
-        experiment.diff = self.vcs.diff(experiment.parent, experiment.commit)
+        experiment.diff = slot.vcs.diff(experiment.parent, experiment.commit)
         return True
 
-    def _train(self, experiment: Experiment) -> None:
+    def _reference(self, experiment: Experiment) -> Experiment | None:
+        """What a result is judged against: the kept experiment it started from (with slots, the line may
+        have moved on meanwhile), or for a baseline the best so far."""
+        if experiment.is_baseline:
+            return self.best()
+        return next((e for e in reversed(self.history) if e.status == Status.KEEP and e.commit == experiment.parent), None)
+
+    def _train(self, experiment: Experiment, slot: Slot) -> None:
         answer = self._ask(policy.RUN, experiment)
         if answer is None or not answer.approved:
-            self._finish(experiment, Status.SKIPPED, self._stop_reason if answer is None else "skipped by user")
+            reason = self._stop_reason if answer is None else "skipped by user"
+            self._finish(experiment, Status.SKIPPED, reason, slot)
             return
-        self.vcs.set_ref(self.tag, experiment.id, experiment.commit)
+        experiment.slot = slot.name
+        slot.vcs.set_ref(self.tag, experiment.id, experiment.commit)
         run_dir = self.journal.run_dir(experiment.id)
         if experiment.diff:
             (run_dir / "diff.patch").write_text(experiment.diff, encoding="utf-8")
         experiment.status = Status.RUNNING
         experiment.started_at = time.time()
         self.journal.record(experiment)
-        self._emit(ExperimentStarted(experiment.copy()))
+        self._emit(ExperimentStarted(experiment.copy(), slot.name))
         self._state(LoopState.TRAINING, experiment.id)
         if self._pipeline is not None and self.best() is not None and self._more_after_this(experiment):
             self._pipeline.ahead()  # the agent prepares the next experiment while this one trains
         name, goal, rule = self.config.metric.name, self.config.metric.goal, self._rule()
-        head = self.best()
+        head = self._reference(experiment)
         first = range(self.config.acceptance.runs_for_baseline) if experiment.is_baseline else range(1)
-        if not self._run_seeds(experiment, run_dir, first):
+        if not self._run_seeds(experiment, run_dir, first, slot):
             return
         if head is None:
             decision = acceptance.Decision(True, "the first result on this branch: the reference to beat")
@@ -875,7 +997,7 @@ class Engine:
             experiment.sigma = sigma
             screened = acceptance.screen(experiment.metric, head.metric, goal, sigma, rule, name)  # type: ignore[arg-type]
             if screened is None:
-                if not self._run_seeds(experiment, run_dir, range(1, rule.confirm_runs)):
+                if not self._run_seeds(experiment, run_dir, range(1, rule.confirm_runs), slot):
                     return
                 screened = acceptance.confirm(
                     acceptance.values_by_seed(experiment, name),
@@ -893,7 +1015,7 @@ class Engine:
             if answer is None or not answer.approved:
                 status = Status.DISCARD
                 reason = f"{'not confirmed before the stop' if answer is None else 'keep rejected by user'}: {reason}"
-        self._finish(experiment, status, reason)
+        self._finish(experiment, status, reason, slot)
         if experiment.is_baseline and experiment.status == Status.KEEP:
             noise = self.noise()
             if noise is not None:
@@ -903,14 +1025,14 @@ class Engine:
         accept = self.config.acceptance
         return acceptance.Rule(accept.mode, accept.confirm_runs, accept.threshold_sigma, accept.alpha, accept.min_effect)
 
-    def _run_seeds(self, experiment: Experiment, run_dir: Path, indexes: range) -> bool:
+    def _run_seeds(self, experiment: Experiment, run_dir: Path, indexes: range, slot: Slot) -> bool:
         """Run the experiment once per seed index; on a crash, record it and return False."""
         name = self.config.metric.name
         for index in indexes:
             seed = self.config.project.seed + index
             log_name = "run.log" if not experiment.runs else f"run.{len(experiment.runs) + 1}.log"
             self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
-            result = self._run_once(experiment, run_dir / log_name, seed)
+            result = self._run_once(experiment, run_dir / log_name, seed, slot)
             if result.crash_reason.startswith(NODE_LOST) and not self._stop.is_set():  # the host, not the code
                 lost = (run_dir / log_name).rename(run_dir / f"{log_name}.lost")  # its log stays
                 self._emit(Notice(
@@ -918,15 +1040,15 @@ class Engine:
                     "warning",
                 ))
                 self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
-                result = self._run_once(experiment, run_dir / log_name, seed)
+                result = self._run_once(experiment, run_dir / log_name, seed, slot)
             experiment.runs.append(result)
             if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
-                self._finish(experiment, Status.DISCARD, result.pruned)
+                self._finish(experiment, Status.DISCARD, result.pruned, slot)
                 return False
             if result.crash_reason:
                 experiment.metrics = dict(result.metrics)
                 repeat = f"run {len(experiment.runs)} (seed {seed}): " if len(experiment.runs) > 1 else ""
-                self._finish(experiment, Status.CRASH, repeat + result.crash_reason)
+                self._finish(experiment, Status.CRASH, repeat + result.crash_reason, slot)
                 return False
             good = [run.metrics for run in experiment.runs]
             experiment.metrics = {k: statistics.fmean(m[k] for m in good if k in m) for k in result.metrics}
@@ -935,9 +1057,10 @@ class Engine:
             experiment.metric_std = statistics.stdev(values) if len(values) > 1 else None
         return True
 
-    def _run_once(self, experiment: Experiment, log_path: Path, seed: int) -> RunResult:
+    def _run_once(self, experiment: Experiment, log_path: Path, seed: int, slot: Slot) -> RunResult:
         labels = {"ARSUP_EXPERIMENT": experiment.id, "ARSUP_TAG": self.tag}
-        spec = measure.run_spec(self.config, self.root, self.python, log_path, seed, labels)
+        spec = measure.run_spec(self.config, slot.root, self.python, log_path, seed, labels)
+        spec.env.update(slot.env)  # its GPU
 
         pruner = self._pruner(experiment, seed)
 
@@ -946,9 +1069,9 @@ class Engine:
             if pruner is not None and pruner.feed(lines, partial):
                 run.kill(pruner.verdict)
 
-        run = self._new_run(spec, forward, experiment)
+        run = self._new_run(spec, forward, experiment, slot)
         with self._run_lock:
-            self._current_run = run
+            slot.run = run
             run.start()  # from this thread, which outlives the run (the reaper's death signal follows it)
             if self._stop.is_set():
                 run.kill(self._stop_reason)
@@ -960,13 +1083,13 @@ class Engine:
             )
         outcome = run.wait()
         with self._run_lock:
-            self._current_run = None
+            slot.run = None
         record, tail = measure.result(self.config, spec, outcome, seed)
         if pruner is not None:
             record.curve = pruner.curve
             if outcome.killed and pruner.verdict and outcome.kill_reason == pruner.verdict:
                 record.pruned, record.crash_reason, tail = pruner.verdict, "", ""
-        tampered = self._check_after_run(experiment)
+        tampered = self._check_after_run(experiment, slot)
         if tampered:
             record.crash_reason = tampered
         if tail:
@@ -974,14 +1097,14 @@ class Engine:
         return record
 
     def _new_run(
-        self, spec: runner.RunSpec, forward: runner.OutputCallback, experiment: Experiment
+        self, spec: runner.RunSpec, forward: runner.OutputCallback, experiment: Experiment, slot: Slot
     ) -> runner.RunHandle:
         """A local process, or a task on a Ray cluster working in a snapshot of the experiment's commit."""
         executor = self.config.executor
         if executor.kind == "ray":
             from arsup.core.executors.ray_cluster import RayRun
 
-            snapshot = self.vcs.archive(experiment.commit)
+            snapshot = slot.vcs.archive(experiment.commit)
             return RayRun(spec, forward, address=executor.address, snapshot=snapshot, num_gpus=executor.gpus)
         return runner.Run(spec, forward)
 
@@ -991,35 +1114,36 @@ class Engine:
         rule = self.config.prune
         if not rule.enabled:
             return None
-        best = self.best()
+        best = self._reference(experiment)
         reference: pruning.Curve = []
         trained = sum(e.status in Status.TRAINED for e in self.history)
         if best is not None and not experiment.is_baseline and not experiment.runs and trained >= rule.warmup:
             reference = next((run.curve for run in best.runs if run.seed == seed and run.curve), [])
         return pruning.Pruner(re.compile(rule.pattern), reference, rule.margin, rule.earliest)
 
-    def _check_after_run(self, experiment: Experiment) -> str:
+    def _check_after_run(self, experiment: Experiment, slot: Slot) -> str:
         """Undo what a run changed that it must not; the crash reason when it touched what scores it."""
-        project = self.config.project
+        project, vcs = self.config.project, slot.vcs
         rewritten = [
-            path for path in self.vcs.modified(project.editable)
-            if path not in self._manifest.digests
-            and may_edit(self.root, path, project.editable, project.protected, self.reserved)
+            path for path in vcs.modified(project.editable)
+            if path not in slot.manifest.digests
+            and may_edit(slot.root, path, project.editable, project.protected, self.reserved)
         ]
         if rewritten:
-            kept = self._keep_evidence(experiment, rewritten)
-            self.vcs.restore(rewritten, self.vcs.head())
+            kept = self._keep_evidence(experiment, rewritten, slot.root)
+            vcs.restore(rewritten, vcs.head())
             self._emit(Notice(
                 f"experiment {experiment.id}: the run rewrote {', '.join(rewritten)}; restored (its version: {kept})",
                 "warning",
             ))
-        changed = self._manifest.changed() + self._repair_own_files()
+        with self._recording:
+            changed = slot.manifest.changed() + self._repair_own_files()
         if not changed:
             return ""
-        self._keep_evidence(experiment, [path for path in changed if path in self._manifest.digests])
-        tracked = self.vcs.tracked(changed)
-        self.vcs.restore([path for path in changed if path in tracked], self.vcs.head())
-        lost = [path for path in changed if path not in tracked and path in self._manifest.digests]
+        self._keep_evidence(experiment, [path for path in changed if path in slot.manifest.digests], slot.root)
+        tracked = vcs.tracked(changed)
+        vcs.restore([path for path in changed if path in tracked], vcs.head())
+        lost = [path for path in changed if path not in tracked and path in slot.manifest.digests]
         what = ", ".join(changed)
         if lost:
             self._fatal = (
@@ -1051,26 +1175,55 @@ class Engine:
             self._emit(Notice(f"{journal.RESULTS_NAME} was changed outside arsup; rewritten from the journal", "warning"))
         return [f"{journal.STATE_DIR}/{journal.JOURNAL_NAME}"] if self.journal.repair() else []
 
-    def _keep_evidence(self, experiment: Experiment, paths: list[str]) -> Path:
+    def _keep_evidence(self, experiment: Experiment, paths: list[str], root: Path) -> Path:
         """Copy what a run left in files it must not change, before they are restored: nothing is lost."""
         folder = self.journal.run_dir(experiment.id) / "changed-at-run-time"
         for path in paths:
-            source = self.root / path
+            source = root / path
             if source.is_file():
                 target = folder / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(source.read_bytes())
         return folder
 
-    def _finish(self, experiment: Experiment, status: str, reason: str) -> None:
-        """Journal, then results.tsv, then the reset: a kill between steps is recoverable."""
-        experiment.status, experiment.reason = status, reason
-        experiment.finished_at = time.time()
-        self.journal.record(experiment)
-        if status in Status.TRAINED:
-            journal.append_result(self.results_path, self.config.metric.name, experiment)
-        if status != Status.KEEP and experiment.commit and experiment.commit != experiment.parent:
-            self.vcs.reset_to(experiment.parent, experiment.files)
-        self.history.append(experiment)
-        self._emit(ExperimentFinished(experiment.copy(), self.best()))
+    def _finish(self, experiment: Experiment, status: str, reason: str, slot: Slot | None = None) -> None:
+        """Journal, then results.tsv, then the reset: a kill between steps is recoverable.
+
+        A keep in a slot's worktree first moves the run branch on (a restart
+        finds the commit there and the record still running, and moves it
+        back). One that started from a best another slot has replaced since is
+        not kept: it was judged against the old best, so its change is carried
+        onto the new one and measured again.
+        """
+        with self._recording:
+            if status == Status.KEEP and slot is not None and slot.worktree:
+                if self.vcs.head() != experiment.parent:
+                    status, reason = Status.DISCARD, self._overtaken(experiment, reason)
+                else:
+                    self.vcs.fast_forward(experiment.commit)
+            experiment.status, experiment.reason = status, reason
+            experiment.finished_at = time.time()
+            self.journal.record(experiment)
+            if status in Status.TRAINED:
+                journal.append_result(self.results_path, self.config.metric.name, experiment)
+            in_place = slot is None or not slot.worktree
+            if in_place and status != Status.KEEP and experiment.commit and experiment.commit != experiment.parent:
+                self.vcs.reset_to(experiment.parent, experiment.files)
+            self.history.append(experiment)
+            self._emit(ExperimentFinished(experiment.copy(), self.best()))
         self._unobserved.append(experiment.copy())  # the agent learns of it on its own thread, before it proposes
+
+    def _overtaken(self, experiment: Experiment, reason: str) -> str:
+        """Queue a candidate that beat a best replaced meanwhile to run again on the new best; say so."""
+        best, parent = self.best(), self._reference(experiment)
+        assert best is not None and parent is not None and self._pipeline is not None
+        done = Snapshot(self.vcs, experiment.commit)
+        changes = {path: text for path in experiment.files if (text := done.text(path)) is not None}
+        again = self._new_experiment(
+            f"{experiment.hypothesis} (again: it beat {parent.id} while {best.id} was kept)", experiment.agent,
+            parent=parent.commit,
+        )
+        again.made_for, again.agent_data = parent.id, {"again_of": experiment.id}
+        proposal = Proposal(again.hypothesis, files=changes)
+        self._pipeline.push(Prepared(again, proposal, parent, Snapshot(self.vcs, parent.commit), changes, again=True))
+        return f"{reason}; but {best.id} was kept meanwhile: carried onto it as {again.id}"

@@ -71,6 +71,7 @@ class ProposalQueued:
 @dataclass(frozen=True)
 class ExperimentStarted:
     experiment: Experiment
+    slot: str = ""  # which slot trains it (with several: "gpu0", "cpu1"...)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class Experiment:
     finished_at: float = 0.0
     propose_s: float = 0.0
     made_for: str = ""  # the best (its id) the proposal was made against; a keep since may have moved the line on
+    slot: str = ""  # where it trained: "main" (the project folder) or a slot's worktree ("gpu1", "cpu0")
     agent_data: dict[str, Any] = field(default_factory=dict)  # Proposal.meta, JSON-serialisable
     is_baseline: bool = False  # the unmodified code a run branch starts with
 

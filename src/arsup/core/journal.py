@@ -29,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,7 @@ class Journal:
         self.path = self.dir / JOURNAL_NAME
         self.warnings: list[str] = []  # what the last read skipped or trimmed, one line each
         self._expected: bytes | None = None  # the bytes the ledger must hold, once guarded
+        self._writing = threading.Lock()  # the loop, its slots and the control thread all append
         with _state_io(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -125,9 +127,10 @@ class Journal:
 
     def append(self, event: str, **data: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **data}
-        written = _append(self.path, json.dumps(record, separators=(",", ":")) + "\n")
-        if self._expected is not None:
-            self._expected += written.encode("utf-8")
+        with self._writing:
+            written = _append(self.path, json.dumps(record, separators=(",", ":")) + "\n")
+            if self._expected is not None:
+                self._expected += written.encode("utf-8")
 
     def guard(self) -> None:
         """From now on, remember the ledger's bytes so that `repair` can put them back."""
@@ -138,18 +141,19 @@ class Journal:
         """Put the ledger back as arsup wrote it if anything else deleted or changed it; True if it did."""
         if self._expected is None:
             return False
-        with _state_io(self.path):
-            try:
-                if self.path.read_bytes() == self._expected:
-                    return False
-            except FileNotFoundError:
-                pass
-            self.dir.mkdir(parents=True, exist_ok=True)
-        logger.warning("%s was changed outside arsup; restoring it from arsup's own copy", self.path)
-        with _state_io(self.path), open(self.path, "wb") as handle:
-            handle.write(self._expected)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with self._writing:
+            with _state_io(self.path):
+                try:
+                    if self.path.read_bytes() == self._expected:
+                        return False
+                except FileNotFoundError:
+                    pass
+                self.dir.mkdir(parents=True, exist_ok=True)
+            logger.warning("%s was changed outside arsup; restoring it from arsup's own copy", self.path)
+            with _state_io(self.path), open(self.path, "wb") as handle:
+                handle.write(self._expected)
+                handle.flush()
+                os.fsync(handle.fileno())
         return True
 
     def record(self, experiment: Experiment) -> None:

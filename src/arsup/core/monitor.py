@@ -104,6 +104,14 @@ class GpuReader:
                 return [], self._error
             return [self._read_one(index, handle, name) for index, handle, name in self._devices], ""
 
+    def uuids(self) -> list[str]:
+        """Every GPU's UUID (`GPU-...`), as CUDA_VISIBLE_DEVICES names a GPU whatever the bus order; [] without."""
+        with self._lock:
+            if not self._tried:
+                self._init()
+            found = [self._get(self._nvml.nvmlDeviceGetUUID, handle) for _, handle, _ in self._devices if handle]
+        return [uuid.decode() if isinstance(uuid, bytes) else uuid for uuid in found if uuid]
+
     def close(self) -> None:
         """Release NVML if this reader initialised it; a later read() starts afresh."""
         with self._lock:

@@ -49,6 +49,12 @@ class Pipeline(Generic[T]):
             self._ahead = True
             self._cond.notify_all()
 
+    def push(self, item: T) -> None:
+        """Put an item first in line (the loop hands one back to run again)."""
+        with self._cond:
+            self._queue.appendleft(item)
+            self._cond.notify_all()
+
     def take(self, cancel: threading.Event) -> T | None:
         """The next item, made now if none is ready; None when `make` ran dry or `cancel` is set."""
         with self._cond:

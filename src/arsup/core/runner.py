@@ -652,11 +652,10 @@ class Run:
         """Completed lines go to the subscriber and past the abort pattern."""
         if self._on_output is not None:
             self._emit(lines, partial)
-        pattern = self.spec.abort_pattern
-        if pattern is not None and lines and not self._abort_reason:
-            hit = next(filter(pattern.search, lines), None)  # the loop runs in C: a flood stays cheap
-            if hit is not None:
-                self._abort(f"aborted early: the log says {_quote(hit)}")
+        if not self._abort_reason:
+            reason = abort_reason(self.spec.abort_pattern, lines)
+            if reason:
+                self._abort(reason)
 
     def _write_log(self, data: bytes) -> None:
         assert self._log is not None
@@ -860,6 +859,14 @@ def _size(nbytes: float) -> str:
     """A memory size for a one-line reason: GB from 1 GB up, MB below."""
     mib = nbytes / (1024 * 1024)
     return f"{round(mib / 1024, 1):g} GB" if mib >= 1024 else f"{mib:.0f} MB"
+
+
+def abort_reason(pattern: re.Pattern[str] | None, lines: list[str]) -> str:
+    """Why a run must end, when a completed line matches the spec's abort pattern; "" otherwise."""
+    if pattern is None or not lines:
+        return ""
+    hit = next(filter(pattern.search, lines), None)  # the loop runs in C: a flood stays cheap
+    return "" if hit is None else f"aborted early: the log says {_quote(hit)}"
 
 
 def _quote(line: str) -> str:

@@ -82,18 +82,18 @@ def _address(path: Path) -> Iterator[str]:
 class Replay:
     """Folds the loop's events into what an attaching client must see first, in order.
 
-    Two experiments may be under way at once: one training, the next being
-    proposed (or queued) meanwhile; each keeps its own events."""
+    Several experiments may be under way at once: one per busy slot training,
+    the next being proposed (or queued) meanwhile; each keeps its own events
+    and the end of its own log."""
 
     def __init__(self) -> None:
         self.started: SessionStarted | None = None
         self.finished: list[ExperimentFinished] = []
-        self.training: list[Event] = []  # the experiment in flight: started, its runs
+        self.training: dict[str, list[Event]] = {}  # by experiment: started, its runs
+        self.logs: dict[str, tuple[deque[str], str]] = {}  # by experiment: its last lines, its partial line
         self.proposing: Proposing | None = None
         self.agent_text: AgentText | None = None
         self.queued: dict[str, ProposalQueued] = {}
-        self.log: deque[str] = deque(maxlen=REPLAY_LOG_LINES)
-        self.partial: RunOutput | None = None
         self.state: StateChanged | None = None
         self.policy: PolicyChanged | None = None
         self.pause: Paused | Resumed | None = None
@@ -113,19 +113,20 @@ class Replay:
             case ProposalQueued():
                 self.queued[event.experiment.id] = event
             case ExperimentStarted():
-                self.training, self.log, self.partial = [event], deque(maxlen=REPLAY_LOG_LINES), None
+                self.training[event.experiment.id] = [event]
+                self.logs[event.experiment.id] = (deque(maxlen=REPLAY_LOG_LINES), "")
                 self._settled(event.experiment.id)
-            case RunStarted():
-                self.training.append(event)
-            case RunOutput():
-                self.log.extend(event.lines)
-                self.partial = event
+            case RunStarted() if event.experiment_id in self.training:
+                self.training[event.experiment_id].append(event)
+            case RunOutput() if event.experiment_id in self.logs:
+                lines, _ = self.logs[event.experiment_id]
+                lines.extend(event.lines)
+                self.logs[event.experiment_id] = (lines, event.partial)
             case ExperimentFinished():
                 self.finished.append(event)
                 self._settled(event.experiment.id)
-                started = self.training[0] if self.training else None
-                if isinstance(started, ExperimentStarted) and started.experiment.id == event.experiment.id:
-                    self.training, self.log, self.partial = [], deque(maxlen=REPLAY_LOG_LINES), None
+                self.training.pop(event.experiment.id, None)
+                self.logs.pop(event.experiment.id, None)
             case StateChanged():
                 self.state = event
             case PolicyChanged():
@@ -151,10 +152,11 @@ class Replay:
         out: list[Event] = [self.started] if self.started else []
         out += [event for event in (self.policy, self.pause) if event is not None]
         out += self.finished
-        out += self.training
-        if self.log or self.partial:
-            experiment_id = self.partial.experiment_id if self.partial else ""
-            out.append(RunOutput(experiment_id, list(self.log), self.partial.partial if self.partial else ""))
+        for experiment_id, started in self.training.items():  # oldest first: the newest is the one followed
+            out += started
+            lines, partial = self.logs[experiment_id]
+            if lines or partial:
+                out.append(RunOutput(experiment_id, list(lines), partial))
         out += list(self.queued.values())
         out += [event for event in (self.proposing, self.agent_text) if event is not None]
         out += list(self.notices)

@@ -204,6 +204,33 @@ class Vcs:
         finally:
             os.unlink(handle.name)
 
+    def add_worktree(self, path: Path, commit: str) -> None:
+        """A second work tree of this repository at `path`, detached at `commit` (a slot works there)."""
+        try:
+            self.git.worktree("add", "-q", "-f", "--detach", str(path), commit)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot create the work tree {path}: {exc.stderr.strip()}") from None
+
+    def remove_worktrees(self, under: Path) -> None:
+        """Remove every work tree of this repository inside `under` (a killed arsup's slots), then prune."""
+        listing = self.git.worktree("list", "--porcelain")
+        for line in listing.splitlines():
+            path = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+            if path is not None and path.resolve().is_relative_to(under.resolve()):
+                self.git.worktree("remove", "-f", "-f", str(path))
+        self.git.worktree("prune")
+
+    def checkout_detached(self, commit: str) -> None:
+        """Put this work tree on `commit` (tracked files as it holds them; what runs left untracked stays)."""
+        self.git.checkout("-q", "-f", "--detach", commit)
+
+    def fast_forward(self, commit: str) -> None:
+        """Move the checked-out branch and the work tree on to `commit`, a descendant of HEAD."""
+        try:
+            self.git.merge("-q", "--ff-only", commit)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot move the run branch on to {commit[:7]}: {exc.stderr.strip()}") from None
+
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)
 

@@ -76,7 +76,7 @@ from arsup.tui.screens import (
     NoteScreen,
     QuitScreen,
 )
-from arsup.view import SessionView
+from arsup.view import HOME_SLOT, SessionView
 from arsup.tui.themes import ThemeSet, load_themes
 
 ERROR_NOTICE_S = 600.0  # how long an error notice stays on screen
@@ -289,8 +289,8 @@ class SupervisorApp(App[int]):
     def _tick(self) -> None:
         """Once a second: the clock, the training's progress."""
         self._refresh_header()
-        if self.view.running is not None:
-            self.main.query_one(HistoryPane).running(self.view.running, self._state_label())
+        if self.view.training:
+            self.main.query_one(HistoryPane).running(self.view.training, self._state_label())
 
     # -- alerts --------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ class SupervisorApp(App[int]):
     def _refresh_header(self) -> None:
         since = self.view.started_at or self.started_at  # the loop's start; the screen's own when unknown
         now = self.clock()
-        duty = self.view.duty_cycle(now) if self.live else None
+        duty = self.view.duty_cycles(now) if self.live else None
         info = HeaderInfo(state=self._state_label(), elapsed_s=now - since, duty=duty)
         self.main.query_one(HeaderPane).show(info, self.palette)
 
@@ -338,7 +338,10 @@ class SupervisorApp(App[int]):
 
     def _refresh_live(self) -> None:
         self._refresh_header()
-        self.main.query_one(HistoryPane).running(self.view.running, self._state_label())
+        self.main.query_one(HistoryPane).running(self.view.training, self._state_label())
+        busy = sorted(self.view.slots.items())
+        if any(name != HOME_SLOT for name, _ in busy):  # with slots: which one trains what
+            self.main.query_one(GpuPane).border_subtitle = "  ".join(f"{name} {e.id}" for name, e in busy)
         self._refresh_panes()
 
     def _refresh_panes(self) -> None:

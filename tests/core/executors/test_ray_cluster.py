@@ -34,7 +34,7 @@ from arsup.core import measure
 from arsup.core.executors import ray_cluster, ray_task
 from arsup.core.executors.ray_cluster import RayRun
 from arsup.core.runner import RunOutcome, RunSpec, build_env
-from tests.conftest import make_project
+from tests.conftest import make_project, marked_processes
 
 ray = pytest.importorskip("ray")
 
@@ -67,18 +67,6 @@ time.sleep(60)
 """
 
 
-def _ours() -> list[psutil.Process]:
-    """Live processes started by this module's runs, wherever they ended up."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARK) == MARK_VALUE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -101,7 +89,7 @@ def cluster() -> Iterator[str]:
         ray.shutdown()
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False)
         shutil.rmtree(temp, ignore_errors=True)
-        leftovers = _ours()
+        leftovers = marked_processes(MARK, MARK_VALUE)
         for proc in leftovers:
             proc.kill()
         assert leftovers == [], f"processes left behind: {leftovers}"
@@ -422,3 +410,23 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
     assert any("node lost: the Ray worker running it died" in text and "running it again" in text for text in notices)
     lost = Path(baseline.runs[0].log_path).with_name("run.log.lost")
     assert "going down" in lost.read_text()
+
+
+def test_two_runs_at_once_on_the_cluster_each_in_its_slot(cluster: str, tmp_path: Path) -> None:
+    from arsup.core.agents.script import ScriptAgent
+    from arsup.core.engine import Engine
+    from tests.conftest import edit, write_script
+
+    train = "import time\nA = 0\nB = 0\ntime.sleep(1.5 if A or B else 0)\nprint('---')\nprint(f'val_bpb: {1 + A + B}')\n"
+    root = make_project(tmp_path / "repo", train=train, project={"env": {MARK: MARK_VALUE}})
+    script = write_script(
+        root, {"hypothesis": "A", "edits": edit("A = 0", "A = 1")}, {"hypothesis": "B", "edits": edit("B = 0", "B = 1")}
+    )
+    overrides = {"executor": {"kind": "ray", "address": cluster, "runs": 2}, "acceptance": {"mode": "greedy"}}
+    engine = Engine(config.load(root, overrides), root, ScriptAgent(script), tag="two")
+    engine.prepare()
+    engine.run()
+    first, second = sorted(engine.history[1:], key=lambda e: e.started_at)
+    assert sorted([first.slot, second.slot]) == ["ray0", "ray1"]
+    assert second.started_at < first.finished_at, "the two runs did not overlap"
+    assert [e.status for e in (first, second)] == ["discard", "discard"]

@@ -256,10 +256,9 @@ class RayRun:
                 if not self._callback_failed:  # once: a broken subscriber would flood the log
                     self._callback_failed = True
                     logger.exception("output callback of ray run %s failed; it keeps being called", self._where)
-        pattern = self.spec.abort_pattern
-        hit = next(filter(pattern.search, lines), None) if pattern is not None else None
-        if hit is not None:
-            self._abort(f"aborted early: the log says {runner._quote(hit)}")
+        reason = runner.abort_reason(self.spec.abort_pattern, lines)
+        if reason:
+            self._abort(reason)
 
     def _write(self, data: bytes) -> None:
         assert self._log is not None

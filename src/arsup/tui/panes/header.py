@@ -23,7 +23,7 @@ class HeaderInfo:
 
     state: str
     elapsed_s: float
-    duty: float | None = None  # the trainer's busy share of the session (training time / wall time)
+    duty: dict[str, float] | None = None  # each slot's busy share of the session (training time / wall time)
 
 
 def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
@@ -50,8 +50,9 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
     tally.append(f"{counts['crash']} crashed", palette.bad if counts["crash"] else "")
     items.append(tally)
     items.append(Text(text.duration(info.elapsed_s)))
-    if info.duty is not None:
-        items.append(Text(f"duty {info.duty:.0%}"))
+    if info.duty:
+        shares = [f"{share:.0%}" if len(info.duty) == 1 else f"{name} {share:.0%}" for name, share in info.duty.items()]
+        items.append(Text("duty " + " · ".join(shares)))
     spend = view.spend()
     if spend["calls"]:
         items.append(Text(f"${spend['cost_usd']:.2f} ({int(spend['calls'])} calls)"))

@@ -30,11 +30,11 @@ class ExperimentTree(Tree[Experiment]):
         self.show_root = False
         self.guide_depth = 3
         self._trunk: dict[str, TreeNode[Experiment]] = {}
-        self._running_node: TreeNode[Experiment] | None = None
+        self._running_nodes: dict[str, TreeNode[Experiment]] = {}  # by experiment id: one per busy slot
 
     def rebuild(self, view: SessionView, palette: Palette) -> None:
         self.clear()
-        self._trunk, self._running_node = {}, None
+        self._trunk, self._running_nodes = {}, {}
         for experiment in view.history:
             self.add_experiment(experiment, view, palette)
 
@@ -49,23 +49,20 @@ class ExperimentTree(Tree[Experiment]):
             parent.allow_expand = parent is not self.root
         return node
 
-    def set_running(self, experiment: Experiment | None, state: str, palette: Palette) -> None:
-        """Show (or update, or remove with None) the node of the experiment in flight."""
-        if experiment is None:
-            if self._running_node is not None:
-                self._running_node.remove()
-                self._running_node = None
-            return
-        label = labels.running_label(experiment, state, palette)
-        shown = self._running_node
-        if shown is not None and shown.data is not None and shown.data.id == experiment.id:
-            shown.set_label(label)
-            return
-        self.set_running(None, state, palette)
-        parent = self._trunk.get(experiment.parent, self.root)
-        self._running_node = parent.add_leaf(label, data=experiment)
-        parent.allow_expand = parent is not self.root
-        parent.expand()
+    def set_running(self, experiments: list[Experiment], state: str, palette: Palette) -> None:
+        """Show (or update) a node for each experiment in flight (one per busy slot), and no other."""
+        wanted = {experiment.id: experiment for experiment in experiments}
+        for gone in [key for key in self._running_nodes if key not in wanted]:
+            self._running_nodes.pop(gone).remove()
+        for key, experiment in wanted.items():
+            label = labels.running_label(experiment, state, palette)
+            if key in self._running_nodes:
+                self._running_nodes[key].set_label(label)
+                continue
+            parent = self._trunk.get(experiment.parent, self.root)
+            self._running_nodes[key] = parent.add_leaf(label, data=experiment)
+            parent.allow_expand = parent is not self.root
+            parent.expand()
 
 
 class ResultsTable(DataTable[Text]):
@@ -155,7 +152,7 @@ class HistoryPane(Vertical):
 
     def finished(self, experiment: Experiment) -> None:
         following = self.experiment_tree.is_vertical_scroll_end  # the person is not reading further up
-        self.experiment_tree.set_running(None, "", self.palette)
+        self.experiment_tree.set_running([e for e in self.view.training if e.id != experiment.id], "", self.palette)
         node = self.experiment_tree.add_experiment(experiment, self.view, self.palette)
         if following:
             self.experiment_tree.call_after_refresh(self.experiment_tree.scroll_to_node, node, animate=False)
@@ -164,8 +161,8 @@ class HistoryPane(Vertical):
         self._stale.add("tab-chart")  # the chart is redrawn whole: only when it shows
         self._refresh_shown()
 
-    def running(self, experiment: Experiment | None, state: str) -> None:
-        self.experiment_tree.set_running(experiment, state, self.palette)
+    def running(self, experiments: list[Experiment], state: str) -> None:
+        self.experiment_tree.set_running(experiments, state, self.palette)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Experiment]) -> None:
         event.stop()

@@ -33,6 +33,9 @@ def live_text(view: SessionView, palette: Palette) -> Text:
     if current is not None:
         out.append(f"{current.id}  ", palette.strong)
         out.append(text.one_line(current.hypothesis), palette.strong)
+        for slot, other in sorted(view.slots.items()):  # with slots, the others training at the same time
+            if other.id != current.id:
+                out.append(f"\n{slot} {other.id}  {text.one_line(other.hypothesis)}", palette.muted)
         if view.queued and view.queued[0].id != current.id:
             out.append(f"\nnext {view.queued[0].id}  {text.one_line(view.queued[0].hypothesis)}", palette.muted)
         elif view.proposing_next:

@@ -1,0 +1,85 @@
+"""Where experiments run at the same time: one slot per GPU (or per CPU share), each in its own git worktree.
+
+On an 8-GPU box one experiment at a time leaves 7 GPUs idle. With several
+slots each runs its own candidate; they share one journal and one kept line.
+
+Invariants:
+
+* With one slot nothing changes: the candidate is written, committed and
+  trained in the project folder, as always.
+* With several, the project folder holds the kept line only: a candidate is
+  written, committed (detached) and trained in its slot's worktree
+  (`.arsup/worktrees/<slot>`), checked out at the best it started from; a
+  keep fast-forwards the run branch. Files git ignores are not in a worktree:
+  a project's data belongs outside the repository (autoresearch caches in
+  `~/.cache`).
+* A slot's runs see only its GPU: CUDA_VISIBLE_DEVICES names it (by UUID when
+  found through NVML, which no renumbering changes), with
+  CUDA_DEVICE_ORDER=PCI_BUS_ID so that an index means the same as nvidia-smi's.
+* Worktrees hold nothing that is not in a commit or the journal: a killed
+  arsup's are removed at the next start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from arsup.config import SlotsConfig
+from arsup.core import manifest, runner
+from arsup.core.journal import STATE_DIR
+from arsup.core.vcs import Vcs
+
+WORKTREES = "worktrees"  # under .arsup/
+HOME = "main"  # the one slot that works in the project folder itself
+
+
+@dataclass
+class Slot:
+    """One place a candidate is trained: its files, its git, its protected files' digests, its GPU."""
+
+    name: str
+    root: Path  # the project folder as this slot sees it
+    vcs: Vcs
+    manifest: manifest.Manifest
+    env: dict[str, str]  # set for its runs (CUDA_VISIBLE_DEVICES)
+    worktree: bool = False  # False: the project folder itself
+    run: runner.RunHandle | None = None  # the run under way
+
+
+def plan(
+    config: SlotsConfig, environ: Mapping[str, str], find_gpus: Callable[[], list[str]], cluster_runs: int = 0
+) -> list[tuple[str, dict[str, str]]]:
+    """The slots to open, (name, environment) each; one slot means no worktree and the environment as set.
+
+    With runs on a cluster (`cluster_runs`), the cluster hands out its GPUs: a slot per run at once."""
+    if cluster_runs:
+        return [(HOME, {})] if cluster_runs == 1 else [(f"ray{index}", {}) for index in range(cluster_runs)]
+    if config.cpu:
+        return [(f"cpu{index}", {"CUDA_VISIBLE_DEVICES": ""}) for index in range(config.cpu)]
+    if config.gpus == "none":
+        return [(HOME, {})]
+    if config.gpus == "auto":
+        visible = environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = [gpu.strip() for gpu in visible.split(",") if gpu.strip()] if visible is not None else find_gpus()
+        if len(gpus) <= 1:
+            return [(HOME, {})]
+    else:
+        gpus = list(config.gpus)
+    order = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    if len(gpus) == 1:
+        return [(HOME, {"CUDA_VISIBLE_DEVICES": gpus[0], **order})]
+    return [(f"gpu{index}", {"CUDA_VISIBLE_DEVICES": gpu, **order}) for index, gpu in enumerate(gpus)]
+
+
+def worktrees(project: Path) -> Path:
+    return project / STATE_DIR / WORKTREES
+
+
+def open_worktree(home: Vcs, project: Path, name: str, env: dict[str, str], commit: str, digests: dict[str, str]) -> Slot:
+    """A slot's worktree at `commit`; the project folder inside it when the project is a subfolder."""
+    path = worktrees(project) / name
+    home.add_worktree(path, commit)
+    root = path / home.prefix if home.prefix else path
+    return Slot(name, root, Vcs(root), manifest.Manifest(root, dict(digests)), env, worktree=True)

@@ -163,6 +163,12 @@ class SessionView:
         """The agent's calls, tokens and dollars over the history."""
         return total_usage(self.history)
 
+    def progress_of(self, experiment: Experiment, now: float) -> float:
+        """How far an experiment in flight is through its current run's budget, 0..1 (its first run for
+        another slot's: the view follows one experiment's runs)."""
+        started = self.run_started_at if experiment is self.running else experiment.started_at
+        return min(1.0, max(0.0, (now - started) / self.time_budget)) if self.time_budget > 0 else 0.0
+
     def progress(self, now: float) -> float | None:
         """How far the current training run is through its time budget, 0..1; None when nothing trains."""
         if self.running is None or not self.run_started_at or self.time_budget <= 0:

@@ -8,13 +8,15 @@ controls only record what they are asked.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import Static, TabbedContent
 
 from arsup.core import policy
 from arsup.core.events import (
@@ -23,6 +25,7 @@ from arsup.core.events import (
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    ProposalQueued,
     Proposing,
     RunOutput,
     SessionStarted,
@@ -32,6 +35,9 @@ from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.monitor import GpuSample, HostSample, Sample
 from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge
+from arsup.tui.panes.gpu import GpuPane
+from arsup.tui.panes.header import HeaderPane
+from arsup.tui.panes.history import HistoryPane
 from tests.tui.conftest import RecordingControls
 
 T0 = 1_764_300_000.0
@@ -200,3 +206,43 @@ def test_history_tabs(snap_compare: Any, tab: str) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZES["wide"], run_before=run_before)
+
+
+def slots_events() -> list[Event]:
+    """Two GPUs, each training its own candidate since the session started; the next one queued."""
+    events = session_events()[:-3]
+    first = events[0]
+    assert isinstance(first, SessionStarted)
+    events[0] = dataclasses.replace(first, started_at=T0 + 600)
+    other = experiment(9, Status.RUNNING, None, 7, "weight decay 0.1 -> 0.05", diff=DIFF)
+    other.started_at = T0 + 705
+    queued = experiment(10, Status.PROPOSED, None, 7, "a deeper model: 4 -> 6 layers")
+    return events + [
+        ExperimentStarted(RUNNING, "gpu0"),
+        ExperimentStarted(other, "gpu1"),
+        ProposalQueued(queued),
+        StateChanged("training", "0009"),
+        RunOutput("0009", LOG, partial="step 420/1000  loss 2.371"),
+    ]
+
+
+def test_two_slots(snap_compare: Any) -> None:
+    app, bridge, clock = screen()
+    assert snap_compare(app, terminal_size=SIZES["wide"], run_before=feed(bridge, clock, slots_events()))
+
+
+def test_two_slots_say_which_gpu_trains_what() -> None:
+    app, bridge, clock = screen()
+
+    async def go() -> None:
+        async with app.run_test(size=SIZES["wide"]) as pilot:
+            await feed(bridge, clock, slots_events())(pilot)
+            assert app.main.query_one(GpuPane).border_subtitle == "gpu0 0008  gpu1 0009"
+            header = str(app.main.query_one(HeaderPane).render())
+            assert "duty gpu0 11% · gpu1 7%" in header  # 12.6 of 112.6 s, 7.6 of 112.6 s
+            tree = app.main.query_one(HistoryPane).experiment_tree
+            assert sorted(tree._running_nodes) == ["0008", "0009"]
+            live = str(app.main.query_one("#hypothesis-text", Static).render())
+            assert "gpu0 0008" in live and "next 0010  a deeper model" in live
+
+    asyncio.run(go())

@@ -290,7 +290,7 @@ class SupervisorApp(App[int]):
         """Once a second: the clock, the training's progress."""
         self._refresh_header()
         if self.view.training:
-            self.main.query_one(HistoryPane).running(self.view.training, self._state_label())
+            self.main.query_one(HistoryPane).running(self._in_flight())
 
     # -- alerts --------------------------------------------------------------------
 
@@ -322,6 +322,14 @@ class SupervisorApp(App[int]):
             return f"stopping {self.stopping}" if self.stopping == "after this run" else "stopping…"
         return self.view.state_label(self.clock())
 
+    def _in_flight(self) -> list[tuple[Experiment, str]]:
+        """The experiments in flight with what their row says: the loop's state, or with slots each one's progress."""
+        training = self.view.training
+        if len(training) <= 1:
+            return [(experiment, self._state_label()) for experiment in training]
+        now = self.clock()
+        return [(experiment, f"training {round(self.view.progress_of(experiment, now) * 100)}%") for experiment in training]
+
     def _refresh_header(self) -> None:
         since = self.view.started_at or self.started_at  # the loop's start; the screen's own when unknown
         now = self.clock()
@@ -338,7 +346,7 @@ class SupervisorApp(App[int]):
 
     def _refresh_live(self) -> None:
         self._refresh_header()
-        self.main.query_one(HistoryPane).running(self.view.training, self._state_label())
+        self.main.query_one(HistoryPane).running(self._in_flight())
         busy = sorted(self.view.slots.items())
         if any(name != HOME_SLOT for name, _ in busy):  # with slots: which one trains what
             self.main.query_one(GpuPane).border_subtitle = "  ".join(f"{name} {e.id}" for name, e in busy)

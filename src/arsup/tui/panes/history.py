@@ -49,12 +49,12 @@ class ExperimentTree(Tree[Experiment]):
             parent.allow_expand = parent is not self.root
         return node
 
-    def set_running(self, experiments: list[Experiment], state: str, palette: Palette) -> None:
-        """Show (or update) a node for each experiment in flight (one per busy slot), and no other."""
-        wanted = {experiment.id: experiment for experiment in experiments}
+    def set_running(self, experiments: list[tuple[Experiment, str]], palette: Palette) -> None:
+        """Show (or update) a node for each experiment in flight (one per busy slot, with its state), and no other."""
+        wanted = {experiment.id: (experiment, state) for experiment, state in experiments}
         for gone in [key for key in self._running_nodes if key not in wanted]:
             self._running_nodes.pop(gone).remove()
-        for key, experiment in wanted.items():
+        for key, (experiment, state) in wanted.items():
             label = labels.running_label(experiment, state, palette)
             if key in self._running_nodes:
                 self._running_nodes[key].set_label(label)
@@ -152,7 +152,7 @@ class HistoryPane(Vertical):
 
     def finished(self, experiment: Experiment) -> None:
         following = self.experiment_tree.is_vertical_scroll_end  # the person is not reading further up
-        self.experiment_tree.set_running([e for e in self.view.training if e.id != experiment.id], "", self.palette)
+        self.experiment_tree.set_running([(e, "") for e in self.view.training if e.id != experiment.id], self.palette)
         node = self.experiment_tree.add_experiment(experiment, self.view, self.palette)
         if following:
             self.experiment_tree.call_after_refresh(self.experiment_tree.scroll_to_node, node, animate=False)
@@ -161,8 +161,8 @@ class HistoryPane(Vertical):
         self._stale.add("tab-chart")  # the chart is redrawn whole: only when it shows
         self._refresh_shown()
 
-    def running(self, experiments: list[Experiment], state: str) -> None:
-        self.experiment_tree.set_running(experiments, state, self.palette)
+    def running(self, experiments: list[tuple[Experiment, str]]) -> None:
+        self.experiment_tree.set_running(experiments, self.palette)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Experiment]) -> None:
         event.stop()

@@ -276,3 +276,33 @@ def test_rebuild_refuses_an_unknown_tag_and_a_busy_repo(project: Path, capsys: p
         lock.release()
     assert result.returncode == 2 and "another arsup" in result.stderr
     assert (project / "results.tsv").read_text() == "mine\n"
+
+
+def test_import_then_report_the_mar8_log(tmp_path: Path) -> None:
+    from tests.core.test_importing import MAR8
+
+    imported = arsup("import", str(MAR8), "--tag", "mar8", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 126 experiments" in imported.stdout and "as tag mar8 (0001-0126)" in imported.stdout
+    reported = arsup("report", "--out", "night", cwd=tmp_path)  # the latest tag
+    assert reported.returncode == 0, reported.stderr
+    assert "arsup: mar8: best val_bpb 0.969686 (0119); +0.028214 (+2.83%) over the baseline 0.997900" in reported.stdout
+    assert f"to {tmp_path / 'night'}" in reported.stdout
+    assert sorted(p.name for p in (tmp_path / "night").iterdir()) == [
+        "progress.png", "report.md", "results.tsv", "summary.json"]
+
+
+def test_a_bad_log_and_an_imported_tag_end_in_one_error_line(project: Path) -> None:
+    bad = project.parent / "bad.tsv"
+    bad.write_text("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t0.9\t1.0\tKEPT\tx\n")
+    before = journal.Journal(project).path.read_bytes() if journal.Journal(project).path.exists() else b""
+    refused = arsup("import", str(bad), cwd=project)
+    assert refused.returncode == 2 and "line 2: status 'KEPT'" in refused.stderr and "Traceback" not in refused.stderr
+    assert (journal.Journal(project).path.read_bytes() if journal.Journal(project).path.exists() else b"") == before
+    good = project.parent / "good.tsv"
+    good.write_text("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nbaseline\t1.0\t1.0\tkeep\tbaseline\n")
+    assert arsup("import", str(good), "--tag", "old", cwd=project).returncode == 0
+    resumed = arsup("run", "--headless", "--tag", "old", "--max-experiments", "1", cwd=project)
+    assert resumed.returncode == 2 and "tag 'old' was imported from a results.tsv" in resumed.stderr
+    assert "Traceback" not in resumed.stderr and git(project, "status", "--porcelain") == ""
+    assert "autoresearch/old" not in git(project, "branch", "--list")

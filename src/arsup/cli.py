@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", parents=[where], help="rewrite results.tsv from the journal for one run")
     rebuild.add_argument("--tag", help="the run (default: the latest in the journal)")
 
+    report = commands.add_parser("report", parents=[where], help="the night's chart, summary and results.tsv")
+    report.add_argument("--tag", action="append", metavar="T",
+                        help="the run (default: the latest); twice or more to compare nights side by side")
+    report.add_argument("--out", type=Path, metavar="DIR", help="where to write (default .arsup/reports/TAG)")
+
+    imports = commands.add_parser("import", parents=[where], help="a karpathy/autoresearch results.tsv into the journal")
+    imports.add_argument("results", type=Path, help="the results.tsv to read")
+    imports.add_argument("--tag", help="the tag to file it under (default: imported, imported2, ...)")
+
     attach = commands.add_parser("attach", parents=[where], help="the screen on the loop running here")
     attach.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
     for name, text in (
@@ -244,7 +253,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, kind: str) -> int:
     from arsup import config
     from arsup.core import checks, journal
-    from arsup.report import ablation_lines, verify_lines
+    from arsup.report.checks import ablation_lines, verify_lines
 
     if args.seeds < 1:
         raise config.ConfigError("--seeds must be at least 1")
@@ -288,6 +297,31 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from arsup.core import journal
+    from arsup.report.markdown import headline
+    from arsup.report.night import write_report
+
+    root = (args.dir or Path.cwd()).resolve()
+    written = write_report(root, args.tag or [journal.last_tag(root)], args.out.resolve() if args.out else None)
+    for summary in written.summaries:
+        print(f"arsup: {headline(summary)}")
+    print(f"arsup: wrote {', '.join(path.name for path in written.files[:4])}"
+          f"{' and more' if len(written.files) > 4 else ''} to {written.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from arsup.core.importing import import_results
+
+    root = (args.dir or Path.cwd()).resolve()
+    experiments = import_results(root, args.results, args.tag or "")
+    tag = experiments[0].tag
+    print(f"arsup: imported {len(experiments)} experiments from {args.results} as tag {tag} "
+          f"({experiments[0].id}-{experiments[-1].id}); `arsup report --tag {tag}` or `arsup --browse --tag {tag}`")
+    return 0
+
+
 def cmd_remote(args: argparse.Namespace) -> int:
     """A command for the loop running in this project (see arsup.remote)."""
     from arsup.remote import run_command
@@ -314,12 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError
     from arsup.background import LoopFailed
+    from arsup.core.importing import BadLog
     from arsup.core.journal import JournalError, RepoBusy
     from arsup.core.vcs import GitError
 
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
-        "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild,
+        "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild, "report": cmd_report,
+        "import": cmd_import,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:
@@ -327,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # the checks' runs were killed before this got here
         print("\narsup: stopped", file=sys.stderr)
         return 130
-    except (ConfigError, GitError, RepoBusy, JournalError) as exc:
+    except (ConfigError, GitError, RepoBusy, JournalError, BadLog) as exc:
         print(f"arsup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LoopFailed as exc:

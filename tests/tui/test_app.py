@@ -432,3 +432,29 @@ def test_tampering_and_crash_streaks_are_said_as_errors_that_stay(repo: Path) ->
 
     asyncio.run(go())
     assert (repo / "prepare.py").read_text() == "DATA = 'fixed'\n"
+
+
+def test_an_imported_autoresearch_log_can_be_browsed(repo: Path) -> None:
+    from arsup.core.importing import import_results
+    from tests.core.test_importing import MAR8
+
+    import_results(repo, MAR8, tag="mar8")
+    bridge = Bridge()
+    for event in journal_session(config.load(repo), repo, "mar8"):
+        bridge(event)
+    app = screen(config.load(repo), bridge, None, monitor=Monitor(gpu_reader=FixedGpuReader([], NO_GPU)))
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: len(app.view.history) == 126, what="the history")
+            keeps = app.main.query_one(ExperimentTree).root.children
+            assert len(keeps) == 23 and sum(1 + len(k.children) for k in keeps) == 126  # each try under its keep
+            assert app.selected is not None and app.selected.hypothesis == "muon momentum warmup 200 to 150 steps"
+            await pilot.press("up")  # moving through commits this repo never had is no error
+            await pilot.pause()
+            assert app._state_label() == "browsing" and app.is_running
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, what="the app to close")
+
+    asyncio.run(go())
+    assert git(repo, "status", "--porcelain") == ""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, manifest, measure, pruning, runner, slots
+from arsup.core import acceptance, journal, manifest, measure, pruning, runner, slots, summary
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -355,11 +355,16 @@ class Engine:
 
     def _prepare_repo(self, vcs: Vcs) -> None:
         vcs.head()
-        vcs.exclude([f"/{journal.STATE_DIR}/", f"/{journal.RESULTS_NAME}"])
+        vcs.exclude(journal.OWN_PATHS)
         project = self.config.project
         experiments = self.journal.experiments(self.tag)
         for warning in self.journal.warnings:
             self._emit(Notice(warning, "warning"))
+        if any(e.agent == summary.IMPORTED for e in experiments):
+            raise GitError(
+                f"tag {self.tag!r} was imported from a results.tsv: it can be browsed (arsup --browse --tag "
+                f"{self.tag}) and reported (arsup report --tag {self.tag}), not continued; run with another --tag"
+            )
         last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
         # Slots leave several experiments unfinished; one slot, at most the last.
         unfinished = [e for e in experiments if e.status not in Status.FINAL and e is not last] if last else []

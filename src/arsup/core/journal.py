@@ -29,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from arsup.core.experiment import Experiment, Status
 STATE_DIR = ".arsup"
 JOURNAL_NAME = "journal.jsonl"
 RESULTS_NAME = "results.tsv"
+OWN_PATHS = [f"/{STATE_DIR}/", f"/{RESULTS_NAME}"]  # arsup's files in a research repo, kept out of git
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +128,12 @@ class Journal:
         return path
 
     def append(self, event: str, **data: Any) -> None:
-        record = {"event": event, "time": round(time.time(), 3), **data}
+        self._write([{"event": event, "time": round(time.time(), 3), **data}])
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
         with self._writing:
-            written = _append(self.path, json.dumps(record, separators=(",", ":")) + "\n")
+            written = _append(self.path, text)
             if self._expected is not None:
                 self._expected += written.encode("utf-8")
 
@@ -158,6 +163,12 @@ class Journal:
 
     def record(self, experiment: Experiment) -> None:
         self.append("experiment", experiment=experiment.to_json())
+
+    def record_all(self, event: str, data: dict[str, Any], experiments: Iterable[Experiment]) -> None:
+        """An event and the records it brings, in one write and one fsync (an import brings hundreds)."""
+        now = round(time.time(), 3)
+        records = [{"event": event, "time": now, **data}]
+        self._write(records + [{"event": "experiment", "time": now, "experiment": e.to_json()} for e in experiments])
 
     def events(self) -> list[dict[str, Any]]:
         """Every readable event, in order; what could not be read is in `warnings`."""
@@ -270,7 +281,12 @@ def results_row(experiment: Experiment) -> str:
     value = 0.0 if crashed or experiment.metric is None else experiment.metric
     vram_mb = 0.0 if crashed else experiment.metrics.get("peak_vram_mb", 0.0)
     description = " ".join(experiment.hypothesis.split()) or "-"
-    return f"{experiment.commit[:7]}\t{value:.6f}\t{vram_mb / 1024:.1f}\t{experiment.status}\t{description}\n"
+    return f"{short_commit(experiment.commit)}\t{value:.6f}\t{vram_mb / 1024:.1f}\t{experiment.status}\t{description}\n"
+
+
+def short_commit(commit: str) -> str:
+    """A hash's first 7 characters; anything else (autoresearch's literal `baseline`) as it is."""
+    return commit[:7] if re.fullmatch(r"[0-9a-f]{7,40}", commit) else commit
 
 
 def results_text(metric: str, experiments: Iterable[Experiment]) -> str:

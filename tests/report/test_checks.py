@@ -4,7 +4,7 @@ from pathlib import Path
 
 from arsup import config
 from arsup.core.checks import ablate, verify
-from arsup.report import ablation_lines, verify_lines
+from arsup.report.checks import ablation_lines, verify_lines
 from tests.core.test_checks import night  # noqa: F401  (fixture)
 
 

@@ -1,4 +1,4 @@
-"""Plain-text reports of the morning-after checks (`arsup verify`, `arsup ablate`)."""
+"""Plain-text lines of the morning-after checks (`arsup verify`, `arsup ablate`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,152 @@
+"""The night as a picture (PNG): every experiment a point, the running best a step, the keeps named.
+
+Drawn on a bare `Figure` with the Agg canvas, never through pyplot, so no
+display, no global backend and no state shared with a caller's own plots.
+The y range is set by the kept line and the baseline (what a reader came
+for); discards far worse than that sit on the top edge as triangles
+instead of squashing the picture, and crashes, which have no value, are
+crosses along the bottom.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from arsup.core.experiment import Status
+from arsup.core.summary import Point, Summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+KEPT, DISCARDED, CRASHED, BEST = "#2a9d3c", "#9a9a9a", "#d62728", "#1f6f2f"
+LABEL_CHARS = 42
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _limits(summary: Summary) -> tuple[float, float]:
+    """The y range: the kept line and the baseline, with room; worse discards are clipped to the edge."""
+    values = [p.metric for p in summary.points if p.metric is not None]
+    core = [p.metric for p in summary.points if p.status == Status.KEEP and p.metric is not None]
+    core = core or values or [0.0]
+    low, high = min(core), max(core)
+    span = (high - low) or abs(high) * 0.01 or 1.0
+    better = [v for v in values if v < low] if summary.goal == "minimize" else [v for v in values if v > high]
+    if summary.goal == "minimize":
+        return min([low - 0.08 * span, *better]), high + 0.6 * span
+    return low - 0.6 * span, max([high + 0.08 * span, *better])
+
+
+def draw_night(summary: Summary, path: Path) -> Figure:
+    """One tag's chart: points, the best so far, the noise band and the keeps' hypotheses."""
+    from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
+
+    figure = _figure(14, 7)
+    ax = figure.add_subplot()
+    points = summary.points
+    xs = range(1, len(points) + 1)
+    low, high = _limits(summary)
+    ax.set_ylim(low, high)
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+
+    def scatter(status: str, **style) -> None:
+        chosen = [(x, p.metric) for x, p in zip(xs, points) if p.status == status and p.metric is not None]
+        inside = [(x, v) for x, v in chosen if low <= v <= high]
+        if inside:
+            ax.scatter(*zip(*inside), **style)
+        for edge_y, marker, off in ((0.985, "^", [x for x, v in chosen if v > high]),
+                                    (0.015, "v", [x for x, v in chosen if v < low])):
+            if off:
+                ax.scatter(off, [edge_y] * len(off), transform=edge, marker=marker, s=18, color=style["color"],
+                           alpha=0.6, clip_on=False)
+
+    scatter(Status.DISCARD, color=DISCARDED, s=14, alpha=0.6, label="discarded", zorder=2)
+    scatter(Status.KEEP, color=KEPT, s=46, edgecolors="black", linewidths=0.5, label="kept", zorder=4)
+    crashes = [x for x, p in zip(xs, points) if p.status == Status.CRASH]
+    if crashes:
+        ax.scatter(crashes, [0.02] * len(crashes), transform=edge, marker="x", color=CRASHED, s=30,
+                   label="crashed", zorder=3, clip_on=False)
+    best = [(x, p.best) for x, p in zip(xs, points) if p.best is not None]
+    if best:
+        best.append((len(points) + 0.5, best[-1][1]))  # the last step reaches the edge, band and all
+        bx, by = zip(*best)
+        ax.step(bx, by, where="post", color=BEST, linewidth=1.6, label="best so far", zorder=3)
+        if summary.noise_sigma:
+            sigma = summary.noise_sigma
+            ax.fill_between(bx, [v - sigma for v in by], [v + sigma for v in by], step="post", color=KEPT,
+                            alpha=0.15, linewidth=0, label=f"noise ±1σ ({sigma:.4g}, {summary.noise_runs} runs)")
+    if summary.baseline is not None:
+        ax.axhline(summary.baseline, color=DISCARDED, linestyle="--", linewidth=0.9, label="baseline")
+    for n, (x, p) in enumerate((x, p) for x, p in zip(xs, points) if p.status == Status.KEEP and p.metric is not None):
+        ax.annotate(_short(p.hypothesis), (x, p.metric), xytext=(4, 6 + 8 * (n % 3)), textcoords="offset points",
+                    fontsize=7, rotation=28, color=BEST, clip_on=True)
+    ax.set_xlabel("experiment")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{summary.metric} ({'lower' if summary.goal == 'minimize' else 'higher'} is better)")
+    ax.set_title(_title(summary), loc="left", fontsize=11)
+    ax.grid(alpha=0.25)
+    ax.legend(loc="upper right" if summary.goal == "minimize" else "lower right", fontsize=8)
+    figure.savefig(path)
+    return figure
+
+
+def _title(summary: Summary) -> str:
+    head = f"{summary.tag}: {summary.experiments} experiments, {summary.kept} kept"
+    if summary.best is None:
+        return head
+    gain = f" ({summary.gain_pct:+.2f}% vs baseline)" if summary.gain_pct is not None else ""
+    return f"{head}, best {summary.metric} {summary.best:.6f}{gain}"
+
+
+def _best_curve(points: list[Point], scale: float | None) -> tuple[list[float], list[float]]:
+    """(x, best so far): by experiment number, or by time in hours times `scale` where times are known."""
+    chosen = [(n if scale is None else p.hours, p.best) for n, p in enumerate(points, 1) if p.best is not None]
+    chosen = [(x if scale is None else x * scale, v) for x, v in chosen if x is not None]
+    return [x for x, _ in chosen], [v for _, v in chosen]
+
+
+def draw_overlay(summaries: list[Summary], path: Path) -> Figure:
+    """Several nights' best-so-far curves side by side: by experiment, and by time where times are known."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure(14, 5.5)
+    by_count, by_time = figure.subplots(1, 2, sharey=True)
+    longest = max((p.hours for s in summaries for p in s.points if p.hours is not None), default=0.0)
+    unit, scale = ("hours", 1.0) if longest >= 2 else ("minutes", 60.0)
+    untimed = []
+    for summary in summaries:
+        label = f"{summary.tag} (best {summary.best:.6f})" if summary.best is not None else summary.tag
+        by_count.step(*_best_curve(summary.points, None), where="post", linewidth=1.6, label=label)
+        xs, ys = _best_curve(summary.points, scale)
+        if xs:
+            by_time.step(xs, ys, where="post", linewidth=1.6, label=label)
+        else:
+            untimed.append(summary.tag)
+    metric = summaries[0].metric
+    by_count.set_xlabel("experiment")
+    by_count.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_count.set_ylabel(f"best {metric} so far")
+    by_time.set_xlabel(unit)
+    if untimed:
+        by_time.text(0.5, 0.5, f"no times recorded for: {', '.join(untimed)}\n(imported results.tsv)",
+                     transform=by_time.transAxes, ha="center", va="center", fontsize=9, color=DISCARDED)
+    for ax in (by_count, by_time):
+        ax.grid(alpha=0.25)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    figure.suptitle(" vs ".join(s.tag for s in summaries), x=0.01, ha="left", fontsize=11)
+    figure.savefig(path)
+    return figure

@@ -1,0 +1,124 @@
+"""The night in words: the headline for the terminal and report.md for the morning (or a daily email)."""
+
+from __future__ import annotations
+
+import datetime
+from arsup.core.journal import short_commit
+from arsup.core.summary import KeptChange, Summary
+
+
+def _num(value: float | None, spec: str = ".6f", missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _when(epoch: float | None) -> str:
+    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M") if epoch else "–"
+
+
+def _hours(hours: float | None) -> str:
+    return "unknown (no times recorded)" if hours is None else f"{hours:.2f} h"
+
+
+def _pvalue(p: float | None) -> str:
+    return _num(p, ".3g")
+
+
+def headline(summary: Summary) -> str:
+    """One line: where the night got to, from where, at what cost."""
+    s = summary
+    if s.best is None:
+        return f"{s.tag}: {s.experiments} experiments, no successful run"
+    gain = f"; {_num(s.gain, '+.6f')} ({_num(s.gain_pct, '+.2f')}%) over the baseline {s.baseline:.6f}" \
+        if s.gain is not None and s.baseline is not None else ""
+    hours = f", {s.gpu_hours:.2f} GPU-hours" if s.gpu_hours is not None else ""
+    cost = f", ${s.cost_usd:.2f}" if s.llm_calls else ""
+    return (f"{s.tag}: best {s.metric} {s.best:.6f} ({s.best_id}){gain}; "
+            f"{s.experiments} experiments, {s.kept} kept, {s.crashed} crashed{hours}{cost}")
+
+
+def _figures(s: Summary) -> list[tuple[str, str]]:
+    per_kept = []
+    if s.cost_per_improvement is not None and s.llm_calls:
+        per_kept.append(f"${s.cost_per_improvement:.2f}")
+    if s.gpu_hours_per_improvement is not None:
+        per_kept.append(f"{s.gpu_hours_per_improvement:.2f} GPU-hours")
+    best = next((k for k in s.kept_changes if k.id == s.best_id), None)
+    return [
+        ("metric", f"{s.metric} ({'lower' if s.goal == 'minimize' else 'higher'} is better)"),
+        ("baseline", _num(s.baseline)),
+        ("best", f"{_num(s.best)} ({s.best_id}, commit {short_commit(best.commit)})" if best else _num(s.best)),
+        ("gain", f"{_num(s.gain, '+.6f')} ({_num(s.gain_pct, '+.2f')}%)"),
+        ("experiments", f"{s.experiments} recorded; after the baseline {s.trained} trained: {s.kept} kept, "
+                        f"{s.discarded} discarded, {s.crashed} crashed; {s.invalid} invalid, {s.skipped} skipped"),
+        ("keep rate", _num(None if s.keep_rate is None else 100 * s.keep_rate, ".1f") + " %"),
+        ("crash rate", _num(None if s.crash_rate is None else 100 * s.crash_rate, ".1f") + " %"),
+        ("wall time", _hours(s.wall_hours) + (f" ({_when(s.started_at)} to {_when(s.finished_at)})"
+                                              if s.started_at else "")),
+        ("GPU-hours", _hours(s.gpu_hours) + (" (training time summed over runs, seeds included)"
+                                            if s.gpu_hours is not None else "")),
+        ("LLM spend", f"${s.cost_usd:.2f} over {s.llm_calls} calls" if s.llm_calls else "none (offline agent)"),
+        ("per kept improvement", ", ".join(per_kept) or "–"),
+        ("noise floor", f"sigma {s.noise_sigma:.6g} from {s.noise_runs} runs" if s.noise_sigma is not None
+                        else "not measured (no commit ran twice)"),
+        ("source", s.source),
+    ]
+
+
+def _check_lines(change: KeptChange) -> list[str]:
+    lines = []
+    if change.verify:
+        v = change.verify
+        lines.append(f"- verified: mean {_num(v.get('mean'))} ± {_num(v.get('std'))} over "
+                     f"{len(v.get('values') or {})} seeds; gain over the baseline {_num(v.get('gain'), '+.6f')}, "
+                     f"p = {_pvalue(v.get('p_value'))}")
+    if change.ablation:
+        a = change.ablation
+        lines.append(f"- ablated: {a['note']}" if a.get("note") else
+                     f"- ablated: worth {_num(a.get('contribution'), '+.6f')} in the final best, "
+                     f"p = {_pvalue(a.get('p_value'))}")
+    return lines
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    cells = [[c.replace("|", "\\|") for c in row] for row in rows]
+    return ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])] + [
+        "| " + " | ".join(row) + " |" for row in cells[1:]
+    ]
+
+
+def night_markdown(summary: Summary, chart: str) -> str:
+    s = summary
+    lines = [f"# arsup report: {s.tag}", "", f"**{headline(s)}**", "", f"![{s.tag}]({chart})", ""]
+    lines += _table([["", ""]] + [[f"**{k}**", v] for k, v in _figures(s)])
+    lines += ["", "## Kept changes", ""]
+    if not s.kept_changes:
+        lines.append("No change was kept.")
+    else:
+        lines += _table([["id", "commit", s.metric, "gain", "gain %", "sigma", "p", "seeds", "hypothesis"]] + [
+            [k.id, short_commit(k.commit), _num(k.metric), _num(k.gain, "+.6f"), _num(k.gain_pct, "+.2f"),
+             _num(k.gain_sigma, ".1f"), _pvalue(k.p_value), str(k.seeds), k.hypothesis]
+            for k in s.kept_changes
+        ])
+    for change in s.kept_changes:
+        lines += ["", f"### {change.id} {change.hypothesis}", ""]
+        lines += _check_lines(change)
+        if change.diff:
+            fence = "````" if "```" in change.diff else "```"
+            lines += ["", f"{fence}diff", change.diff.rstrip("\n"), fence]
+        else:
+            lines.append("The baseline: the code as it was." if change.gain is None
+                         else "No diff recorded (its commit is not in this repo).")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(summaries: list[Summary], chart: str) -> str:
+    lines = [f"# arsup report: {' vs '.join(s.tag for s in summaries)}", "", f"![comparison]({chart})", ""]
+    header = ["", *(s.tag for s in summaries)]
+    rows: dict[str, list[str]] = {}
+    for s in summaries:
+        for key, value in _figures(s):
+            rows.setdefault(key, []).append(value)
+    lines += _table([header] + [[f"**{k}**", *v] for k, v in rows.items()])
+    lines += ["", "Each night's own report: " + ", ".join(f"[{s.tag}]({s.tag}/report.md)" for s in summaries)]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,72 @@
+"""The figures of a night: from a real loop's journal, and from hand-made records for the edge cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arsup import config
+from arsup.core.checks import ablate, verify
+from arsup.core.experiment import Experiment, RunResult, Status
+from arsup.core.journal import Journal
+from arsup.core.summary import summarize
+from tests.core.test_checks import night  # noqa: F401  (fixture)
+
+
+def test_a_real_night_with_its_checks(night: Path) -> None:  # noqa: F811
+    verify(config.load(night), night, "night", None, seeds=2)
+    ablate(config.load(night), night, "night", seeds=2)
+    ledger = Journal(night)
+    summary = summarize("night", ledger.experiments("night"), "val_bpb", "minimize", ledger.events())
+    assert (summary.experiments, summary.trained, summary.kept, summary.crashed) == (3, 2, 2, 0)
+    assert summary.keep_rate == 1.0 and summary.crash_rate == 0.0
+    assert summary.baseline == pytest.approx(1.0) and summary.best == pytest.approx(0.85)
+    assert summary.gain == pytest.approx(0.15) and summary.gain_pct == pytest.approx(15.0)
+    assert summary.noise_sigma == pytest.approx(0.02) and summary.noise_runs == 9
+    assert summary.gpu_hours is not None and 0 < summary.gpu_hours < summary.wall_hours
+    baseline, a, b = summary.kept_changes
+    assert baseline.gain is None and a.gain == pytest.approx(0.1) and b.gain == pytest.approx(0.05)
+    assert a.gain_pct == pytest.approx(10.0) and b.seeds == 3 and b.p_value is not None
+    assert "-A = 0\n+A = 1" in a.diff and "+B = 1" in b.diff
+    assert b.verify["values"] and b.verify["mean"] == pytest.approx(0.86)  # seeds 0 and 1
+    assert a.verify is None
+    assert a.ablation["contribution"] == pytest.approx(0.1) and b.ablation["contribution"] == pytest.approx(0.05)
+    assert [p.best for p in summary.points] == pytest.approx([1.0, 0.9, 0.85])
+    assert summary.source == "arsup" and summary.cost_usd == 0.0 and summary.cost_per_improvement == 0.0
+
+
+def _record(id_: str, status: str, metric: float | None, **fields) -> Experiment:
+    return Experiment(id=id_, tag="t", parent="p", hypothesis=f"idea {id_}", agent="llm", commit=id_ * 7,
+                      status=status, metric=metric, **fields)
+
+
+def test_rates_costs_and_the_running_best_when_maximizing() -> None:
+    usage = {"usage": {"calls": 2, "cost_usd": 0.5}}
+    experiments = [
+        _record("1", Status.KEEP, 0.50, is_baseline=True, started_at=100.0, finished_at=160.0,
+                runs=[RunResult(0, "", wall_s=60.0)]),
+        _record("2", Status.DISCARD, 0.40, agent_data=usage, runs=[RunResult(0, "", wall_s=60.0)], finished_at=300),
+        _record("3", Status.CRASH, None, agent_data=usage, runs=[RunResult(0, "", wall_s=30.0)], finished_at=400),
+        _record("4", Status.INVALID, None, agent_data=usage),
+        _record("5", Status.KEEP, 0.60, agent_data=usage, runs=[RunResult(0, "", wall_s=60.0)], finished_at=3700),
+        _record("6", Status.SKIPPED, None),
+    ]
+    summary = summarize("t", experiments, "acc", "maximize")
+    assert (summary.trained, summary.kept, summary.discarded, summary.crashed) == (3, 1, 1, 1)
+    assert (summary.invalid, summary.skipped) == (1, 1)
+    assert summary.keep_rate == pytest.approx(1 / 3) and summary.crash_rate == pytest.approx(1 / 3)
+    assert summary.gain == pytest.approx(0.1) and summary.gain_pct == pytest.approx(20.0)
+    assert summary.best_id == "5" and summary.noise_sigma is None
+    assert summary.cost_usd == 2.0 and summary.llm_calls == 8 and summary.cost_per_improvement == 2.0
+    assert summary.gpu_hours == pytest.approx(210 / 3600) and summary.wall_hours == pytest.approx(1.0)
+    assert [(p.id, p.metric, p.best) for p in summary.points] == [
+        ("1", 0.5, 0.5), ("2", 0.4, 0.5), ("3", None, 0.5), ("5", 0.6, 0.6),
+    ]
+    assert summary.points[-1].hours == pytest.approx(1.0)
+
+
+def test_a_night_without_a_result() -> None:
+    summary = summarize("t", [_record("1", Status.CRASH, None, is_baseline=True)], "val_bpb", "minimize")
+    assert summary.best is None and summary.gain is None and summary.keep_rate is None
+    assert summary.kept_changes == [] and summary.wall_hours is None and summary.gpu_hours is None

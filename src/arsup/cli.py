@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("results", type=Path, help="the results.tsv to read")
     imports.add_argument("--tag", help="the tag to file it under (default: imported, imported2, ...)")
 
+    export = commands.add_parser("export", parents=[where], help="finished experiments to MLflow (arsup[mlflow])")
+    export.add_argument("tracker", choices=("mlflow",), help="the tracker")
+    export.add_argument("--tag", help="the run (default: the latest in the journal)")
+    export.add_argument("--uri", help="tracking server or store (default: [export] mlflow_uri, "
+                                      "$MLFLOW_TRACKING_URI, else .arsup/mlflow.db)")
+
     attach = commands.add_parser("attach", parents=[where], help="the screen on the loop running here")
     attach.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
     for name, text in (
@@ -278,14 +284,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     cfg = config.load(root)
     ledger = journal.Journal(root)
     tag = args.tag or journal.last_tag(root)
-    experiments = ledger.experiments(tag)
+    experiments = ledger.experiments_of(tag)
     for warning in ledger.warnings:
         print(f"arsup: warning: {warning}", file=sys.stderr)
-    if not experiments:
-        tags = sorted({e.tag for e in ledger.experiments()})
-        raise config.ConfigError(
-            f"no experiments of tag {tag!r} in {ledger.path}; tags in the journal: {', '.join(tags)}"
-        )
     path = root / journal.RESULTS_NAME
     lock = journal.RepoLock(root)
     lock.acquire()  # a loop appending rows meanwhile would interleave with this rewrite
@@ -322,6 +323,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Finished experiments to the team's tracker; what is there already is skipped."""
+    from arsup import config
+    from arsup.core import importing, journal
+    from arsup.core.mlflow_export import MlflowExport, tracking_uri
+
+    root = (args.dir or Path.cwd()).resolve()
+    ledger = journal.Journal(root)
+    tag = args.tag or journal.last_tag(root)
+    experiments = ledger.experiments_of(tag)
+    configured = config.load(root).export.mlflow_uri if (root / config.CONFIG_NAME).is_file() else ""
+    uri = tracking_uri(root, args.uri or configured)
+    exported = MlflowExport(uri, importing.metric_of(root, ledger, tag)[0]).export(experiments)
+    print(f"arsup: exported {exported} new of {len(experiments)} experiments of tag {tag} to MLflow "
+          f"experiment arsup/{tag} at {uri}; browse them with `mlflow ui --backend-store-uri {uri}`")
+    return 0
+
+
 def cmd_remote(args: argparse.Namespace) -> int:
     """A command for the loop running in this project (see arsup.remote)."""
     from arsup.remote import run_command
@@ -350,12 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from arsup.background import LoopFailed
     from arsup.core.importing import BadLog
     from arsup.core.journal import JournalError, RepoBusy
+    from arsup.core.mlflow_export import ExportError
     from arsup.core.vcs import GitError
 
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild, "report": cmd_report,
-        "import": cmd_import,
+        "import": cmd_import, "export": cmd_export,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:
@@ -363,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # the checks' runs were killed before this got here
         print("\narsup: stopped", file=sys.stderr)
         return 130
-    except (ConfigError, GitError, RepoBusy, JournalError, BadLog) as exc:
+    except (ConfigError, GitError, RepoBusy, JournalError, BadLog, ExportError) as exc:
         print(f"arsup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LoopFailed as exc:

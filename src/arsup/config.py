@@ -254,6 +254,13 @@ class NotifyConfig(_Section):
     timeout: float = Field(10, gt=0)  # seconds the command may take before it is killed
 
 
+class ExportConfig(_Section):
+    """Where finished experiments go besides the journal, for trackers a team already reads."""
+
+    mlflow: bool = False  # each finished experiment an MLflow run as it ends (pip install 'arsup[mlflow]')
+    mlflow_uri: str = ""  # a tracking server or store; "": $MLFLOW_TRACKING_URI, else .arsup/mlflow.db
+
+
 class UiConfig(_Section):
     theme: str = ""  # a theme in themes/ (dark, light, high-contrast); empty: the default
 
@@ -270,6 +277,7 @@ class Config(_Section):
     prune: PruneConfig = PruneConfig()
     slots: SlotsConfig = SlotsConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    export: ExportConfig = ExportConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

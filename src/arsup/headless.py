@@ -25,12 +25,15 @@ from arsup.core.events import (
     SessionStarted,
 )
 from arsup.core.experiment import Experiment, Status
+from arsup.core.mlflow_export import LiveExport, tracking_uri
 from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
 from arsup.output import locations, say
 from arsup.remote import describe_question
 from arsup.view import SessionView
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
+
+EXPORT_WAIT_S = 60  # at the end, how long the last experiments may take to reach the tracker
 
 
 def _format_metric(value: float | None) -> str:
@@ -110,14 +113,19 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if detached:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         engine.interactive = True  # screens come and go: a crash streak pauses and waits for one
+    tracker = engine.config.export
+    exporter = None  # made first: a missing MLflow is said before anything starts
+    if tracker.mlflow:
+        exporter = LiveExport(tracking_uri(engine.root, tracker.mlflow_uri), engine.config.metric.name, engine.say)
     printer = Printer(out, "`arsup stop` stops, `arsup attach` watches" if detached else "Ctrl-C stops")
     server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
     engine.subscribe(server)
     hook = engine.config.notify
     notifier = CommandNotifier(hook.command, engine.root, hook.timeout, engine.say) if hook.command else None
-    if notifier is not None:
-        engine.subscribe(notifier)
+    for helper in (notifier, exporter):
+        if helper is not None:
+            engine.subscribe(helper)
     engine.prepare()
     server.start()
     engine.start()
@@ -138,6 +146,8 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     server.stop()
     if notifier is not None:
         notifier.wait(hook.timeout)
+    if exporter is not None:
+        exporter.close(EXPORT_WAIT_S)
     if printer.ended is None or printer.ended.error:
         return 1
     return 128 + stopped_by if stopped_by else 0

@@ -1,15 +1,15 @@
-"""The engine is a library: importing it must not pull in the TUI, and litellm only loads when called."""
+"""The engine is a library: importing it must not pull in the TUI; litellm, MLflow and matplotlib load only when used."""
 
 import subprocess
 import sys
 
 
-def test_core_never_imports_textual_or_litellm() -> None:
+def test_core_never_imports_textual_or_the_heavy_optional_ones() -> None:
     code = (
         "import sys, pkgutil, importlib, arsup.core\n"
         "for m in pkgutil.walk_packages(arsup.core.__path__, 'arsup.core.'):\n"
         "    importlib.import_module(m.name)\n"
-        "print(sorted({'textual', 'litellm'} & set(sys.modules)))\n"
+        "print(sorted({'textual', 'litellm', 'mlflow', 'matplotlib'} & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -91,5 +91,5 @@ def test_two_nights_side_by_side(night: Path) -> None:  # noqa: F811
 
 
 def test_an_unknown_tag_is_a_clear_error(night: Path) -> None:  # noqa: F811
-    with pytest.raises(config.ConfigError, match="no experiments of tag 'nope'.*tags in the journal: night"):
+    with pytest.raises(journal.JournalError, match="no experiments of tag 'nope'.*tags in the journal: night"):
         write_report(night, ["nope"])

@@ -27,6 +27,7 @@ from typing import Callable
 
 import git
 
+from arsup import config
 from arsup.core import journal
 from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.summary import IMPORTED
@@ -166,7 +167,11 @@ def _diff(repo: Vcs, parent: str, commit: str) -> str:
         return ""
 
 
-def imported_metric(ledger: journal.Journal, tag: str) -> str:
-    """The metric an imported tag's file named ("" if `tag` was not imported)."""
+def metric_of(root: Path, ledger: journal.Journal, tag: str) -> tuple[str, str]:
+    """The metric and goal to read `tag` by: an imported file's own metric, else arsup.toml's.
+
+    An imported autoresearch log needs no arsup.toml: val_bpb-style metrics are minimised."""
     names = [e.get("metric") for e in ledger.events() if e.get("event") == "import" and e.get("tag") == tag]
-    return names[-1] if names and isinstance(names[-1], str) else ""
+    imported = names[-1] if names and isinstance(names[-1], str) else ""
+    settings = config.load(root).metric if (root / config.CONFIG_NAME).is_file() else config.MetricConfig()
+    return imported or settings.name, settings.goal

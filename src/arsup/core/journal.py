@@ -182,6 +182,16 @@ class Journal:
                 latest[experiment.id] = experiment
         return list(latest.values())
 
+    def experiments_of(self, tag: str) -> list[Experiment]:
+        """`experiments(tag)` for a command that needs some: none is an error that lists the tags there are."""
+        experiments = self.experiments(tag)
+        if not experiments:
+            tags = sorted({e.tag for e in self.experiments()})
+            raise JournalError(
+                f"no experiments of tag {tag!r} in {self.path}; tags in the journal: {', '.join(tags) or 'none'}"
+            )
+        return experiments
+
     def next_number(self) -> int:
         """Ids are numbers, unique across tags, so run folders and refs never collide."""
         numbers = [int(e.id) for e in self.experiments() if e.id.isdigit()]

@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arsup import config
 from arsup.core import importing, journal
 from arsup.core.experiment import Experiment
 from arsup.core.summary import Summary, summarize
@@ -27,29 +26,13 @@ class Written:
     files: list[Path] = field(default_factory=list)
 
 
-def _metric_of(root: Path, ledger: journal.Journal, tag: str) -> tuple[str, str]:
-    """The metric and goal to read `tag` by: an imported file's own metric, else arsup.toml's.
-
-    An imported autoresearch log needs no arsup.toml: val_bpb-style metrics are minimised."""
-    imported = importing.imported_metric(ledger, tag)
-    if (root / config.CONFIG_NAME).is_file():
-        settings = config.load(root).metric
-        return imported or settings.name, settings.goal
-    return imported or config.MetricConfig().name, config.MetricConfig().goal
-
-
 def default_out(root: Path, tags: list[str]) -> Path:
     return root / journal.STATE_DIR / "reports" / "-vs-".join(tags)
 
 
 def _night(root: Path, ledger: journal.Journal, tag: str, events: list[dict]) -> tuple[Summary, list[Experiment]]:
-    experiments = ledger.experiments(tag)
-    if not experiments:
-        tags = sorted({e.tag for e in ledger.experiments()})
-        raise config.ConfigError(
-            f"no experiments of tag {tag!r} in {ledger.path}; tags in the journal: {', '.join(tags) or 'none'}"
-        )
-    metric, goal = _metric_of(root, ledger, tag)
+    experiments = ledger.experiments_of(tag)
+    metric, goal = importing.metric_of(root, ledger, tag)
     return summarize(tag, experiments, metric, goal, events), experiments
 
 
@@ -64,7 +47,7 @@ def _write_night(summary: Summary, experiments: list[Experiment], out: Path) -> 
 
 
 def write_report(root: Path, tags: list[str], out: Path | None = None) -> Written:
-    """Each tag's night into `out` (default .arsup/reports/<tags>); ConfigError for a tag with no experiments."""
+    """Each tag's night into `out` (default .arsup/reports/<tags>); JournalError for a tag with no experiments."""
     ledger = journal.Journal(root)
     events = ledger.events()
     nights = [_night(root, ledger, tag, events) for tag in tags]

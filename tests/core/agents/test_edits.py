@@ -373,12 +373,34 @@ def test_write_changes_refuses_to_follow_a_symlink_out(repo: Path, tmp_path: Pat
     assert outside.read_text() == "SECRET = 1\n"
 
 
-def test_syntax_error_names_file_and_line(repo: Path) -> None:
+def test_syntax_error_names_file_block_and_shows_the_edited_line(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)  # where Python itself would read the file's old line 4 from disk
+    reply = block("model.py", "HIDDEN = 128\n", "HIDDEN = 256\n") + block("train.py", "BATCH = 32\n", "BATCH = (32\n")
     with pytest.raises(EditError) as err:
-        plan(repo, block("train.py", "BATCH = 32\n", "BATCH = (32\n"))
+        plan(repo, reply)
     reason = str(err.value)
-    assert reason.startswith("train.py: after the edits the file does not compile: line 4:")
+    assert reason.startswith("train.py, block 2 of 2: after the edits the file does not compile: line 4:")
     assert "never closed" in reason
+    assert ">    4| BATCH = (32" in reason and "BATCH = 32\n" not in reason  # the broken line, not the old one
+    assert "     3| " in reason and "     5| " in reason  # with its neighbours
+
+
+def test_a_compiler_error_shows_the_edited_line_too(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)
+    with pytest.raises(EditError) as err:
+        plan(repo, block("train.py", "BATCH = 32\n", "return 32\n"))
+    assert "'return' outside function" in str(err.value) and ">    4| return 32" in str(err.value)
+
+
+def test_a_whole_file_that_does_not_compile_says_so(repo: Path) -> None:
+    with pytest.raises(EditError, match=r"train.py \(whole file\): after the edits the file does not compile: line 2"):
+        plan(repo, files={"train.py": "A = 1\nB = (\n"})
+
+
+def test_a_refused_path_names_its_block(repo: Path) -> None:
+    reply = block("model.py", "HIDDEN = 128\n", "HIDDEN = 256\n") + block("prepare.py", "DATA = 'x'\n", "DATA = 1\n")
+    with pytest.raises(EditError, match="block 2 of 2: prepare.py: the file is protected"):
+        plan(repo, reply)
 
 
 def test_all_or_none_when_a_later_block_fails(repo: Path) -> None:

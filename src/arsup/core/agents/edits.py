@@ -171,6 +171,7 @@ def plan_changes(
         raise EditError(
             "the proposal carries both SEARCH/REPLACE edits and whole files; send one of them."
         )
+    blocks: list[EditBlock] = []
     if proposal.files:
         keys = {raw: _check_path(root, raw, editable, protected, reserved) for raw in proposal.files}
         originals = {key: read(key) for key in keys.values()}
@@ -180,15 +181,18 @@ def plan_changes(
         if not blocks:
             raise EditError(f"no edit blocks found in the reply.\n\n{FORMAT_REMINDER}")
         keys = {}
-        for block in blocks:
+        for number, block in enumerate(blocks, start=1):
             if block.path not in keys:
-                keys[block.path] = _check_path(root, block.path, editable, protected, reserved)
+                try:
+                    keys[block.path] = _check_path(root, block.path, editable, protected, reserved)
+                except EditError as exc:
+                    raise EditError(f"block {number} of {len(blocks)}: {exc}") from None
         originals = {key: read(key) for key in keys.values()}
         planned = _apply_blocks(blocks, keys, originals)
     changes = {key: text for key, text in planned.items() if text != originals[key]}
     for key, text in changes.items():
         if key.endswith(".py"):
-            _check_compiles(key, text)
+            _check_compiles(key, text, [(n, b) for n, b in enumerate(blocks, start=1) if keys[b.path] == key], len(blocks))
     return changes
 
 
@@ -558,17 +562,38 @@ def _closest(lines: list[str], search: list[str], note: str) -> str:
     return f" The closest lines of the file are {span}{note}:\n{excerpt}{more}"
 
 
-def _check_compiles(key: str, text: str) -> None:
-    """Refuse a Python file that would not even compile: training it would only crash."""
+def _check_compiles(key: str, text: str, blocks: Sequence[tuple[int, EditBlock]], total: int) -> None:
+    """Refuse a Python file that would not even compile: training it would only crash.
+
+    The message quotes the edited text around the error. Python's own
+    `SyntaxError.text` is read from the file on disk, which still holds the
+    old line, and showing the model its old code as the error misleads it.
+    """
     try:
         with warnings.catch_warnings():
             # A warning (say, an invalid escape) must not fail code that runs.
             warnings.simplefilter("ignore")
             compile(text, key, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        source = f"\n    {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        lines = _lines(text)
+        number = exc.lineno or 0
+        where = f"{key} (whole file)" if not total else f"{key}, {_block_of(lines, number, blocks, total)}"
+        shown = range(max(number - 2, 1), min(number + 1, len(lines)) + 1)
+        width = max(len(str(shown.stop - 1)), 4)
+        excerpt = "\n".join(f"{'>' if n == number else ' '} {n:>{width}}| {lines[n - 1]}" for n in shown)
         raise EditError(
-            f"{key}: after the edits the file does not compile: line {exc.lineno}: {exc.msg}{source}"
+            f"{where}: after the edits the file does not compile: line {number}: {exc.msg}\n{excerpt}"
         ) from exc
     except ValueError as exc:
         raise EditError(f"{key}: after the edits the file does not compile: {exc}") from exc
+
+
+def _block_of(lines: list[str], number: int, blocks: Sequence[tuple[int, EditBlock]], total: int) -> str:
+    """Which block wrote the line at fault, as the model numbered them."""
+    if not 1 <= number <= len(lines):
+        return "the end of the file" if blocks else ""
+    wanted = lines[number - 1].strip()
+    for index, block in blocks:
+        if any(line.strip() == wanted for line in _lines(block.replace)):
+            return f"block {index} of {total}"
+    return "at a line no block wrote (look at what the blocks removed or left open before it)"

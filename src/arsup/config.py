@@ -19,9 +19,9 @@ import re
 import sys
 import types
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,21 +104,43 @@ class ProjectConfig(_Section):
         return self
 
 
+def _one_group(value: str) -> str:
+    if not value:
+        return value
+    compiled = _compile(value)
+    if compiled.groups != 1:
+        raise ValueError(f"needs exactly one capture group around the number, has {compiled.groups}")
+    return value
+
+
+MetricPattern = Annotated[str, AfterValidator(_one_group)]  # a regex with one group around the number
+
+
 class MetricConfig(_Section):
     name: str = Field("val_bpb", min_length=1)
     goal: Literal["minimize", "maximize"] = "minimize"
-    pattern: str = ""  # a regex with one group; default: a line "<name>: <number>"
-    record: list[str] = ["peak_vram_mb", "training_seconds"]
+    pattern: MetricPattern = ""  # default: a line "<name>: <number>"
+    record: list[str] = ["peak_vram_mb", "training_seconds", "num_steps"]
 
-    @field_validator("pattern")
-    @classmethod
-    def _one_group(cls, value: str) -> str:
-        if not value:
-            return value
-        compiled = _compile(value)
-        if compiled.groups != 1:
-            raise ValueError(f"needs exactly one capture group around the number, has {compiled.groups}")
-        return value
+
+class HoldoutConfig(_Section):
+    """A score the agent never sees: each kept commit measured on data no decision was made on.
+
+    Keeping only what beats the validation set, night after night, fits the
+    validation set; the holdout says whether the gains are real. The holdout
+    run is the training run with `env` set (the protected evaluation reads it
+    and scores another split), or its own `run` command.
+    """
+
+    run: str = ""  # the holdout command; "": [project] run
+    env: dict[str, str] = {}  # set for holdout runs only, e.g. {EVAL_SPLIT = "holdout"}
+    name: str = ""  # the metric line the holdout run prints; "": [metric] name
+    pattern: MetricPattern = ""  # as [metric] pattern
+    diverge_keeps: int = Field(3, ge=2, le=50)  # warn when over this many keeps val improved and holdout worsened
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.run or self.env)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -268,6 +290,7 @@ class UiConfig(_Section):
 class Config(_Section):
     project: ProjectConfig
     metric: MetricConfig = MetricConfig()
+    holdout: HoldoutConfig = HoldoutConfig()
     agent: AgentConfig = AgentConfig()
     policy: PolicyConfig = PolicyConfig()
     acceptance: AcceptanceConfig = AcceptanceConfig()
@@ -370,7 +393,7 @@ def detect(root: Path) -> dict[str, dict[str, Any]]:
             "time_budget": 300,
             "timeout": 600,
         },
-        "metric": {"name": "val_bpb", "goal": "minimize", "record": ["peak_vram_mb", "training_seconds"]},
+        "metric": {"name": "val_bpb", "goal": "minimize", "record": ["peak_vram_mb", "training_seconds", "num_steps"]},
         "agent": {"kind": "tuner"},
         "policy": {"approve": "auto"},
         "budget": {"max_experiments": 0, "max_hours": 0},

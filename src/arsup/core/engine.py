@@ -73,6 +73,7 @@ from arsup.core.events import (
     StateChanged,
 )
 from arsup.core.experiment import Experiment, RunResult, Status, total_usage
+from arsup.core.holdout import divergence
 from arsup.core.monitor import GpuReader
 from arsup.core.pipeline import Pipeline
 from arsup.core.slots import Slot
@@ -88,6 +89,7 @@ KILLED_BY_USER = "killed by user"
 STOPPED_AFTER_RUN = "stopped after the run, as asked"
 PERSON = "person"  # the agent name of a commit a person made on the run branch
 POLL_S = 0.2  # how often waits look at the stop flag
+TAMPERED = "protected file modified at run time"  # how a run that changed what scores it ends
 NODE_LOST = "node lost"  # how a run on a cluster that lost its host ends: retried once
 MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the prompt and the screen
 
@@ -757,11 +759,13 @@ class Engine:
         return AgentContext(
             instructions=self.instructions(),
             files=files,
-            history=[e.copy() for e in history],
+            history=[e.for_agent() for e in history],
             metric=self.config.metric.name,
             goal=self.config.metric.goal,
             time_budget=project.time_budget,
-            best=best.copy(),
+            best=best.for_agent(),
+            noise=self.noise(),
+            rule=self._rule(),
             last_crash_tail=crashed.crash_tail if crashed else "",
             notes=list(self.notes),
             cancel=self._proposals_cancel,
@@ -1020,7 +1024,15 @@ class Engine:
             if answer is None or not answer.approved:
                 status = Status.DISCARD
                 reason = f"{'not confirmed before the stop' if answer is None else 'keep rejected by user'}: {reason}"
+        if status == Status.KEEP and self.config.holdout.enabled and not self._stop.is_set():
+            tampered = self._measure_holdout(experiment, run_dir, slot)
+            if tampered:
+                status, reason = Status.CRASH, f"holdout run: {tampered}"
         self._finish(experiment, status, reason, slot)
+        if status == Status.KEEP and self.config.holdout.enabled:
+            warning = divergence(self.history, goal, self.config.holdout.diverge_keeps)
+            if warning:
+                self._emit(Notice(f"holdout: {warning}", "warning"))
         if experiment.is_baseline and experiment.status == Status.KEEP:
             noise = self.noise()
             if noise is not None:
@@ -1029,6 +1041,23 @@ class Engine:
     def _rule(self) -> acceptance.Rule:
         accept = self.config.acceptance
         return acceptance.Rule(accept.mode, accept.confirm_runs, accept.threshold_sigma, accept.alpha, accept.min_effect)
+
+    def _measure_holdout(self, experiment: Experiment, run_dir: Path, slot: Slot) -> str:
+        """Score the kept commit on the holdout (its log stays beside the runs'); the tampering, if it did.
+
+        A holdout run that fails leaves the keep a keep: the decision was the
+        validation set's, and the note says why there is no holdout value."""
+        self._emit(Notice(f"experiment {experiment.id}: measuring the holdout"))
+        record = self._run_once(experiment, run_dir / "holdout.log", self.config.project.seed, slot, holdout=True)
+        if record.crash_reason.startswith(TAMPERED):
+            return record.crash_reason
+        name = self.config.holdout.name or self.config.metric.name
+        if record.crash_reason or name not in record.metrics:
+            experiment.holdout_note = f"holdout run failed: {record.crash_reason or 'no ' + name}"
+            self._emit(Notice(f"experiment {experiment.id}: {experiment.holdout_note}", "warning"))
+        else:
+            experiment.holdout = record.metrics[name]
+        return ""
 
     def _run_seeds(self, experiment: Experiment, run_dir: Path, indexes: range, slot: Slot) -> bool:
         """Run the experiment once per seed index; on a crash, record it and return False."""
@@ -1062,15 +1091,20 @@ class Engine:
             experiment.metric_std = statistics.stdev(values) if len(values) > 1 else None
         return True
 
-    def _run_once(self, experiment: Experiment, log_path: Path, seed: int, slot: Slot) -> RunResult:
+    def _run_once(
+        self, experiment: Experiment, log_path: Path, seed: int, slot: Slot, holdout: bool = False,
+    ) -> RunResult:
+        """One run of the experiment's commit; `holdout`: the holdout's, which streams to nobody and whose
+        crash tail is not kept (the agent reads crash tails)."""
         labels = {"ARSUP_EXPERIMENT": experiment.id, "ARSUP_TAG": self.tag}
-        spec = measure.run_spec(self.config, slot.root, self.python, log_path, seed, labels)
+        spec = measure.run_spec(self.config, slot.root, self.python, log_path, seed, labels, holdout)
         spec.env.update(slot.env)  # its GPU
 
-        pruner = self._pruner(experiment, seed)
+        pruner = None if holdout else self._pruner(experiment, seed)
 
         def forward(lines: list[str], partial: str) -> None:
-            self._emit(RunOutput(experiment.id, lines, partial))
+            if not holdout:
+                self._emit(RunOutput(experiment.id, lines, partial))
             if pruner is not None and pruner.feed(lines, partial):
                 run.kill(pruner.verdict)
 
@@ -1089,7 +1123,7 @@ class Engine:
         outcome = run.wait()
         with self._run_lock:
             slot.run = None
-        record, tail = measure.result(self.config, spec, outcome, seed)
+        record, tail = measure.result(self.config, spec, outcome, seed, holdout)
         if pruner is not None:
             record.curve = pruner.curve
             if outcome.killed and pruner.verdict and outcome.kill_reason == pruner.verdict:
@@ -1097,7 +1131,7 @@ class Engine:
         tampered = self._check_after_run(experiment, slot)
         if tampered:
             record.crash_reason = tampered
-        if tail:
+        if tail and not holdout:
             experiment.crash_tail = tail
         return record
 
@@ -1161,7 +1195,7 @@ class Engine:
             + "the experiment counts as a crash",
             "error",
         ))
-        return f"protected file modified at run time: {what}"
+        return f"{TAMPERED}: {what}"
 
     def _repair_own_files(self) -> list[str]:
         """Put back arsup's ledger, lock and results.tsv if something changed them; the ledger if it was.
@@ -1216,7 +1250,7 @@ class Engine:
                 self.vcs.reset_to(experiment.parent, experiment.files)
             self.history.append(experiment)
             self._emit(ExperimentFinished(experiment.copy(), self.best()))
-        self._unobserved.append(experiment.copy())  # the agent learns of it on its own thread, before it proposes
+        self._unobserved.append(experiment.for_agent())  # the agent learns of it on its own thread, before it proposes
 
     def _overtaken(self, experiment: Experiment, reason: str) -> str:
         """Queue a candidate that beat a best replaced meanwhile to run again on the new best; say so."""

@@ -79,6 +79,9 @@ class Experiment:
     slot: str = ""  # where it trained: "main" (the project folder) or a slot's worktree ("gpu1", "cpu0")
     agent_data: dict[str, Any] = field(default_factory=dict)  # Proposal.meta, JSON-serialisable
     is_baseline: bool = False  # the unmodified code a run branch starts with
+    holdout: float | None = None  # [holdout]: the kept commit's score on data the agent never sees
+    holdout_note: str = ""  # why a keep has no holdout value
+
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +102,12 @@ class Experiment:
 
     def copy(self) -> Experiment:
         return Experiment.from_json(self.to_json())
+
+    def for_agent(self) -> Experiment:
+        """A copy without the holdout: a score the agent could see is a score it could fit."""
+        copy = self.copy()
+        copy.holdout, copy.holdout_note = None, ""
+        return copy
 
 
 @functools.cache

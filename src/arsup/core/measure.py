@@ -16,18 +16,23 @@ from arsup.core import metrics, runner
 from arsup.core.experiment import RunResult
 
 
-def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str]) -> runner.RunSpec:
-    """The run command with the supervisor's environment (allow-listed, seeded, budgeted) and watchdogs."""
+def run_spec(
+    config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str], holdout: bool = False,
+) -> runner.RunSpec:
+    """The run command with the supervisor's environment (allow-listed, seeded, budgeted) and watchdogs;
+    `holdout`: the `[holdout]` command and environment instead."""
     project = config.project
     extra = {
         **project.env,
+        **(config.holdout.env if holdout else {}),
         "ARSUP_SEED": str(seed),
         "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
         **labels,
     }
     watchdog = config.watchdog
+    command = (config.holdout.run if holdout else "") or project.run
     return runner.RunSpec(
-        command=project.run.replace("{python}", shlex.quote(python)),
+        command=command.replace("{python}", shlex.quote(python)),
         cwd=root,
         log_path=log_path,
         env=runner.build_env(os.environ, project.pass_env, extra),
@@ -40,13 +45,20 @@ def run_spec(config: Config, root: Path, python: str, log_path: Path, seed: int,
     )
 
 
-def result(config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int) -> tuple[RunResult, str]:
-    """The run's record and, when it crashed, its log tail for the agent."""
+def result(
+    config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int, holdout: bool = False,
+) -> tuple[RunResult, str]:
+    """The run's record and, when it crashed, its log tail for the agent (a holdout run's: for nobody)."""
+    name, pattern = config.metric.name, config.metric.pattern
+    if holdout and config.holdout.name and config.holdout.name != name:
+        name, pattern = config.holdout.name, ""  # its own line: the metric's pattern is for the metric's
+    if holdout and config.holdout.pattern:
+        pattern = config.holdout.pattern
     parsed = metrics.parse_log(
         metrics.read_log(spec.log_path),
-        config.metric.name,
-        config.metric.pattern,
-        config.metric.record,
+        name,
+        pattern,
+        () if holdout else config.metric.record,
         outcome.exit_code,
         outcome.start_error or outcome.kill_reason,
     )

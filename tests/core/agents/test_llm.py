@@ -45,13 +45,14 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_llm(
     root: Path, server: OpenAIServer, *behaviours, max_experiments: int = 2, model: str = "openai/test-model",
-    watchdog: dict | None = None, **client,
+    watchdog: dict | None = None, sections: dict | None = None, **client,
 ) -> tuple[Engine, list[Event]]:
     server.push(*behaviours)
     # One proposal at a time (queue 0): each scripted reply answers the result of the experiment before it.
-    cfg = config.load(
-        root, {"budget": {"max_experiments": max_experiments}, "watchdog": watchdog or {}, "slots": {"queue": 0}}
-    )
+    cfg = config.load(root, {
+        "budget": {"max_experiments": max_experiments}, "watchdog": watchdog or {}, "slots": {"queue": 0},
+        **(sections or {}),
+    })
     settings = {"deadline_s": 10.0, "retries": 2, "backoff_s": 0.01, "context_tokens": 100_000, **client}
     agent = LLMAgent(LLMClient(model, api_base=server.base_url, **settings), ["train.py"], ["prepare.py"])
     engine = Engine(cfg, root, agent, tag="llm")
@@ -89,6 +90,27 @@ def test_good_edit_is_trained_and_kept(project: Path, server: OpenAIServer) -> N
     assert "LR = 0.0001" in request["messages"][1]["content"]  # the editable file
     assert "0001 keep" in request["messages"][1]["content"]  # the history
     assert isinstance(events[-1], SessionEnded) and not events[-1].error
+    assert_consistent(project, engine)
+
+
+def test_the_prompt_shows_the_noise_and_secondary_metrics_and_never_the_holdout(
+    project: Path, server: OpenAIServer,
+) -> None:
+    wider = answer("wider", block("WIDTH = 64", "WIDTH = 80"))
+    holdout = {"run": "echo '---'; echo 'val_bpb: 7.777777'"}
+    engine, _ = run_llm(project, server, reply(GOOD), reply(wider), max_experiments=3, sections={"holdout": holdout})
+    assert [e.holdout for e in engine.history if e.status == Status.KEEP] == [7.777777, 7.777777]  # it was measured
+    last = server.requests[-1]["body"]["messages"]
+    prompt = last[1]["content"]
+    # The toy script is deterministic: three seeds of the baseline and three of the keep agree exactly.
+    assert "Noise floor: none (6 runs of the same code gave the same values" in prompt
+    assert "then win a paired test over 3 seeds" in prompt
+    header = next(line for line in prompt.splitlines() if line.startswith("id "))
+    assert "peak_vram_mb" in header and "training_seconds" in header and "vs parent" in header
+    assert "0002  keep    1.000523  -2.249477  p 0 " in prompt  # the change vs its parent and the evidence
+    for request in server.requests:
+        text = json.dumps(request["body"])
+        assert "7.777777" not in text and "holdout" not in text.lower()
     assert_consistent(project, engine)
 
 

@@ -68,3 +68,53 @@ def test_crashed_experiment_offers_a_fix_with_its_diff_and_tail() -> None:
     parts.fixes_left = 0
     user = build_messages(_context(3), parts, _count, 100_000)[1]["content"]
     assert "move on to a different idea" in user
+
+
+def _night() -> AgentContext:
+    """A night as a researcher reads it: a baseline, a confirmed keep, a discard, a crash and an invalid edit."""
+    from arsup.core.acceptance import Noise, Rule
+
+    common = {"tag": "t", "agent": "llm"}
+    seconds = {"training_seconds": 19.8, "peak_vram_mb": 512.0, "num_steps": 300.0}
+    history = [
+        Experiment(id="0001", parent="c0", commit="c1", hypothesis="baseline", status=Status.KEEP, metric=1.0,
+                   metrics={"val_bpb": 1.0, **seconds}, is_baseline=True, **common),
+        Experiment(id="0002", parent="c1", commit="c2", hypothesis="wider MLP", status=Status.KEEP, metric=0.95,
+                   metrics={"val_bpb": 0.95, **seconds, "num_steps": 250.0}, gain_sigma=25.0, p_value=0.001,
+                   **common),
+        Experiment(id="0003", parent="c2", commit="c3", hypothesis="more dropout", status=Status.DISCARD,
+                   metric=0.97, metrics={"val_bpb": 0.97, **seconds}, gain_sigma=-10.0, **common),
+        Experiment(id="0004", parent="c2", commit="c4", hypothesis="huge batch", status=Status.CRASH,
+                   reason="exit code 1\nTraceback (most recent call last):\nCUDA out of memory", **common),
+        Experiment(id="0005", parent="c2", hypothesis="rename things", status=Status.INVALID,
+                   reason="train.py, block 1 of 1: the SEARCH text matches nothing", **common),
+    ]
+    return AgentContext(
+        instructions="p", files={"train.py": "LR = 1\n"}, history=history, metric="val_bpb", goal="minimize",
+        time_budget=300, best=history[1], noise=Noise(0.002, 9), rule=Rule("confirm", 3, 1.0, 0.05, 0.0),
+    )
+
+
+def test_the_history_reads_like_a_researchers_table() -> None:
+    user = build_messages(_night(), PromptParts(["train.py"], []), _count, 100_000)[1]["content"]
+    assert "Noise floor: sigma 0.002 from 9 runs" in user
+    assert "must beat the best by more than about 0.002 (1 sigma)" in user and "3 seeds" in user
+    lines = user.splitlines()
+    header = next(line for line in lines if line.startswith("id "))
+    for column in ("status", "val_bpb", "vs parent", "evidence", "training_seconds", "peak_vram_mb", "num_steps"):
+        assert column in header
+    row = {line.split()[0]: line for line in lines if line[:4].isdigit() and len(line.split()) > 2}
+    assert "-0.050000" in row["0002"] and "+25.0 sigma, p 0.001" in row["0002"] and "250" in row["0002"]
+    assert "+0.020000" in row["0003"] and "19.8" in row["0003"]
+    assert "crash" in row["0004"] and "CUDA out of memory" in row["0004"]  # the reason, on the one line
+    assert "invalid" in row["0005"] and "crash" not in row["0005"] and "matches nothing" in row["0005"]
+
+
+def test_greedy_and_an_unmeasured_noise_floor_are_said_plainly() -> None:
+    from dataclasses import replace
+
+    from arsup.core.acceptance import Rule
+
+    context = replace(_night(), noise=None, rule=Rule("greedy"))
+    user = build_messages(context, PromptParts(["train.py"], []), _count, 100_000)[1]["content"]
+    assert "Noise floor: not measured yet" in user and "Any gain over the best is kept" in user

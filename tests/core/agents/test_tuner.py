@@ -426,3 +426,25 @@ def test_meta_is_json_and_names_the_change() -> None:
     assert meta == proposal.meta
     assert (meta["param"], meta["from"]) == ("LR", 5e-4)
     assert proposal.hypothesis.startswith(f"LR 5e-4 -> {meta['value']!r}: ")
+
+
+def test_random_sampler_searches_the_same_space_uniformly_and_reproducibly() -> None:
+    def night(sampler: str, seed: int = 0) -> list[Proposal]:
+        night = Night(TunerAgent(seed=seed, sampler=sampler), flat)  # type: ignore[arg-type]
+        night.run(len(TUNABLE) + 6)
+        return [p for p, _ in night.proposals]
+
+    tpe, rand = night("tpe"), night("random")
+    # The same constants in the same order, each searched over the same window: only the picks differ.
+    assert [(p.meta["param"], p.meta["distribution"]) for p in rand] == [
+        (p.meta["param"], p.meta["distribution"]) for p in tpe
+    ]
+    assert all(p.hypothesis.endswith(": random pick") for p in rand)
+    assert any("TPE's pick after" in p.hypothesis for p in tpe)
+    assert [p.hypothesis for p in night("random")] == [p.hypothesis for p in rand]
+    assert [p.hypothesis for p in night("random", seed=1)] != [p.hypothesis for p in rand]
+
+
+def test_unknown_sampler_raises() -> None:
+    with pytest.raises(ValueError, match="sampler"):
+        TunerAgent(sampler="grid")  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from arsup.core.acceptance import Noise, Rule
 from arsup.core.experiment import Experiment
 
 
@@ -39,6 +40,8 @@ class AgentContext:
     goal: str  # "minimize" or "maximize"
     time_budget: float
     best: Experiment | None = None
+    noise: Noise | None = None  # how much runs of the same code differ: what a gain must beat
+    rule: Rule | None = None  # how a candidate gets kept
     last_crash_tail: str = ""
     notes: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from arsup.core.acceptance import Noise, Rule
 from arsup.core.agents.base import AgentContext
 from arsup.core.agents.edits import FORMAT_REMINDER
 from arsup.core.experiment import Experiment, Status
@@ -61,18 +62,60 @@ class PromptParts:
     fixes_left: int = 0
 
 
-def _metric_text(value: float | None) -> str:
-    return "crash" if value is None else f"{value:.6f}"
+def _metric_text(experiment: Experiment) -> str:
+    return "-" if experiment.metric is None or experiment.status == Status.CRASH else f"{experiment.metric:.6f}"
 
 
-def history_line(experiment: Experiment, baseline: float | None) -> str:
-    delta = ""
-    if experiment.metric is not None and baseline is not None and experiment.status in Status.TRAINED:
-        delta = f" ({experiment.metric - baseline:+.6f} vs baseline)"
-    hypothesis = " ".join(experiment.hypothesis.split())
-    reason = f" [{' '.join(experiment.reason.split())[:160]}]" if experiment.status in (Status.CRASH, Status.INVALID) else ""
-    metric = _metric_text(experiment.metric if experiment.status != Status.CRASH else None)
-    return f"{experiment.id} {experiment.status:<7} {metric}{delta}  {hypothesis}{reason}"
+def _one_line(text: str, limit: int = 160) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def keep_rule(noise: Noise | None, rule: Rule | None) -> str:
+    """The noise floor and what it means for the next proposal, in the numbers the decision will use."""
+    if noise is None:
+        floor = "Noise floor: not measured yet (no code has run twice)."
+    elif noise.sigma == 0:
+        floor = f"Noise floor: none ({noise.runs} runs of the same code gave the same values: the runs are deterministic)."
+        noise = None
+    else:
+        floor = (f"Noise floor: sigma {noise.sigma:.6g} from {noise.runs} runs "
+                 "(two runs of the same code differ by about this much).")
+    if rule is None:
+        return floor
+    if rule.mode == "greedy":
+        return f"{floor} Any gain over the best is kept, so a gain under the noise floor may be luck."
+    margin = f"more than about {rule.threshold_sigma * noise.sigma:.6g} ({rule.threshold_sigma:g} sigma)" if noise \
+        else "any amount"
+    effect = f", by at least {rule.min_effect:g} on average" if rule.min_effect else ""
+    return (f"{floor} To be kept, a change must beat the best by {margin} in its first run, "
+            f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}. "
+            "Changes smaller than the noise cannot be told apart from luck: aim for bigger effects.")
+
+
+def _evidence(experiment: Experiment) -> str:
+    parts = []
+    if experiment.gain_sigma is not None:
+        parts.append(f"{experiment.gain_sigma:+.1f} sigma")
+    if experiment.p_value is not None:
+        parts.append(f"p {experiment.p_value:.3g}")
+    return ", ".join(parts) or "-"
+
+
+def history_table(shown: Sequence[Experiment], history: Sequence[Experiment], metric: str) -> list[str]:
+    """One line per experiment: id, status, metric, change vs the best it started from, the evidence,
+    the recorded secondary metrics (time, steps, memory: speed against learning), the hypothesis."""
+    kept = {e.commit: e.metric for e in history if e.status == Status.KEEP and e.metric is not None}
+    extras = list(dict.fromkeys(key for e in shown for key in e.metrics if key != metric))
+    rows = [["id", "status", metric, "vs parent", "evidence", *extras, "hypothesis"]]
+    for e in shown:
+        parent = kept.get(e.parent)
+        has_value = e.metric is not None and e.status in (Status.KEEP, Status.DISCARD)
+        delta = f"{e.metric - parent:+.6f}" if has_value and parent is not None and not e.is_baseline else "-"
+        note = f" [{_one_line(e.reason)}]" if e.status in (Status.CRASH, Status.INVALID, Status.SKIPPED) else ""
+        values = [f"{e.metrics[key]:.4g}" if key in e.metrics else "-" for key in extras]
+        rows.append([e.id, e.status, _metric_text(e), delta, _evidence(e), *values, _one_line(e.hypothesis) + note])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
 
 
 def system_message(context: AgentContext, parts: PromptParts) -> str:
@@ -91,15 +134,15 @@ def user_message(context: AgentContext, parts: PromptParts, history: Sequence[Ex
     sections = []
     for path, text in context.files.items():
         sections.append(f"## {path} (current, on the best line)\n```python\n{text.rstrip()}\n```")
-    baseline = next((e.metric for e in context.history if e.status == Status.KEEP), None)
-    shown = len(history)
     if context.history:
-        lines = []
+        lines = [keep_rule(context.noise, context.rule)]
         if context.best is not None:
-            lines.append(f"Best so far: {history_line(context.best, baseline)}")
-        if shown < len(context.history):
-            lines.append(f"({len(context.history) - shown} older experiments left out to fit the context)")
-        lines.extend(history_line(e, baseline) for e in history)
+            best = context.best
+            lines.append(f"Best so far: {best.id} keep {_metric_text(best)}  {_one_line(best.hypothesis)}")
+        if len(history) < len(context.history):
+            lines.append(f"({len(context.history) - len(history)} older experiments left out to fit the context)")
+        if history:
+            lines.extend(history_table(history, context.history, context.metric))
         sections.append(f"## Experiments so far ({len(context.history)})\n" + "\n".join(lines))
     if parts.notebook:
         sections.append(f"## Your lab notebook\n{parts.notebook.strip()}")

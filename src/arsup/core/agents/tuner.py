@@ -165,14 +165,21 @@ class TunerAgent:
 
     name = "tuner"
 
-    def __init__(self, space: Mapping[str, list] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, space: Mapping[str, list] | None = None, seed: int = 0, sampler: Literal["tpe", "random"] = "tpe"
+    ) -> None:
         """``space`` is arsup.toml's ``[agent.space]``: ``NAME = [low, high]``, ``["a", "b"]`` or ``[]``.
 
         Its shape is checked here so a typo fails before the night starts; whether
         each name is a constant of the editable files is checked on the first
-        propose, when the files are known.
+        propose, when the files are known. ``sampler="random"`` draws every value
+        uniformly from the same windows (same constants, same rotation, same
+        re-centring): the baseline that bench/bench_search.py measures TPE against.
         """
+        if sampler not in ("tpe", "random"):
+            raise ValueError(f'sampler: expected "tpe" or "random", got {sampler!r}')
         self._seed = seed
+        self._sampler = sampler
         self._excluded: set[str] = set()
         self._choices: dict[str, tuple[str, ...]] = {}
         self._ranges: dict[str, tuple[_Number, _Number]] = {}
@@ -198,10 +205,9 @@ class TunerAgent:
         # Seeding from the history makes the pick a function of (seed, history):
         # a restarted run proposes exactly what the uninterrupted one would have.
         seed = (self._seed * 1_000_003 + len(context.history)) % 2**32
-        samplers = (
-            optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
-            optuna.samplers.RandomSampler(seed=seed),
-        )
+        explore = optuna.samplers.RandomSampler(seed=seed)
+        tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS)
+        samplers = (tpe if self._sampler == "tpe" else explore, explore)
         records = [r for r in (_Record.from_meta(e.agent_data) for e in context.history) if r is not None]
         base = _fingerprint(context.files)
         tried = {(r.param, r.value) for r in records if r.base == base}
@@ -358,7 +364,9 @@ class TunerAgent:
                 base=base,
             )
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-            if attempt > 0:
+            if self._sampler == "random":
+                why = "random pick"
+            elif attempt > 0:
                 why = "random pick (TPE's pick was already tried)"
             elif completed < _STARTUP_TRIALS:
                 why = f"random pick while TPE warms up ({completed} of {_STARTUP_TRIALS} trials)"

@@ -71,6 +71,12 @@ REDUCED = {
         ("prepare.py", "EVAL_BYTES = 32768", "EVAL_BYTES = 8192"),
     ],
 }
+# [agent.space] for the samples: the size constants bounded (or left out) so that no run costs more than a
+# few times the baseline's. Their default windows reach 16x the width (HIDDEN 1024: a 60 s run, not 0.3 s).
+SPACE = {
+    "spirals": {"HIDDEN": [16, 128], "N_LAYERS": [1, 6]},
+    "tinylm": {"N_EMBD": [], "N_LAYER": [1, 4]},
+}
 TIME_CAP_S = 60  # [project] time_budget for the samples: a wall-clock cap that a reduced run never nears
 
 SYNTHETIC_PREPARE = '''"""The objective: a known optimum of 1.0, seeded noise. Read-only."""
@@ -283,7 +289,7 @@ def night(objective: str, strategy: str, seed: int, n: int, socket_path: str, cl
         "acceptance": {"mode": mode},
         "slots": {"queue": 0},
         "budget": {"max_experiments": n + 1},  # the baseline counts
-        "agent": {"kind": "tuner"},
+        "agent": {"kind": "tuner", "space": SPACE.get(objective, {})},
     }
     cfg = config.load(root, overrides)
     agent = TunerAgent(space=cfg.agent.space, seed=seed, sampler=sampler)

@@ -18,6 +18,11 @@ def test_a_confirmed_keep_shows_its_evidence() -> None:
     )
 
 
+def test_a_keep_shows_its_holdout_beside_the_metric() -> None:
+    kept = _experiment(status=Status.KEEP, metric=0.981234, holdout=0.990001)
+    assert experiment_line(kept, kept, "val_bpb").endswith("TPE pick  holdout 0.990001")
+
+
 def test_a_crash_shows_no_metric_and_its_reason() -> None:
     crashed = _experiment(status=Status.CRASH, metric=None, reason="exit code 1\nTraceback")
     assert experiment_line(crashed, None, "val_bpb").endswith("-  best          -  LR 0.0005 -> 0.003: TPE pick  [exit code 1 Traceback]")

@@ -47,6 +47,12 @@ def _build() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
 
 TRAIN_X, TRAIN_Y, VAL_X, VAL_Y = _build()
 
+# The holdout: points no decision was ever made on. arsup's [holdout] runs set EVAL_SPLIT=holdout, and
+# evaluate_accuracy then scores fresh spirals from another seed. Other runs never draw them.
+HOLDOUT_SEED = DATA_SEED + 1
+if os.environ.get("EVAL_SPLIT") == "holdout":
+    VAL_X, VAL_Y = make_spirals(N_VAL, torch.Generator().manual_seed(HOLDOUT_SEED))
+
 
 def get_batch(batch_size: int, generator: torch.Generator,
               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,8 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
     if experiment.p_value is not None:
         sigmas = f", {experiment.gain_sigma:+.1f} sigma" if experiment.gain_sigma is not None else ""
         line += f"  (p {experiment.p_value:.3g}{sigmas}, {len(experiment.runs)} runs)"
+    if experiment.holdout is not None:
+        line += f"  holdout {experiment.holdout:.6f}"
     if experiment.status in (Status.CRASH, Status.INVALID, Status.SKIPPED):
         line += f"  [{' '.join(experiment.reason.split())[:200]}]"
     return line

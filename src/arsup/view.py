@@ -51,6 +51,7 @@ class SessionView:
     metric: str = "val_bpb"
     goal: str = "minimize"
     time_budget: float = 0.0
+    holdout_keeps: int = 0  # [holdout] is on: keeps show their holdout score beside the metric
     branch: str = ""
     project: str = ""  # the project folder
     policy: str = ""
@@ -113,7 +114,7 @@ class SessionView:
         self.metric, self.goal, self.time_budget = event.metric, event.goal, event.time_budget
         self.branch, self.project, self.policy = event.branch, event.project, event.policy
         self.agent, self.model, self.paused, self.pid = event.agent, event.model, event.paused, event.pid
-        self.started_at = event.started_at
+        self.started_at, self.holdout_keeps = event.started_at, event.holdout_keeps
         self.history = [e for e in event.history if e.status in Status.FINAL]
         self.best = acceptance.head_of_line(self.history)
 

@@ -93,3 +93,26 @@ def test_two_nights_side_by_side(night: Path) -> None:  # noqa: F811
 def test_an_unknown_tag_is_a_clear_error(night: Path) -> None:  # noqa: F811
     with pytest.raises(journal.JournalError, match="no experiments of tag 'nope'.*tags in the journal: night"):
         write_report(night, ["nope"])
+
+
+def test_a_night_with_a_holdout_shows_it_and_its_divergence(tmp_path: Path) -> None:
+    from tests.conftest import make_engine, write_script
+    from tests.core.test_engine_holdout import WIDER, _project
+
+    root = _project(tmp_path)
+    holdout = {"env": {"EVAL_SPLIT": "holdout"}}
+    engine, _ = make_engine(root, write_script(root, *({"hypothesis": f"wider {n}", "edits": e}
+                                                          for n, e in enumerate(WIDER))),
+                            acceptance={"mode": "greedy"}, slots={"queue": 0}, holdout=holdout)
+    engine.run()
+    written = write_report(root, ["t1"])
+    summary = written.summaries[0]
+    assert [k.holdout for k in summary.kept_changes] == pytest.approx([2.064, 2.128, 2.256, 2.512])
+    assert "the holdout got worse by 0.384" in summary.holdout_warning
+    report = (written.out / "report.md").read_text()
+    assert "| id | commit | val_bpb | holdout | gain |" in report and "**warning: over the last 3 keeps" in report
+    assert json.loads((written.out / "summary.json").read_text())["kept_changes"][3]["holdout"] == 2.512
+    figure = chart.draw_night(summary, tmp_path / "h.png")
+    assert len(figure.axes) == 2 and figure.axes[1].lines[0].get_ydata().tolist() == pytest.approx(
+        [2.064, 2.128, 2.256, 2.512])
+    assert any("holdout diverges" in t.get_text() for t in figure.axes[0].texts)

@@ -458,3 +458,39 @@ def test_an_imported_autoresearch_log_can_be_browsed(repo: Path) -> None:
 
     asyncio.run(go())
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_browsing_a_night_with_a_holdout_shows_it_beside_val_and_warns(tmp_path: Path) -> None:
+    from textual.widgets import TabbedContent
+
+    from arsup.tui.panes.history import ResultsTable
+    from tests.conftest import make_engine, write_script
+    from tests.core.test_engine_holdout import WIDER, _project
+
+    root = _project(tmp_path)
+    holdout = {"env": {"EVAL_SPLIT": "holdout"}}
+    engine, _ = make_engine(root, write_script(root, *({"hypothesis": f"wider {n}", "edits": e}
+                                                          for n, e in enumerate(WIDER))),
+                            acceptance={"mode": "greedy"}, slots={"queue": 0}, holdout=holdout)
+    engine.run()
+    cfg = config.load(root, {"holdout": holdout})
+    bridge = Bridge()
+    for event in journal_session(cfg, root, "t1"):
+        bridge(event)
+    app = screen(cfg, bridge, None, monitor=Monitor(gpu_reader=FixedGpuReader([], NO_GPU)))
+
+    async def go() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(pilot, lambda: len(app.view.history) == 4, what="the history")
+            keeps = app.main.query_one(ExperimentTree).root.children
+            assert "holdout 2.512000" in str(keeps[-1].label) and "1.488000" in str(keeps[-1].label)
+            app.main.query_one(TabbedContent).active = "tab-table"
+            await pilot.pause()
+            table = app.main.query_one(ResultsTable)
+            assert [str(c.label) for c in table.columns.values()][:4] == ["id", "commit", "val_bpb", "holdout"]
+            assert str(table.get_row("0004")[3]) == "2.512000"
+            shown = [n.message for n in app._notifications]
+            assert any("the holdout got worse" in m for m in shown), shown
+
+    asyncio.run(go())
+    assert git(root, "status", "--porcelain") == ""

@@ -348,6 +348,7 @@ class Engine:
             time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
             model=self.config.agent.model if self.config.agent.kind == "llm" else "", paused=self.paused,
             pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in self.history],
+            holdout_keeps=self.config.holdout.diverge_keeps if self.config.holdout.enabled else 0,
         ))
 
     def load_history(self) -> None:
@@ -1047,7 +1048,6 @@ class Engine:
 
         A holdout run that fails leaves the keep a keep: the decision was the
         validation set's, and the note says why there is no holdout value."""
-        self._emit(Notice(f"experiment {experiment.id}: measuring the holdout"))
         record = self._run_once(experiment, run_dir / "holdout.log", self.config.project.seed, slot, holdout=True)
         if record.crash_reason.startswith(TAMPERED):
             return record.crash_reason

@@ -45,6 +45,7 @@ class SessionStarted:
     paused: bool = False
     pid: int = 0  # the loop's process
     started_at: float = 0.0  # when this session of the loop started (a screen may attach hours later)
+    holdout_keeps: int = 0  # [holdout] on: the keeps over which a divergence from val is warned (0: off)
     history: list[Experiment] = field(default_factory=list)  # this tag's finished experiments, oldest first
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from arsup.core import acceptance
 from arsup.core.experiment import Experiment, Status, total_usage
+from arsup.core.holdout import divergence
 
 IMPORTED = "import"  # the agent of experiments read from another tool's results.tsv
 
@@ -40,6 +41,7 @@ class Point:
     best: float | None  # the running best once this one was decided
     hours: float | None  # since the night started, when it finished; None without times
     hypothesis: str
+    holdout: float | None = None
 
 
 @dataclass
@@ -57,6 +59,7 @@ class KeptChange:
     p_value: float | None
     seeds: int
     diff: str
+    holdout: float | None = None  # its score on data the agent never saw ([holdout])
     verify: dict[str, Any] | None = None  # the latest `arsup verify` of its commit
     ablation: dict[str, Any] | None = None  # its row in the latest `arsup ablate`
 
@@ -91,6 +94,7 @@ class Summary:
     llm_calls: int
     cost_per_improvement: float | None
     gpu_hours_per_improvement: float | None
+    holdout_warning: str = ""  # the kept line improves val while the holdout gets worse
     kept_changes: list[KeptChange] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
 
@@ -100,8 +104,10 @@ class Summary:
 
 def summarize(
     tag: str, experiments: list[Experiment], metric: str, goal: str, events: Iterable[dict[str, Any]] = (),
+    holdout_keeps: int = 3,
 ) -> Summary:
-    """The night of `tag` from its experiments (journal order) and the journal's verify/ablate events."""
+    """The night of `tag` from its experiments (journal order) and the journal's verify/ablate events;
+    a holdout divergence is looked for over the last `holdout_keeps` keeps."""
     verified, ablated = _checks(tag, events)
     trained = [e for e in experiments if e.status in Status.TRAINED and not e.is_baseline]
     counts = {status: sum(e.status == status for e in experiments) for status in Status.FINAL}
@@ -132,6 +138,7 @@ def summarize(
         gpu_hours=gpu_hours, cost_usd=usage["cost_usd"], llm_calls=int(usage["calls"]),
         cost_per_improvement=usage["cost_usd"] / kept if kept else None,
         gpu_hours_per_improvement=gpu_hours / kept if kept and gpu_hours is not None else None,
+        holdout_warning=divergence(experiments, goal, holdout_keeps),
         kept_changes=_kept_line(experiments, goal, verified, ablated),
         points=_points(experiments, goal, started),
     )
@@ -173,7 +180,7 @@ def _kept_line(
         line.append(KeptChange(
             id=e.id, commit=e.commit, hypothesis=" ".join(e.hypothesis.split()), metric=e.metric,
             std=e.metric_std, gain=gain, gain_pct=_percent(gain, before), gain_sigma=e.gain_sigma,
-            p_value=e.p_value, seeds=len(e.runs), diff=e.diff,
+            p_value=e.p_value, seeds=len(e.runs), diff=e.diff, holdout=e.holdout,
             verify=verified.get(e.commit), ablation=ablated.get(e.id),
         ))
         before = e.metric
@@ -190,5 +197,5 @@ def _points(experiments: list[Experiment], goal: str, started: float | None) -> 
             best = e.metric if best is None or acceptance.is_better(e.metric, best, goal) else best
         hours = (e.finished_at - started) / 3600 if started is not None and e.finished_at else None
         metric = None if e.status == Status.CRASH else e.metric
-        points.append(Point(e.id, e.status, metric, best, hours, " ".join(e.hypothesis.split())))
+        points.append(Point(e.id, e.status, metric, best, hours, " ".join(e.hypothesis.split()), e.holdout))
     return points

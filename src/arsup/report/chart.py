@@ -19,7 +19,7 @@ from arsup.core.summary import Point, Summary
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-KEPT, DISCARDED, CRASHED, BEST = "#2a9d3c", "#9a9a9a", "#d62728", "#1f6f2f"
+KEPT, DISCARDED, CRASHED, BEST, HOLDOUT = "#2a9d3c", "#9a9a9a", "#d62728", "#1f6f2f", "#7b3fa0"
 LABEL_CHARS = 42
 
 
@@ -98,7 +98,18 @@ def draw_night(summary: Summary, path: Path) -> Figure:
     ax.set_ylabel(f"{summary.metric} ({'lower' if summary.goal == 'minimize' else 'higher'} is better)")
     ax.set_title(_title(summary), loc="left", fontsize=11)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper right" if summary.goal == "minimize" else "lower right", fontsize=8)
+    handles, names = ax.get_legend_handles_labels()
+    held = [(x, p.holdout) for x, p in zip(xs, points) if p.holdout is not None]
+    if held:  # its own scale: another split scores differently; what matters is whether it follows
+        twin = ax.twinx()
+        twin.plot(*zip(*held), marker="D", markersize=4, linewidth=1.2, color=HOLDOUT, label="holdout of keeps (right)")
+        twin.set_ylabel(f"holdout {summary.metric}", color=HOLDOUT)
+        more, more_names = twin.get_legend_handles_labels()
+        handles, names = handles + more, names + more_names
+        if summary.holdout_warning:
+            ax.text(0.01, 0.02, "holdout diverges: " + summary.holdout_warning, transform=ax.transAxes, fontsize=8,
+                    color=CRASHED, va="bottom")
+    ax.legend(handles, names, loc="upper right" if summary.goal == "minimize" else "lower right", fontsize=8)
     figure.savefig(path)
     return figure
 

@@ -60,6 +60,9 @@ def _figures(s: Summary) -> list[tuple[str, str]]:
         ("per kept improvement", ", ".join(per_kept) or "–"),
         ("noise floor", f"sigma {s.noise_sigma:.6g} from {s.noise_runs} runs" if s.noise_sigma is not None
                         else "not measured (no commit ran twice)"),
+        *([("holdout", f"**warning: {s.holdout_warning}**" if s.holdout_warning else
+                    "no divergence: the kept line's holdout scores follow its metric")]
+          if any(k.holdout is not None for k in s.kept_changes) else []),
         ("source", s.source),
     ]
 
@@ -94,9 +97,12 @@ def night_markdown(summary: Summary, chart: str) -> str:
     if not s.kept_changes:
         lines.append("No change was kept.")
     else:
-        lines += _table([["id", "commit", s.metric, "gain", "gain %", "sigma", "p", "seeds", "hypothesis"]] + [
-            [k.id, short_commit(k.commit), _num(k.metric), _num(k.gain, "+.6f"), _num(k.gain_pct, "+.2f"),
-             _num(k.gain_sigma, ".1f"), _pvalue(k.p_value), str(k.seeds), k.hypothesis]
+        holdout = any(k.holdout is not None for k in s.kept_changes)
+        lines += _table([["id", "commit", s.metric, *(["holdout"] if holdout else []), "gain", "gain %", "sigma",
+                          "p", "seeds", "hypothesis"]] + [
+            [k.id, short_commit(k.commit), _num(k.metric), *([_num(k.holdout)] if holdout else []),
+             _num(k.gain, "+.6f"), _num(k.gain_pct, "+.2f"), _num(k.gain_sigma, ".1f"), _pvalue(k.p_value),
+             str(k.seeds), k.hypothesis]
             for k in s.kept_changes
         ])
     for change in s.kept_changes:

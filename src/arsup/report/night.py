@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arsup import config
 from arsup.core import importing, journal
 from arsup.core.experiment import Experiment
 from arsup.core.summary import Summary, summarize
@@ -33,7 +34,8 @@ def default_out(root: Path, tags: list[str]) -> Path:
 def _night(root: Path, ledger: journal.Journal, tag: str, events: list[dict]) -> tuple[Summary, list[Experiment]]:
     experiments = ledger.experiments_of(tag)
     metric, goal = importing.metric_of(root, ledger, tag)
-    return summarize(tag, experiments, metric, goal, events), experiments
+    keeps = config.load(root).holdout.diverge_keeps if (root / config.CONFIG_NAME).is_file() else 3
+    return summarize(tag, experiments, metric, goal, events, keeps), experiments
 
 
 def _write_night(summary: Summary, experiments: list[Experiment], out: Path) -> list[Path]:

@@ -25,6 +25,8 @@ def outcome(experiment: Experiment, parent_metric: float | None, goal: str, pale
     if experiment.status == Status.KEEP and experiment.p_value is not None:
         sigmas = f"{experiment.gain_sigma:+.1f}σ " if experiment.gain_sigma is not None else ""
         label.append(f" {sigmas}p={experiment.p_value:.2g}", palette.accent)
+    if experiment.holdout is not None:
+        label.append(f" holdout {text.metric(experiment.holdout)}", palette.accent)
     return label
 
 

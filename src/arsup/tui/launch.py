@@ -90,6 +90,7 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
     """The events that show a run's history from the journal: what a loop would say on starting.
 
     Raises ConfigError, naming the tags there are, when the tag has no finished experiment."""
+    from arsup.core.holdout import divergence
     from arsup.core.vcs import branch_name  # GitPython: only browsing needs it, not every attach
 
     journal = Journal(root)
@@ -101,9 +102,12 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
         tag, branch_name(tag), "", resumed=len(history), project=str(root),  # no head: browsing never reads git
         metric=cfg.metric.name, goal=cfg.metric.goal, time_budget=cfg.project.time_budget,
         policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.model if cfg.agent.kind == "llm" else "",
-        history=history,
+        history=history, holdout_keeps=cfg.holdout.diverge_keeps if cfg.holdout.enabled else 0,
     )
-    return [started, *(Notice(warning, "warning") for warning in journal.warnings)]
+    notices = [Notice(warning, "warning") for warning in journal.warnings]
+    if started.holdout_keeps and (diverging := divergence(history, cfg.metric.goal, started.holdout_keeps)):
+        notices.append(Notice(f"holdout: {diverging}", "warning"))
+    return [started, *notices]
 
 
 def run_browse(cfg: Config, root: Path, tag: str = "", theme: str = "") -> int:

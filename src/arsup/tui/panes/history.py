@@ -74,7 +74,8 @@ class ResultsTable(DataTable[Text]):
     def rebuild(self, view: SessionView, palette: Palette) -> None:
         """Columns too: the metric's name arrives with the session, after the first frame."""
         self.clear(columns=True)
-        for name in ("id", "commit", view.metric, "Δ", "GB", "status", "description"):
+        holdout = ("holdout",) if view.holdout_keeps else ()
+        for name in ("id", "commit", view.metric, *holdout, "Δ", "GB", "status", "description"):
             self.add_column(name, key=name)
         for experiment in view.history:
             self.add_experiment(experiment, view, palette)
@@ -85,10 +86,12 @@ class ResultsTable(DataTable[Text]):
         parent = view.parent_metric(experiment)
         change = None if shown is None or parent is None else shown - parent
         vram = experiment.metrics.get("peak_vram_mb")
+        holdout = [Text(text.metric(experiment.holdout))] if view.holdout_keeps else []
         self.add_row(
             Text(experiment.id),
             Text(experiment.commit[:7]),
             Text(text.metric(shown)),
+            *holdout,
             Text(text.delta(change), style=palette.change(text.improves(change, view.goal)) if change else ""),
             Text("-" if vram is None or not trained else f"{vram / 1024:.1f}"),
             Text(experiment.status, style=palette.status(experiment.status)),

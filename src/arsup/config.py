@@ -215,6 +215,7 @@ class WatchdogConfig(_Section):
     abort_on: str = DEFAULT_ABORT_ON  # a regex; a log line matching it ends the run as a crash
     max_log_mb: float = Field(1024, ge=0)  # the run log on disk is capped here
     crashes_in_a_row: int = Field(3, ge=0)  # then the loop pauses and asks (headless: stops)
+    same_idea: int = Field(6, ge=0)  # experiments in a row acting on one place (one constant, the same lines): pause
 
     @field_validator("abort_on")
     @classmethod

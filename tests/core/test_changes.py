@@ -56,3 +56,36 @@ def test_seed_only_edits_are_recognised() -> None:
     assert _sig(base, base.replace("SEED = 42", "SEED = 137")).only_seeds
     assert _sig(base, base.replace("manual_seed(SEED)", "manual_seed(7)")).only_seeds
     assert not _sig(base, base.replace("SEED = 42", "SEED = 137").replace("0.001", "0.002")).only_seeds
+
+
+def _tried(id_: str, diff: str, **fields) -> Experiment:
+    return Experiment(id=id_, tag="t", parent="p", hypothesis=f"idea {id_}", agent="llm", diff=diff,
+                      status=fields.pop("status", Status.DISCARD), **fields)
+
+
+def _set(name: str, old: str, new: str) -> str:
+    return f"--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-{name} = {old}\n+{name} = {new}\n"
+
+
+def test_going_in_circles_is_the_trailing_run_acting_on_one_place() -> None:
+    from arsup.core.changes import circling
+
+    history = [
+        _tried("0001", "", status=Status.KEEP, is_baseline=True),
+        _tried("0002", _set("WIDTH", "64", "128")),
+        _tried("0003", _set("LR", "0.001", "0.002")),
+        _tried("0004", _set("LR", "0.001", "0.004"), status=Status.CRASH),
+        _tried("0005", "", status=Status.INVALID),  # an edit that never applied neither breaks nor extends it
+        _tried("0006", _set("LR", "0.001", "3e-4")),
+    ]
+    assert [e.id for e in circling(history)] == ["0003", "0004", "0006"]
+    history.append(_tried("0007", _set("WIDTH", "64", "96")))
+    assert [e.id for e in circling(history)] == ["0007"]
+
+
+def test_the_same_lines_rewritten_differently_are_one_place_too() -> None:
+    from arsup.core.changes import circling
+
+    edit = "--- a/train.py\n+++ b/train.py\n@@ -5 +5 @@\n-    x = F.relu(x)\n+    x = {}\n"
+    history = [_tried(f"000{n}", edit.format(body)) for n, body in enumerate(["F.gelu(x)", "F.silu(x)", "x * 2"], 1)]
+    assert len(circling(history)) == 3

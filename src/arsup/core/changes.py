@@ -13,10 +13,11 @@ import ast
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from arsup.core.experiment import Experiment, Status
 
+_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=\s*(.+?)\s*(?:#.*)?$")
 
 
@@ -94,3 +95,39 @@ def _only_constants(candidate: Signature) -> bool:
     """True when every added line sets a constant, so the constants are the whole idea."""
     added = [text for sign, text in candidate.lines if sign == "+"]
     return all(_ASSIGNMENT.match(text) for text in added)
+
+
+def place(diff: str) -> frozenset[str]:
+    """Where an edit acts, whatever values it tries: the constants it sets, else the lines it replaces."""
+    changed = signature(diff)
+    if changed.constants and _only_constants(changed):
+        return frozenset(name for name, _ in changed.constants)
+    removed = frozenset(text for sign, text in changed.lines if sign == "-")
+    return removed or frozenset(text for _, text in changed.lines)
+
+
+def describe_place(where: frozenset[str]) -> str:
+    names = sorted(where)
+    if all(_NAME.fullmatch(name) for name in names):
+        return ", ".join(names)
+    return "; ".join(f"`{line}`" for line in names[:3]) + (f" and {len(names) - 3} more lines" if len(names) > 3 else "")
+
+
+def circling(history: Sequence[Experiment]) -> list[Experiment]:
+    """The trailing run of the agent's experiments that all act on one place, oldest first.
+
+    The same constant with ever new values, or the same lines rewritten
+    again and again, is a loop that exact-repeat refusal cannot see. Edits
+    that never applied (no diff) and a candidate measured again neither
+    break nor extend the run; the baseline or a person's commit ends it.
+    """
+    trail: list[Experiment] = []
+    for past in reversed(history):
+        if past.is_baseline or past.agent == "person":
+            break
+        if not past.diff or past.agent_data.get("again_of"):
+            continue
+        if trail and place(past.diff) != place(trail[0].diff):
+            break
+        trail.insert(0, past)
+    return trail

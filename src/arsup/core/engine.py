@@ -166,6 +166,7 @@ class Engine:
         self._in_flight = 0  # experiments started by slots and not finished
         self._invalid_in_a_row = 0
         self._crashes_in_a_row = 0
+        self._circling_seen = ""  # the last experiment of a streak already paused for
         self._thread: threading.Thread | None = None
         self._repo: HeldRepo | None = None
         self._next_id = 0
@@ -628,6 +629,22 @@ class Engine:
                 return f"{said}; check the training script and the logs in {self.journal.dir / 'runs'}", True
             self.pause()
             self._emit(Notice(f"{said}: paused; look at the log, then resume or leave a note", "error"))
+        return self._going_in_circles()
+
+    def _going_in_circles(self) -> tuple[str, bool] | None:
+        """`[watchdog] same_idea`: the agent's last experiments all act on one place; stop, or pause once per
+        streak (after a resume, a new streak counts from there)."""
+        limit = self.config.watchdog.same_idea
+        trail = [e for e in changes_.circling(self.history) if e.id > self._circling_seen]
+        if not limit or len(trail) < limit or self._stop.is_set():
+            return None
+        self._circling_seen = trail[-1].id
+        where = changes_.describe_place(changes_.place(trail[-1].diff))
+        said = f"{len(trail)} experiments in a row changed the same place ({where}): {', '.join(e.id for e in trail)}"
+        if not self.interactive:
+            return f"{said}; the agent is going in circles: leave a note (arsup note) and start again", True
+        self.pause()
+        self._emit(Notice(f"{said}: paused; the agent is going in circles: leave a note, then resume", "error"))
         return None
 
     # -- slots: several experiments at once, one per GPU -----------------------------------
@@ -767,6 +784,7 @@ class Engine:
             best=best.for_agent(),
             noise=self.noise(),
             rule=self._rule(),
+            circling=[e.for_agent() for e in changes_.circling(history)],
             last_crash_tail=crashed.crash_tail if crashed else "",
             notes=list(self.notes),
             cancel=self._proposals_cancel,

@@ -118,3 +118,17 @@ def test_greedy_and_an_unmeasured_noise_floor_are_said_plainly() -> None:
     context = replace(_night(), noise=None, rule=Rule("greedy"))
     user = build_messages(context, PromptParts(["train.py"], []), _count, 100_000)[1]["content"]
     assert "Noise floor: not measured yet" in user and "Any gain over the best is kept" in user
+
+
+def test_an_agent_going_in_circles_is_told_so_with_the_list() -> None:
+    from dataclasses import replace
+
+    night = _night()
+    same = [Experiment(id=f"00{n}", tag="t", parent="c2", hypothesis=f"LR try {n}", agent="llm", status=Status.DISCARD,
+                       metric=0.96, diff=f"-LR = 1\n+LR = {n}\n") for n in (10, 11, 12)]
+    user = build_messages(replace(night, circling=same), PromptParts(["train.py"], []), _count, 100_000)[1]["content"]
+    assert "## You are going in circles" in user
+    assert "Your last 3 experiments all changed the same place (LR)" in user
+    assert all(f"00{n} discard 0.960000  LR try {n}" in user for n in (10, 11, 12))
+    quiet = build_messages(replace(night, circling=same[:2]), PromptParts(["train.py"], []), _count, 100_000)
+    assert "going in circles" not in quiet[1]["content"]  # two in a row is research, not a loop

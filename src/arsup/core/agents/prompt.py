@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from arsup.core.acceptance import Noise, Rule
 from arsup.core.agents.base import AgentContext
 from arsup.core.agents.edits import FORMAT_REMINDER
+from arsup.core.changes import describe_place, place
 from arsup.core.experiment import Experiment, Status
 
 SYSTEM = """\
@@ -49,6 +50,9 @@ start the hypothesis with "FIX:" and make the complete change again, with the fi
 The research instructions (program.md) follow.
 
 {instructions}"""
+
+
+CIRCLING_TOLD = 3  # experiments in a row on one place before the prompt says so
 
 
 @dataclass
@@ -144,6 +148,16 @@ def user_message(context: AgentContext, parts: PromptParts, history: Sequence[Ex
         if history:
             lines.extend(history_table(history, context.history, context.metric))
         sections.append(f"## Experiments so far ({len(context.history)})\n" + "\n".join(lines))
+    if len(context.circling) >= CIRCLING_TOLD:
+        where = describe_place(place(context.circling[-1].diff))
+        listed = "\n".join(
+            f"- {e.id} {e.status} {_metric_text(e)}  {_one_line(e.hypothesis)}" for e in context.circling
+        )
+        sections.append(
+            f"## You are going in circles\nYour last {len(context.circling)} experiments all changed the same place "
+            f"({where}):\n{listed}\nTrying more values there is unlikely to teach you anything new. "
+            "Change something else: another part of the model, the optimizer, the data pipeline or the schedule."
+        )
     if parts.notebook:
         sections.append(f"## Your lab notebook\n{parts.notebook.strip()}")
     if parts.crashed is not None:

@@ -43,6 +43,18 @@ def _project(tmp_path: Path) -> Path:
     return root
 
 
+HOLDOUT = {"env": {"EVAL_SPLIT": "holdout"}}
+
+
+def holdout_night(tmp_path: Path) -> Path:
+    """A finished night (tag t1) whose three keeps improve val while the holdout gets worse."""
+    root = _project(tmp_path)
+    script = write_script(root, *({"hypothesis": f"wider {n}", "edits": e} for n, e in enumerate(WIDER)))
+    engine, _ = make_engine(root, script, acceptance={"mode": "greedy"}, slots={"queue": 0}, holdout=HOLDOUT)
+    engine.run()
+    return root
+
+
 def test_each_keep_gets_its_holdout_and_the_divergence_is_said(tmp_path: Path) -> None:
     root = _project(tmp_path)
     protected = fingerprint(root, ["prepare.py"])

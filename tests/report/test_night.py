@@ -96,15 +96,9 @@ def test_an_unknown_tag_is_a_clear_error(night: Path) -> None:  # noqa: F811
 
 
 def test_a_night_with_a_holdout_shows_it_and_its_divergence(tmp_path: Path) -> None:
-    from tests.conftest import make_engine, write_script
-    from tests.core.test_engine_holdout import WIDER, _project
+    from tests.core.test_engine_holdout import holdout_night
 
-    root = _project(tmp_path)
-    holdout = {"env": {"EVAL_SPLIT": "holdout"}}
-    engine, _ = make_engine(root, write_script(root, *({"hypothesis": f"wider {n}", "edits": e}
-                                                          for n, e in enumerate(WIDER))),
-                            acceptance={"mode": "greedy"}, slots={"queue": 0}, holdout=holdout)
-    engine.run()
+    root = holdout_night(tmp_path)
     written = write_report(root, ["t1"])
     summary = written.summaries[0]
     assert [k.holdout for k in summary.kept_changes] == pytest.approx([2.064, 2.128, 2.256, 2.512])

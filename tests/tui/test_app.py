@@ -464,16 +464,10 @@ def test_browsing_a_night_with_a_holdout_shows_it_beside_val_and_warns(tmp_path:
     from textual.widgets import TabbedContent
 
     from arsup.tui.panes.history import ResultsTable
-    from tests.conftest import make_engine, write_script
-    from tests.core.test_engine_holdout import WIDER, _project
+    from tests.core.test_engine_holdout import HOLDOUT, holdout_night
 
-    root = _project(tmp_path)
-    holdout = {"env": {"EVAL_SPLIT": "holdout"}}
-    engine, _ = make_engine(root, write_script(root, *({"hypothesis": f"wider {n}", "edits": e}
-                                                          for n, e in enumerate(WIDER))),
-                            acceptance={"mode": "greedy"}, slots={"queue": 0}, holdout=holdout)
-    engine.run()
-    cfg = config.load(root, {"holdout": holdout})
+    root = holdout_night(tmp_path)
+    cfg = config.load(root, {"holdout": HOLDOUT})
     bridge = Bridge()
     for event in journal_session(cfg, root, "t1"):
         bridge(event)

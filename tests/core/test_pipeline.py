@@ -49,6 +49,21 @@ def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
         assert after.parent == baseline.commit and after.made_for == baseline.id
 
 
+def test_a_proposal_that_repeats_one_still_training_is_refused(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    protected = fingerprint(root, ["prepare.py"])
+    same = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}
+    script = write_script(root, same, {**same, "hypothesis": "wider, again"}, {**same, "hypothesis": "once more"})
+    engine, _ = make_engine(root, script, **GREEDY)
+    _run(engine)
+    baseline, first, *again = engine.history
+    assert first.status == Status.DISCARD and first.runs
+    for refused in again:  # made while the first trained (or was queued), before any result was recorded
+        assert refused.status == Status.INVALID and not refused.runs
+        assert refused.reason.startswith("this repeats experiment 0002"), refused.reason
+    assert_invariants(root, protected)
+
+
 def test_queue_zero_proposes_only_once_the_run_is_over(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(

@@ -76,17 +76,19 @@ def diff_texts(before: Mapping[str, str | None], after: Mapping[str, str], conte
     return "\n".join(out)
 
 
+def same_idea(candidate: Signature, earlier: Signature) -> bool:
+    """The same lines removed and added, or the same constants set to the same values (and nothing else)."""
+    if not candidate:
+        return False
+    if earlier.lines == candidate.lines:
+        return True
+    return bool(candidate.constants) and earlier.constants == candidate.constants and _only_constants(candidate)
+
+
 def find_repeat(candidate: Signature, history: Iterable[Experiment]) -> Experiment | None:
     """The earlier trained attempt this edit repeats, exactly or by its constants, if any."""
-    if not candidate:
-        return None
     for past in history:
-        if past.status not in Status.TRAINED or not past.diff:
-            continue
-        earlier = signature(past.diff)
-        if earlier.lines == candidate.lines:
-            return past
-        if candidate.constants and earlier.constants == candidate.constants and _only_constants(candidate):
+        if past.status in Status.TRAINED and past.diff and same_idea(candidate, signature(past.diff)):
             return past
     return None
 

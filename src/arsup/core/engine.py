@@ -166,7 +166,8 @@ class Engine:
         self._in_flight = 0  # experiments started by slots and not finished
         self._invalid_in_a_row = 0
         self._crashes_in_a_row = 0
-        self._circling_seen = ""  # the last experiment of a streak already paused for
+        self._circling_seen = ""
+        self._pending: dict[str, tuple[str, changes_.Signature]] = {}  # proposed, not finished: id -> (hypothesis, what it sets)  # the last experiment of a streak already paused for
         self._thread: threading.Thread | None = None
         self._repo: HeldRepo | None = None
         self._next_id = 0
@@ -870,6 +871,8 @@ class Engine:
         if policy.asks(self.policy, policy.EDIT):
             self._approve_edit(prepared)
         if prepared.verdict is None:
+            with self._recording:  # until it is measured, a proposal that repeats it is refused
+                self._pending[experiment.id] = (experiment.hypothesis, self._signature(prepared.changes, base))
             self._emit(ProposalQueued(experiment.copy()))
         return prepared
 
@@ -907,18 +910,20 @@ class Engine:
             path: carry_over(path, prepared.base.text(path), text, here.text(path))
             for path, text in prepared.changes.items()
         }
-        return self._plan(Proposal(prepared.experiment.hypothesis, files=merged), here, repeat=prepared.again)
+        return self._plan(
+            Proposal(prepared.experiment.hypothesis, files=merged), here, repeat=prepared.again, own=prepared.experiment.id,
+        )
 
-    def _plan(self, proposal: Proposal, base: Snapshot, repeat: bool = False) -> dict[str, str]:
+    def _plan(self, proposal: Proposal, base: Snapshot, repeat: bool = False, own: str = "") -> dict[str, str]:
         """The files the proposal would write on `base`, or EditError saying why the engine refuses it
-        (`repeat`: it may set what an earlier experiment set, as a candidate measured again does)."""
+        (`repeat`: it may set what an earlier experiment set, as a candidate measured again does; `own`: the
+        experiment it is, when it is planned again on a new best)."""
         project = self.config.project
         changes = plan_changes(self.root, proposal, project.editable, project.protected, self.reserved, base.text)
         if not changes:
             raise EditError("the edit changes nothing")
         self._check_writable(sorted(changes), base.vcs)
-        before = {path: base.text(path) for path in changes}
-        candidate = changes_.signature(changes_.diff_texts(before, changes))
+        candidate = self._signature(changes, base)
         if candidate.only_seeds:
             raise EditError(
                 "this edit changes only a seed; the supervisor owns seeds (ARSUP_SEED) and repeats runs "
@@ -931,7 +936,19 @@ class Engine:
                 f"this repeats experiment {repeated.id} ({repeated.status}, {metric}: {repeated.hypothesis!r}), "
                 f"which set {candidate.describe()}; propose something not tried yet"
             )
+        with self._recording:
+            pending = list(self._pending.items())
+        for other, (hypothesis, signature) in pending:
+            if not repeat and other != own and changes_.same_idea(candidate, signature):
+                raise EditError(
+                    f"this repeats experiment {other} ({hypothesis!r}, not measured yet: it is queued or training), "
+                    f"which set {candidate.describe()}; propose something else"
+                )
         return changes
+
+    @staticmethod
+    def _signature(changes: dict[str, str], base: Snapshot) -> changes_.Signature:
+        return changes_.signature(changes_.diff_texts({path: base.text(path) for path in changes}, changes))
 
     def _check_writable(self, paths: list[str], vcs: Vcs) -> None:
         """Refuse paths a reset could not give back: ignored by git, or there but never committed."""
@@ -1260,6 +1277,7 @@ class Engine:
                     self.vcs.fast_forward(experiment.commit)
             experiment.status, experiment.reason = status, reason
             experiment.finished_at = time.time()
+            self._pending.pop(experiment.id, None)
             self.journal.record(experiment)
             if status in Status.TRAINED:
                 journal.append_result(self.results_path, self.config.metric.name, experiment)

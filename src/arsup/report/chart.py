@@ -37,10 +37,11 @@ def _short(text: str) -> str:
 
 
 def _limits(summary: Summary) -> tuple[float, float]:
-    """The y range: the kept line and the baseline, with room; worse discards are clipped to the edge."""
+    """The y range: the kept line, its holdout scores and the baseline, with room; worse discards are
+    clipped to the edge."""
     values = [p.metric for p in summary.points if p.metric is not None]
     core = [p.metric for p in summary.points if p.status == Status.KEEP and p.metric is not None]
-    core = core or values or [0.0]
+    core = (core + [p.holdout for p in summary.points if p.holdout is not None]) or values or [0.0]
     low, high = min(core), max(core)
     span = (high - low) or abs(high) * 0.01 or 1.0
     better = [v for v in values if v < low] if summary.goal == "minimize" else [v for v in values if v > high]
@@ -90,26 +91,25 @@ def draw_night(summary: Summary, path: Path) -> Figure:
                             alpha=0.15, linewidth=0, label=f"noise ±1σ ({sigma:.4g}, {summary.noise_runs} runs)")
     if summary.baseline is not None:
         ax.axhline(summary.baseline, color=DISCARDED, linestyle="--", linewidth=0.9, label="baseline")
+    # Labels lean away from where the line is going: up for a falling metric, down for a rising one.
+    lean = 1 if summary.goal == "minimize" else -1
     for n, (x, p) in enumerate((x, p) for x, p in zip(xs, points) if p.status == Status.KEEP and p.metric is not None):
-        ax.annotate(_short(p.hypothesis), (x, p.metric), xytext=(4, 6 + 8 * (n % 3)), textcoords="offset points",
-                    fontsize=7, rotation=28, color=BEST, clip_on=True)
+        ax.annotate(_short(p.hypothesis), (x, p.metric), xytext=(4, lean * (6 + 8 * (n % 3))),
+                    textcoords="offset points", fontsize=7, rotation=28 * lean, color=BEST, clip_on=True,
+                    va="bottom" if lean > 0 else "top")
     ax.set_xlabel("experiment")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{summary.metric} ({'lower' if summary.goal == 'minimize' else 'higher'} is better)")
     ax.set_title(_title(summary), loc="left", fontsize=11)
     ax.grid(alpha=0.25)
-    handles, names = ax.get_legend_handles_labels()
     held = [(x, p.holdout) for x, p in zip(xs, points) if p.holdout is not None]
-    if held:  # its own scale: another split scores differently; what matters is whether it follows
-        twin = ax.twinx()
-        twin.plot(*zip(*held), marker="D", markersize=4, linewidth=1.2, color=HOLDOUT, label="holdout of keeps (right)")
-        twin.set_ylabel(f"holdout {summary.metric}", color=HOLDOUT)
-        more, more_names = twin.get_legend_handles_labels()
-        handles, names = handles + more, names + more_names
+    if held:  # the same scale: whether the holdout follows the kept line is the question
+        ax.plot(*zip(*held), marker="D", markersize=4, linewidth=1.2, color=HOLDOUT, label="holdout of keeps",
+                zorder=5)
         if summary.holdout_warning:
             ax.text(0.01, 0.02, "holdout diverges: " + summary.holdout_warning, transform=ax.transAxes, fontsize=8,
                     color=CRASHED, va="bottom")
-    ax.legend(handles, names, loc="upper right" if summary.goal == "minimize" else "lower right", fontsize=8)
+    ax.legend(loc="upper right" if summary.goal == "minimize" else "lower right", fontsize=8)
     figure.savefig(path)
     return figure
 

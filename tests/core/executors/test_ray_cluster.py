@@ -384,6 +384,7 @@ import os, time, psutil
 if not os.path.exists(os.environ["LOSE_ONCE"]):  # the first attempt: its host goes down under it
     open(os.environ["LOSE_ONCE"], "w").close()
     print("going down", flush=True)
+    time.sleep(1.0)  # the line streams back to the driver before the host goes (a loaded machine is slow)
     next(p for p in psutil.Process().parents() if " ".join(p.cmdline()).startswith("ray::")).kill()
     time.sleep(30)
 """

@@ -11,7 +11,7 @@ from arsup.core.experiment import Status
 from arsup.core.summary import IMPORTED
 from tests.conftest import git, make_project
 
-MAR8 = Path(__file__).resolve().parents[3] / "shared" / "data" / "autoresearch-mar8-results.tsv"
+MAR8 = Path(__file__).resolve().parents[1] / "data" / "autoresearch-mar8-results.tsv"  # a real karpathy/autoresearch log
 HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 

@@ -4,12 +4,12 @@ Each night is a real arsup loop (Engine, git, journal, one process per run)
 driven by the offline tuner, N proposals after the baseline. A strategy is a
 sampler and an acceptance rule:
 
-    tuner (confirm)   TPE, the default agent with the default rule
-    random (confirm)  the same agent with optuna's RandomSampler: the same
-                      constants, windows, rotation and re-centring, each value
-                      drawn uniformly from its window
-    tuner (greedy)    TPE with autoresearch's rule (keep when better, one run)
-    random (greedy)   the random sampler with the greedy rule
+    tuner (confirm)   the default agent (compass steps, then TPE) with the default rule
+    random (confirm)  the same agent with `sampler="random"`: the same constants,
+                      windows, rotation and re-centring, each value drawn
+                      uniformly from its window (optuna's RandomSampler)
+    tuner (greedy)    the tuner with autoresearch's rule (keep when better, one run)
+    random (greedy)   the random sampler with the greedy rule (synthetic only by default)
 
 "Best after N" is the metric of the head of the kept line after the first N
 proposals: the best result as the night's own rule judged it (a mean over the
@@ -27,9 +27,11 @@ Objectives:
   by the run's seed and the constants; runs in milliseconds. The table also
   gives the regret (noise-free loss - 1.0) of the kept configuration.
 - spirals, tinylm: the sample projects with a smaller data budget (their
-  prepare.py, in the benchmark's copy only: see REDUCED), one torch thread
-  per run, and runs started by a warm fork server (see WARM_SERVER) so that a
-  run does not pay for importing torch and rebuilding the data each time.
+  prepare.py, in the benchmark's copy only: see REDUCED), the size constants
+  bounded in [agent.space] (see SPACE), one torch thread per run, and runs
+  started by a warm fork server (see WARM_SERVER) so that a run does not pay
+  for importing torch and rebuilding the data each time. The sample projects'
+  files are not changed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +68,7 @@ STRATEGIES = {  # name -> (sampler, acceptance mode)
 
 # The sample projects' budgets as the benchmark runs them: (file, original line, line in the benchmark's copy).
 REDUCED = {
-    "spirals": [("prepare.py", "SAMPLE_BUDGET = 300_000", "SAMPLE_BUDGET = 30_000")],
+    "spirals": [("prepare.py", "SAMPLE_BUDGET = 300_000", "SAMPLE_BUDGET = 60_000")],
     "tinylm": [
         ("prepare.py", "TOKEN_BUDGET = 700_000", "TOKEN_BUDGET = 20_000"),
         ("prepare.py", "EVAL_BYTES = 32768", "EVAL_BYTES = 8192"),
@@ -74,8 +77,8 @@ REDUCED = {
 # [agent.space] for the samples: the size constants bounded (or left out) so that no run costs more than a
 # few times the baseline's. Their default windows reach 16x the width (HIDDEN 1024: a 60 s run, not 0.3 s).
 SPACE = {
-    "spirals": {"HIDDEN": [16, 128], "N_LAYERS": [1, 6]},
-    "tinylm": {"N_EMBD": [], "N_LAYER": [1, 4]},
+    "spirals": {"HIDDEN": [16, 128], "N_LAYERS": [1, 6], "BATCH_SIZE": [16, 256]},
+    "tinylm": {"N_EMBD": [], "N_LAYER": [1, 4], "BATCH_SIZE": [8, 128]},
 }
 TIME_CAP_S = 60  # [project] time_budget for the samples: a wall-clock cap that a reduced run never nears
 
@@ -135,9 +138,10 @@ report({k: v for k, v in dict(globals()).items() if k.isupper()})
 # run's own train.py in the run's directory, with the run's environment and the run's stdout/stderr (passed
 # over the socket), and reports its exit status. The client is the run command the engine starts.
 WARM_SERVER = r'''
-import hashlib, json, os, runpy, signal, socket, struct, sys, threading, traceback
+import hashlib, json, os, runpy, select, signal, socket, struct, sys, threading, traceback
 sys.dont_write_bytecode = True
 path, project = sys.argv[1], sys.argv[2]
+parent = os.getppid()
 os.chdir(project)
 sys.path.insert(0, project)
 import torch
@@ -213,7 +217,9 @@ def child(conn, request, fds):
     os._exit(0)
 
 
-while True:
+while os.getppid() == parent:  # the benchmark gone (killed): so is the server
+    if not select.select([server], [], [], 1.0)[0]:
+        continue
     conn, _ = server.accept()
     message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
     if os.fork() == 0:
@@ -358,7 +364,8 @@ def table(nights: list[Night], checkpoints: list[int], goal_of: dict[str, str]) 
                 row += "".join(f" {fmt(statistics.median(n.regret[c] for n in group)):>10}" for c in checkpoints)
             else:
                 row += "".join(f" {'':>10}" for _ in checkpoints)
-            row += f" {statistics.median(n.runs for n in group):>6.0f} {statistics.fmean(n.wall_s for n in group) / 60:>9.2f}"
+            minutes = statistics.fmean(n.wall_s for n in group) / 60
+            row += f" {statistics.median(n.runs for n in group):>6.0f} {minutes:>9.2f}"
             lines.append(row)
     lines.append("")
     for objective in objectives:
@@ -384,17 +391,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="seeds per strategy (default 5, quick 3)")
     parser.add_argument("--n", type=int, help="proposals per night (default 50, quick 20)")
     parser.add_argument("--objectives", help="comma-separated: synthetic,spirals,tinylm")
-    parser.add_argument("--strategies", help="comma-separated indexes into the strategy list (default all)")
+    parser.add_argument("--strategies", help="indexes into STRATEGIES, e.g. 0,1 (default: 0,1,2; all 4 for synthetic)")
     parser.add_argument("--jobs", type=int, default=2, help="nights at once (default 2)")
     args = parser.parse_args()
     seeds = args.seeds or (3 if args.quick else 5)
     n = args.n or (20 if args.quick else 50)
     objectives = (args.objectives or ("synthetic,spirals" if args.quick else "synthetic,spirals,tinylm")).split(",")
-    strategies = list(STRATEGIES)
-    if args.strategies:
-        strategies = [strategies[int(i)] for i in args.strategies.split(",")]
+    names = list(STRATEGIES)
+    chosen = [names[int(i)] for i in args.strategies.split(",")] if args.strategies else None
+
+    def strategies(objective: str) -> list[str]:
+        # random (greedy) only where runs cost milliseconds, unless asked for
+        return chosen or (names if objective == "synthetic" else names[:3])
+
     checkpoints = [c for c in (20, 50) if c <= n] or [n]
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers and the pool are cleaned up
     started = time.time()
     workdir = Path(tempfile.mkdtemp(prefix="arsup-search-"))
     client = workdir / "warm_client.py"
@@ -406,7 +418,7 @@ def main() -> None:
                 servers[name] = start_server(name, workdir)
         # The slowest nights first, so the pool ends together.
         order = sorted(objectives, key=lambda o: ["tinylm", "spirals", "synthetic"].index(o))
-        tasks = [(o, s, seed) for o in order for seed in range(seeds) for s in strategies]
+        tasks = [(o, s, seed) for o in order for seed in range(seeds) for s in strategies(o)]
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
             futures = [
                 pool.submit(night, o, s, seed, n, servers[o][1] if o in servers else "", str(client))
@@ -416,9 +428,10 @@ def main() -> None:
             for future in futures:
                 result = future.result()
                 nights.append(result)
-                print(f"  {result.objective:9} {result.strategy:17} seed {result.seed}: "
-                      f"best {fmt(result.best[0])} -> {fmt(result.best[-1])}, {result.runs} runs, "
-                      f"{result.wall_s:.0f} s", flush=True)
+                path = " -> ".join(fmt(result.best[c]) for c in [0, *checkpoints])
+                print(f"  {result.objective:9} {result.strategy:17} seed {result.seed}: best {path} "
+                      f"(after 0, {', '.join(map(str, checkpoints))}), {result.runs} runs, {result.wall_s:.0f} s",
+                      flush=True)
     finally:
         for server, _ in servers.values():
             server.kill()

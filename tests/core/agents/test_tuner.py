@@ -440,7 +440,7 @@ def test_random_sampler_searches_the_same_space_uniformly_and_reproducibly() -> 
         (p.meta["param"], p.meta["distribution"]) for p in tpe
     ]
     assert all(p.hypothesis.endswith(": random pick") for p in rand)
-    assert any("TPE's pick after" in p.hypothesis for p in tpe)
+    assert all("before TPE" in p.hypothesis for p in tpe)  # no compass steps for the random sampler
     assert [p.hypothesis for p in night("random")] == [p.hypothesis for p in rand]
     assert [p.hypothesis for p in night("random", seed=1)] != [p.hypothesis for p in rand]
 
@@ -448,3 +448,25 @@ def test_random_sampler_searches_the_same_space_uniformly_and_reproducibly() -> 
 def test_unknown_sampler_raises() -> None:
     with pytest.raises(ValueError, match="sampler"):
         TunerAgent(sampler="grid")  # type: ignore[arg-type]
+
+
+def test_first_picks_from_a_value_are_the_window_edges_then_half_way_then_tpe() -> None:
+    night = Night(TunerAgent(space=only("LR"), seed=0), flat)
+    night.run(6)
+    values = [p.meta["value"] for p, _ in night.proposals]
+    assert sorted(values[:2]) == [1.25e-4, 2e-3]  # 5e-4 / 4 and * 4: the edges of the first window
+    assert sorted(values[2:4]) == [2.5e-4, 1e-3]  # then half-way
+    assert all("before TPE" in p.hypothesis for p, _ in night.proposals[:4])
+    assert all("before TPE" not in p.hypothesis for p, _ in night.proposals[4:])
+
+
+def test_after_a_keep_the_next_step_goes_further_the_same_way() -> None:
+    night = Night(TunerAgent(space=only("LR"), seed=3), lr_bowl(1.0))  # far above the start: up always pays
+    night.run(6)
+    steps = [(p.meta["from"], p.meta["value"]) for p, _ in night.proposals]
+    kept = [e.status == Status.KEEP for e in night.history[1:]]
+    assert sum(kept) >= 4
+    for (old, new), was_kept, (next_old, next_new) in zip(steps, kept, steps[1:]):
+        if was_kept:
+            assert next_old == new and next_new == pytest.approx(4 * new, rel=0.01), steps
+    assert night.all_constants()["LR"] >= 5e-4 * 4**4

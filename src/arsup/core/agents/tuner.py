@@ -1,9 +1,16 @@
-"""The offline default agent: tunes the training script's UPPER_CASE constants with TPE.
+"""The offline default agent: tunes the training script's UPPER_CASE constants with compass steps, then TPE.
 
 It needs no network and no API key, so `arsup run` works out of the box and a
 night of tuning is a fair baseline for smarter agents. Each proposal changes
 one constant, so the hypothesis reads like a researcher's ("LR 0.0005 ->
 0.0021") and a keep is credited to exactly one change.
+
+Each constant is searched in a window around its current value, which
+re-centres on every keep. The first picks from a value are fixed big moves
+(the window's edges, then half-way; see `_compass`), the way that last paid
+off first; TPE picks only once those are spent. `sampler="random"` draws every
+pick uniformly from the same windows instead: bench/bench_search.py measures
+the one against the other.
 
 The search state is an optuna study driven by ask/tell. Everything optuna needs
 to replay a trial (the sampled value, its distribution) travels in
@@ -24,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
+from arsup.core import acceptance
 from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.experiment import Experiment, Status
 
@@ -161,7 +169,7 @@ class _Record:
 
 
 class TunerAgent:
-    """Proposes one-constant changes picked by optuna's TPE sampler; see the module docstring."""
+    """Proposes one-constant changes: compass steps, then optuna's TPE sampler; see the module docstring."""
 
     name = "tuner"
 
@@ -195,7 +203,7 @@ class TunerAgent:
         return self._study
 
     def propose(self, context: AgentContext) -> Proposal | None:
-        """Change one constant to TPE's next pick, or None when no constant has a new value to try."""
+        """Change one constant to its next compass step or TPE's pick; None when no constant has a new value."""
         import optuna
 
         knobs = self._knobs(context.files)
@@ -211,7 +219,19 @@ class TunerAgent:
         records = [r for r in (_Record.from_meta(e.agent_data) for e in context.history) if r is not None]
         base = _fingerprint(context.files)
         tried = {(r.param, r.value) for r in records if r.base == base}
-        for knob in _rotation(knobs, context.history):
+        order = _rotation(knobs, context.history)
+        if self._sampler == "tpe":
+            # A compass step on any constant that has one left comes first: a constant whose steps are
+            # spent (none paid off) gets TPE's picks only once every other constant's steps are spent too.
+            # A constant whose first step from its value was clearly worse goes first: the metric is
+            # sensitive to it, so the step the other way is the most promising one.
+            sensitive = _clearly_worse_first_step(context.history, context.goal, context.metric)
+            order.sort(key=lambda knob: knob.constant.name != sensitive)
+            for knob in order:
+                steps = _compass(knob, context.history, seed)
+                if steps and (proposal := self._try_knob(study, samplers, knob, context, base, tried, steps)):
+                    return proposal
+        for knob in order:
             proposal = self._try_knob(study, samplers, knob, context, base, tried)
             if proposal is not None:
                 return proposal
@@ -323,10 +343,12 @@ class TunerAgent:
         context: AgentContext,
         base: str,
         tried: set[tuple[str, _Value]],
+        steps: Sequence[tuple[Any, str]] = (),  # (sample, why) in order
     ) -> Proposal | None:
-        """Ask for a value of this knob that is new on this kept line, and write it as an edit.
+        """Pick a value of this knob that is new on this kept line, and write it as an edit.
 
-        TPE asks first. When its pick was already tried (TPE's argmax barely moves
+        With ``steps`` (see `_compass`): the first one that is new here, as a
+        fixed trial, or None. Without: TPE asks. When its pick was already tried (TPE's argmax barely moves
         in a small discrete space), or the engine would refuse it (the same
         setting was tried on an earlier line), the retries draw at random: a
         fresh value still teaches something, a repeat teaches nothing.
@@ -336,21 +358,35 @@ class TunerAgent:
 
         tpe, explore = samplers
         constant = knob.constant
-        for attempt in range(_ATTEMPTS):
-            study.sampler = tpe if attempt == 0 else explore
-            trial = study.ask({knob.key: knob.distribution})
-            sample = trial.params[knob.key]
-            value = knob.value(sample)
+        text = context.files[constant.path]
+
+        def edit(value: _Value) -> tuple[str, dict[str, str]] | None:
+            """The literal and the edited files, or None when this value is not worth a run."""
             literal = _render(value, constant.source)
-            text = context.files[constant.path]
             edited = {constant.path: text[: constant.start] + literal + text[constant.end :]}
             if (
                 value == constant.value
                 or (constant.name, value) in tried
                 or context.check(Proposal(hypothesis="", files=edited))
             ):
+                return None
+            return literal, edited
+
+        step = next(((sample, why) for sample, why in steps if edit(knob.value(sample)) is not None), None)
+        if steps and step is None:
+            return None  # compass steps asked for, and none is new here
+        for attempt in range(_ATTEMPTS):
+            if attempt == 0 and step is not None:
+                study.enqueue_trial({knob.key: step[0]}, skip_if_exists=False)  # the next ask takes this value
+            study.sampler = tpe if attempt == 0 else explore
+            trial = study.ask({knob.key: knob.distribution})
+            sample = trial.params[knob.key]
+            value = knob.value(sample)
+            made = edit(value)
+            if made is None:
                 study.tell(trial, state=TrialState.FAIL)  # never trained; TPE ignores failed trials
                 continue
+            literal, edited = made
             self._pending[trial.number] = trial
             record = _Record(
                 param=constant.name,
@@ -364,7 +400,9 @@ class TunerAgent:
                 base=base,
             )
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-            if self._sampler == "random":
+            if attempt == 0 and step is not None:
+                why = step[1]
+            elif self._sampler == "random":
                 why = "random pick"
             elif attempt > 0:
                 why = "random pick (TPE's pick was already tried)"
@@ -439,6 +477,106 @@ def _rotation(knobs: list[_Knob], history: Sequence[Experiment]) -> list[_Knob]:
         start += 1
     start %= len(knobs)
     return knobs[start:] + knobs[:start]
+
+
+_COMPASS = ((1.0, "to the window's edge"), (0.5, "half-way to the window's edge"))  # fractions of the way
+
+
+def _compass(knob: _Knob, history: Sequence[Experiment], seed: int) -> list[tuple[Any, str]]:
+    """Fixed samples to try from the constant's current value before TPE: big moves first.
+
+    Numbers: the window's edge each way (x4 and /4 for a default window), then
+    half-way to each edge (x2, /2), in the window's own scale (log for most).
+    The way that last paid off for this constant comes first (after a keep the
+    window re-centres on the kept value, so the next step goes further the same
+    way); before any keep, a seeded coin decides. Choices: those not yet tried,
+    in a seeded order. Values this constant had or was tried at are skipped,
+    whatever else changed since: a repeat rarely teaches anything.
+
+    Why not TPE from the start: a night gives each constant a handful of trials,
+    one at a time from a moving centre, under noise. With so few points TPE
+    exploits the best draws so far, often lucky ones near the centre, and small
+    moves rarely show a gain above the noise; on the sample projects it lost to
+    uniform picks over the same windows (bench/bench_search.py).
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    constant = knob.constant
+    seen = {constant.value}
+    way = 0.0
+    for experiment in history:
+        record = _Record.from_meta(experiment.agent_data)
+        if record is None or record.param != constant.name:
+            continue
+        seen.update((record.old, record.value))
+        if experiment.status == Status.KEEP and _is_number(record.value) and _is_number(record.old):
+            way = 1.0 if record.value > record.old else -1.0
+    coin = hashlib.sha256(f"{seed}:{constant.name}:{len(history)}".encode()).digest()
+    distribution = knob.distribution
+    if isinstance(distribution, CategoricalDistribution):
+        fresh = [choice for choice in distribution.choices if choice not in seen]
+        fresh.sort(key=lambda choice: hashlib.sha256(coin + str(choice).encode()).digest())
+        return [(choice, "a choice not tried yet, before TPE") for choice in fresh]
+    log = bool(getattr(distribution, "log", False))
+    integer = not isinstance(distribution, FloatDistribution)
+    current = _sample_of(knob, constant.value)
+    if current is None or (log and current <= 0):
+        return []
+
+    def coordinate(sample: float) -> float:
+        return math.log(sample) if log else float(sample)
+
+    centre = coordinate(current)
+    edges = {1.0: coordinate(distribution.high), -1.0: coordinate(distribution.low)}
+    if knob.transform == "one_minus":
+        way = -way  # the sample is 1 - value
+    if not way:
+        way = 1.0 if coin[0] % 2 else -1.0
+    steps: list[tuple[Any, str]] = []
+    for fraction, how in _COMPASS:
+        for direction in (way, -way):
+            t = centre + fraction * (edges[direction] - centre)
+            x = math.exp(t) if log else t
+            x = min(max(x, distribution.low), distribution.high)  # exp(log(x)) may miss the bound by an ulp
+            sample = int(round(x)) if integer else x
+            value = knob.value(sample)
+            if value not in seen and all(value != knob.value(other) for other, _ in steps):
+                up = (direction > 0) != (knob.transform == "one_minus")
+                steps.append((sample, f"{'up' if up else 'down'} {how}, before TPE"))
+    return steps
+
+
+def _sample_of(knob: _Knob, value: _Value) -> Any:
+    """The optuna sample that stands for a value of the constant (the inverse of ``_Knob.value``)."""
+    if not _is_number(value):
+        return None
+    if knob.transform == "pow2":
+        return int(round(math.log2(value))) if value > 0 else None
+    if knob.transform == "one_minus":
+        return 1.0 - value
+    return value
+
+
+def _clearly_worse_first_step(history: Sequence[Experiment], goal: str, metric: str) -> str | None:
+    """The constant changed by the last finished experiment, when that was its first move from its current
+    value and made the metric worse than the best by more than the noise (any amount before the noise is known).
+
+    The last finished, not the last: with proposals made ahead, the last one is still training.
+    """
+    done = [i for i, e in enumerate(history) if e.status in Status.FINAL]
+    if not done or (last := _Record.from_meta(history[done[-1]].agent_data)) is None:
+        return None
+    experiment = history[done[-1]]
+    head = next((e for e in reversed(history[: done[-1]]) if e.status == Status.KEEP and e.metric is not None), None)
+    if experiment.status != Status.DISCARD or experiment.metric is None or head is None or head.metric is None:
+        return None
+    moves = [r for e in history if (r := _Record.from_meta(e.agent_data)) and r.param == last.param]
+    if sum(r.old == last.old for r in moves) != 1:
+        return None
+    noise = acceptance.noise(history, metric)
+    if acceptance.gain(experiment.metric, head.metric, goal) >= -(noise.sigma if noise else 0.0):
+        return None
+    return last.param
 
 
 def _find_constants(files: Mapping[str, str]) -> list[_Constant]:

@@ -470,3 +470,22 @@ def test_after_a_keep_the_next_step_goes_further_the_same_way() -> None:
         if was_kept:
             assert next_old == new and next_new == pytest.approx(4 * new, rel=0.01), steps
     assert night.all_constants()["LR"] >= 5e-4 * 4**4
+
+
+def test_a_first_step_that_hurts_is_followed_by_the_step_the_other_way() -> None:
+    # LR's optimum is above the start: a first step down hurts, so the metric is sensitive to LR and the
+    # next proposal is LR's step up rather than the next constant's turn.
+    for seed in range(20):
+        night = Night(TunerAgent(space=only("LR", "DROPOUT"), seed=seed), lr_bowl(8e-3))
+        night.run(2)
+        (first, _), (second, _) = night.proposals
+        if first.meta["value"] < first.meta["from"]:
+            assert night.history[1].status == Status.DISCARD
+            assert (second.meta["param"], second.meta["value"]) == ("LR", 2e-3)
+            break
+    else:
+        pytest.fail("no seed's first step went down")
+    # A step that changes nothing (a flat metric) does not hold the turn: the rotation goes on.
+    night = Night(TunerAgent(space=only("LR", "DROPOUT"), seed=0), flat)
+    night.run(4)
+    assert [p.meta["param"] for p, _ in night.proposals] == ["LR", "DROPOUT", "LR", "DROPOUT"]

@@ -333,9 +333,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     ledger = journal.Journal(root)
     tag = args.tag or journal.last_tag(root)
     experiments = ledger.experiments_of(tag)
-    configured = config.load(root).export.mlflow_uri if (root / config.CONFIG_NAME).is_file() else ""
-    uri = tracking_uri(root, args.uri or configured)
-    exported = MlflowExport(uri, importing.metric_of(root, ledger, tag)[0]).export(experiments)
+    project = config.load_if_present(root)
+    uri = tracking_uri(root, args.uri or (project.export.mlflow_uri if project is not None else ""))
+    exported = MlflowExport(uri, importing.metric_of(ledger.events(), tag, project)[0]).export(experiments)
     print(f"arsup: exported {exported} new of {len(experiments)} experiments of tag {tag} to MLflow "
           f"experiment arsup/{tag} at {uri}; browse them with `mlflow ui --backend-store-uri {uri}`")
     return 0

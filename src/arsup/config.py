@@ -142,6 +142,11 @@ class HoldoutConfig(_Section):
     def enabled(self) -> bool:
         return bool(self.run or self.env)
 
+    @property
+    def warn_keeps(self) -> int:
+        """The keeps a divergence is looked for over; 0 when there is no holdout."""
+        return self.diverge_keeps if self.enabled else 0
+
 
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
@@ -363,6 +368,12 @@ def validate(data: dict[str, Any], root: Path, source: str = CONFIG_NAME) -> Con
     if problems:
         raise ConfigError(f"{source} is not valid:\n  " + "\n  ".join(problems))
     return config
+
+
+def load_if_present(root: Path) -> Config | None:
+    """The project's config, or None where there is no arsup.toml (an imported log needs none); a broken
+    one is still a ConfigError."""
+    return load(root) if (root / CONFIG_NAME).is_file() else None
 
 
 def load(root: Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:

@@ -39,7 +39,7 @@ def test_statuses_in_any_case_and_a_second_import_gets_the_next_free_tag(tmp_pat
     second = importing.import_results(tmp_path, log)
     assert [e.status for e in first] == [Status.KEEP, Status.DISCARD, Status.CRASH]
     assert {e.tag for e in second} == {"imported2"} and second[0].id == "0004"
-    assert importing.metric_of(tmp_path, journal.Journal(tmp_path), "imported2") == ("val_bpb", "minimize")
+    assert importing.metric_of(journal.Journal(tmp_path).events(), "imported2", None) == ("val_bpb", "minimize")
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -350,7 +350,7 @@ class Engine:
             time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
             model=self.config.agent.model if self.config.agent.kind == "llm" else "", paused=self.paused,
             pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in self.history],
-            holdout_keeps=self.config.holdout.diverge_keeps if self.config.holdout.enabled else 0,
+            holdout_keeps=self.config.holdout.warn_keeps,
         ))
 
     def load_history(self) -> None:

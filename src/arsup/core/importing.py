@@ -23,7 +23,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import git
 
@@ -167,11 +167,11 @@ def _diff(repo: Vcs, parent: str, commit: str) -> str:
         return ""
 
 
-def metric_of(root: Path, ledger: journal.Journal, tag: str) -> tuple[str, str]:
-    """The metric and goal to read `tag` by: an imported file's own metric, else arsup.toml's.
+def metric_of(events: Iterable[dict[str, Any]], tag: str, project: config.Config | None) -> tuple[str, str]:
+    """The metric and goal to read `tag` by: an imported file's own metric, else the project's.
 
-    An imported autoresearch log needs no arsup.toml: val_bpb-style metrics are minimised."""
-    names = [e.get("metric") for e in ledger.events() if e.get("event") == "import" and e.get("tag") == tag]
+    An imported autoresearch log needs no arsup.toml (`project` None): val_bpb-style metrics are minimised."""
+    names = [e.get("metric") for e in events if e.get("event") == "import" and e.get("tag") == tag]
     imported = names[-1] if names and isinstance(names[-1], str) else ""
-    settings = config.load(root).metric if (root / config.CONFIG_NAME).is_file() else config.MetricConfig()
+    settings = project.metric if project is not None else config.MetricConfig()
     return imported or settings.name, settings.goal

@@ -31,10 +31,12 @@ def default_out(root: Path, tags: list[str]) -> Path:
     return root / journal.STATE_DIR / "reports" / "-vs-".join(tags)
 
 
-def _night(root: Path, ledger: journal.Journal, tag: str, events: list[dict]) -> tuple[Summary, list[Experiment]]:
+def _night(
+    ledger: journal.Journal, tag: str, events: list[dict], project: config.Config | None,
+) -> tuple[Summary, list[Experiment]]:
     experiments = ledger.experiments_of(tag)
-    metric, goal = importing.metric_of(root, ledger, tag)
-    keeps = config.load(root).holdout.diverge_keeps if (root / config.CONFIG_NAME).is_file() else 3
+    metric, goal = importing.metric_of(events, tag, project)
+    keeps = (project.holdout if project is not None else config.HoldoutConfig()).diverge_keeps
     return summarize(tag, experiments, metric, goal, events, keeps), experiments
 
 
@@ -52,7 +54,8 @@ def write_report(root: Path, tags: list[str], out: Path | None = None) -> Writte
     """Each tag's night into `out` (default .arsup/reports/<tags>); JournalError for a tag with no experiments."""
     ledger = journal.Journal(root)
     events = ledger.events()
-    nights = [_night(root, ledger, tag, events) for tag in tags]
+    project = config.load_if_present(root)  # once for every night
+    nights = [_night(ledger, tag, events, project) for tag in tags]
     out = out or default_out(root, tags)
     written = Written([summary for summary, _ in nights], out)
     if len(nights) == 1:

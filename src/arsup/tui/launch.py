@@ -102,7 +102,7 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
         tag, branch_name(tag), "", resumed=len(history), project=str(root),  # no head: browsing never reads git
         metric=cfg.metric.name, goal=cfg.metric.goal, time_budget=cfg.project.time_budget,
         policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.model if cfg.agent.kind == "llm" else "",
-        history=history, holdout_keeps=cfg.holdout.diverge_keeps if cfg.holdout.enabled else 0,
+        history=history, holdout_keeps=cfg.holdout.warn_keeps,
     )
     notices = [Notice(warning, "warning") for warning in journal.warnings]
     if started.holdout_keeps and (diverging := divergence(history, cfg.metric.goal, started.holdout_keeps)):

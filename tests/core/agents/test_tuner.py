@@ -265,9 +265,9 @@ def test_values_keep_the_constants_kind() -> None:
 
 def test_stays_on_a_constant_while_it_keeps_improving_up_to_three_times() -> None:
     counter = iter(range(1000))
-    night = Night(TunerAgent(space=only("LR", "DROPOUT", "N_LAYER"), seed=0), lambda _: next(counter), goal="maximize")
+    night = Night(TunerAgent(space=only("LR", "DROPOUT", "GRAD_CLIP"), seed=0), lambda _: next(counter), goal="maximize")
     night.run(9)
-    assert [p.meta["param"] for p, _ in night.proposals] == ["LR"] * 3 + ["N_LAYER"] * 3 + ["DROPOUT"] * 3
+    assert [p.meta["param"] for p, _ in night.proposals] == ["LR"] * 3 + ["DROPOUT"] * 3 + ["GRAD_CLIP"] * 3
 
 
 def test_never_repeats_a_value_on_the_same_code_and_stops_when_out_of_values() -> None:
@@ -489,3 +489,44 @@ def test_a_first_step_that_hurts_is_followed_by_the_step_the_other_way() -> None
     night = Night(TunerAgent(space=only("LR", "DROPOUT"), seed=0), flat)
     night.run(4)
     assert [p.meta["param"] for p, _ in night.proposals] == ["LR", "DROPOUT", "LR", "DROPOUT"]
+
+
+def test_after_a_keep_no_compass_step_goes_back_past_the_value_it_came_from() -> None:
+    # BATCH_SIZE's window is bounded at 16: after a kept step 64 -> 16 the window's other edge (256) lies
+    # beyond 64, which the keep showed to be worse; a step there is wasted. LR (flat) takes the turn instead.
+    space = {**only("LR", "BATCH_SIZE"), "BATCH_SIZE": [16, 256]}
+    smaller_is_better = lambda c: math.log2(c["BATCH_SIZE"])  # noqa: E731
+    for seed in range(20):
+        night = Night(TunerAgent(space=space, seed=seed), smaller_is_better)
+        while night.step() is not None and night.proposals[-1][0].meta["param"] != "BATCH_SIZE":
+            pass
+        first, _ = night.proposals[-1]
+        if (first.meta["param"], first.meta["value"]) == ("BATCH_SIZE", 16):
+            break
+    else:
+        pytest.fail("no seed's first step took BATCH_SIZE to 16")
+    assert night.history[-1].status == Status.KEEP
+    kept_at = len(night.proposals)
+    night.run(3)
+    batch_steps = [p.meta["value"] for p, _ in night.proposals[kept_at:] if p.meta["param"] == "BATCH_SIZE"]
+    compass = [p for p, _ in night.proposals[kept_at:] if "before TPE" in p.hypothesis]
+    assert compass and all(p.meta["param"] == "LR" for p in compass), [p.hypothesis for p in compass]
+    assert all(value < 64 for value in batch_steps[:1]), batch_steps
+
+
+def test_a_string_constant_takes_only_the_choices_its_comment_names() -> None:
+    files = {
+        "train.py": 'ACTIVATION = "gelu"  # one of "gelu", "relu", "silu"\n'
+        'NORM = "layernorm"  # "layernorm" or "rmsnorm"\n'
+        'DEVICE = "cuda"  # or "cpu"\n'
+        'OPTIMIZER = "adamw"\n'
+    }
+    night = Night(TunerAgent(seed=0), flat, files=files)
+    night.run(3)
+    while night.step() is not None:
+        pass
+    tried = {(p.meta["param"], p.meta["value"]) for p, _ in night.proposals}
+    assert {v for name, v in tried if name == "ACTIVATION"} == {"relu", "silu"}  # never "tanh": train.py lacks it
+    assert {v for name, v in tried if name == "NORM"} == {"rmsnorm"}
+    assert {v for name, v in tried if name == "OPTIMIZER"} == {"adam", "sgd"}  # no comment: the whole family
+    assert "DEVICE" not in {name for name, _ in tried}  # a comment does not make plumbing a hyperparameter

@@ -45,6 +45,7 @@ _Number = int | float
 _Value = int | float | str  # what a tunable constant holds
 
 _CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_QUOTED = re.compile(r""""([^"\\]*)"|'([^'\\]*)'""")
 
 # Default search window: a factor of 4 either side of the current value (16x in
 # all). Wide enough to find a badly set learning rate within two or three keeps,
@@ -92,6 +93,7 @@ class _Constant:
     source: str  # the literal as written, e.g. "5e-4"
     start: int  # character offsets of the literal in the file's text
     end: int
+    named: tuple[str, ...] = ()  # the strings quoted in a comment after it: `# one of "gelu", "relu"`
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,11 @@ class TunerAgent:
             return None
         if isinstance(value, str):
             family = next((f for f in _FAMILIES if value in f), None)
-            return _Knob(constant, name, CategoricalDistribution(family)) if family else None
+            if family is None:
+                return None
+            # The code's own list of what it accepts narrows the family: a value it lacks would only crash.
+            listed = tuple(choice for choice in family if choice == value or choice in constant.named)
+            return _Knob(constant, name, CategoricalDistribution(listed if len(listed) > 1 else family))
         if value <= 0:  # no scale to search around; a range in [agent.space] can still tune it
             return None
         if isinstance(value, int):
@@ -504,6 +510,7 @@ def _compass(knob: _Knob, history: Sequence[Experiment], seed: int) -> list[tupl
     constant = knob.constant
     seen = {constant.value}
     way = 0.0
+    came_from: _Value | None = None  # the value the kept move to the current one left
     for experiment in history:
         record = _Record.from_meta(experiment.agent_data)
         if record is None or record.param != constant.name:
@@ -511,6 +518,7 @@ def _compass(knob: _Knob, history: Sequence[Experiment], seed: int) -> list[tupl
         seen.update((record.old, record.value))
         if experiment.status == Status.KEEP and _is_number(record.value) and _is_number(record.old):
             way = 1.0 if record.value > record.old else -1.0
+            came_from = record.old if record.value == constant.value else None
     coin = hashlib.sha256(f"{seed}:{constant.name}:{len(history)}".encode()).digest()
     distribution = knob.distribution
     if isinstance(distribution, CategoricalDistribution):
@@ -540,10 +548,23 @@ def _compass(knob: _Knob, history: Sequence[Experiment], seed: int) -> list[tupl
             x = min(max(x, distribution.low), distribution.high)  # exp(log(x)) may miss the bound by an ulp
             sample = int(round(x)) if integer else x
             value = knob.value(sample)
+            if _past(value, came_from, constant.value):
+                continue
             if value not in seen and all(value != knob.value(other) for other, _ in steps):
                 up = (direction > 0) != (knob.transform == "one_minus")
                 steps.append((sample, f"{'up' if up else 'down'} {how}, before TPE"))
     return steps
+
+
+def _past(value: _Value, came_from: _Value | None, current: _Value) -> bool:
+    """True when ``value`` lies at or beyond ``came_from``, seen from ``current``.
+
+    The keep from ``came_from`` to ``current`` says the metric is worse there;
+    for a metric with one optimum along this constant, so is everything beyond.
+    """
+    if not (_is_number(value) and _is_number(came_from) and _is_number(current)):
+        return False
+    return (value - current) * (came_from - current) > 0 and abs(value - current) >= abs(came_from - current)
 
 
 def _sample_of(knob: _Knob, value: _Value) -> Any:
@@ -610,7 +631,9 @@ def _find_constants(files: Mapping[str, str]) -> list[_Constant]:
             assert node.end_lineno is not None and node.end_col_offset is not None
             start = offsets.at(node.lineno, node.col_offset)
             end = offsets.at(node.end_lineno, node.end_col_offset)
-            found[target.id] = _Constant(target.id, path, value, text[start:end], start, end)
+            after = text[end:].partition("\n")[0].lstrip()
+            named = tuple(a or b for a, b in _QUOTED.findall(after[1:])) if after.startswith("#") else ()
+            found[target.id] = _Constant(target.id, path, value, text[start:end], start, end, named)
     return list(found.values())
 
 

@@ -91,7 +91,8 @@ def keep_rule(noise: Noise | None, rule: Rule | None) -> str:
     margin = f"more than about {rule.threshold_sigma * noise.sigma:.6g} ({rule.threshold_sigma:g} sigma)" if noise \
         else "any amount"
     effect = f", by at least {rule.min_effect:g} on average" if rule.min_effect else ""
-    return (f"{floor} To be kept, a change must beat the best by {margin} in its first run, "
+    return (f"{floor} To be kept, a change must beat the best by {margin} in its first run "
+            "(against the best's run on the same seed), "
             f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}. "
             "Changes smaller than the noise cannot be told apart from luck: aim for bigger effects.")
 

@@ -8,7 +8,9 @@ one constant, so the hypothesis reads like a researcher's ("LR 0.0005 ->
 Each constant is searched in a window around its current value, which
 re-centres on every keep. The first picks from a value are fixed big moves
 (the window's edges, then half-way; see `_compass`), the way that last paid
-off first; TPE picks only once those are spent. `sampler="random"` draws every
+off first; TPE picks only once those are spent. A string constant is tuned
+among a family of interchangeable choices, narrowed to those a comment beside
+it names (`# one of "gelu", "relu"`): the code's own list of what it accepts. `sampler="random"` draws every
 pick uniformly from the same windows instead: bench/bench_search.py measures
 the one against the other.
 
@@ -497,7 +499,9 @@ def _compass(knob: _Knob, history: Sequence[Experiment], seed: int) -> list[tupl
     window re-centres on the kept value, so the next step goes further the same
     way); before any keep, a seeded coin decides. Choices: those not yet tried,
     in a seeded order. Values this constant had or was tried at are skipped,
-    whatever else changed since: a repeat rarely teaches anything.
+    whatever else changed since: a repeat rarely teaches anything. So is a
+    step back past the value the keep to the current one came from (see
+    `_past`): a bounded window's far edge lies there.
 
     Why not TPE from the start: a night gives each constant a handful of trials,
     one at a time from a moving centre, under noise. With so few points TPE

@@ -141,6 +141,26 @@ async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: flo
         await pilot.pause(0.05)
 
 
+async def show_tab(pilot: Pilot[Any], app: SupervisorApp, pane: str, ready: Callable[[], object] = lambda: True) -> None:
+    """Switch the history pane to the tab `pane` ("tab-table", "tab-chart") and wait until `ready()`.
+
+    Right after the start the tree takes focus, and the tabs answer that focus by
+    showing the tree's tab: on a loaded machine that answer can land after a
+    switch made this early (a test's, not a person's), so the switch is made
+    again while it was undone."""
+    from textual.widgets import TabbedContent
+
+    tabs = app.main.query_one("#history-tabs", TabbedContent)
+
+    def shown() -> object:
+        if tabs.active != pane:
+            tabs.active = pane
+            return False
+        return ready()
+
+    await until(pilot, shown, what=f"the {pane} tab")
+
+
 async def finish(pilot: Pilot[Any], app: SupervisorApp) -> None:
     """Wait for the loop to end by itself."""
     await until(pilot, lambda: app.view.ended is not None, 60, "the loop to end")

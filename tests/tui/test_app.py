@@ -24,7 +24,7 @@ from arsup.tui.panes.log import LogPane
 from arsup.tui.screens import ApprovalScreen, HelpScreen, NoteScreen, QuitScreen
 from tests.conftest import TOY_TRAIN, git
 from tests.conftest import edit
-from tests.tui.conftest import NO_GPU, SLOW, engine_of, finish, live_app, training_processes, until
+from tests.tui.conftest import NO_GPU, SLOW, engine_of, finish, live_app, show_tab, training_processes, until
 
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}
@@ -461,8 +461,6 @@ def test_an_imported_autoresearch_log_can_be_browsed(repo: Path) -> None:
 
 
 def test_browsing_a_night_with_a_holdout_shows_it_beside_val_and_warns(tmp_path: Path) -> None:
-    from textual.widgets import TabbedContent
-
     from arsup.tui.panes.history import ResultsTable
     from tests.core.test_engine_holdout import HOLDOUT, holdout_night
 
@@ -478,9 +476,8 @@ def test_browsing_a_night_with_a_holdout_shows_it_beside_val_and_warns(tmp_path:
             await until(pilot, lambda: len(app.view.history) == 4, what="the history")
             keeps = app.main.query_one(ExperimentTree).root.children
             assert "holdout 2.512000" in str(keeps[-1].label) and "1.488000" in str(keeps[-1].label)
-            app.main.query_one(TabbedContent).active = "tab-table"
-            await pilot.pause()
             table = app.main.query_one(ResultsTable)
+            await show_tab(pilot, app, "tab-table", lambda: table.row_count == 4)
             assert [str(c.label) for c in table.columns.values()][:4] == ["id", "commit", "val_bpb", "holdout"]
             assert str(table.get_row("0004")[3]) == "2.512000"
             shown = [n.message for n in app._notifications]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static, TabbedContent
+from textual.widgets import Static
 
 from arsup.core import policy
 from arsup.core.events import (
@@ -38,7 +38,7 @@ from arsup.tui.bridge import Bridge
 from arsup.tui.panes.gpu import GpuPane
 from arsup.tui.panes.header import HeaderPane
 from arsup.tui.panes.history import HistoryPane
-from tests.tui.conftest import RecordingControls
+from tests.tui.conftest import RecordingControls, show_tab
 
 T0 = 1_764_300_000.0
 SIZES = {"wide": (120, 40), "narrow": (80, 24)}
@@ -202,7 +202,7 @@ def test_history_tabs(snap_compare: Any, tab: str) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await fed(pilot)
-        app.main.query_one("#history-tabs", TabbedContent).active = tab
+        await show_tab(pilot, app, tab)
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZES["wide"], run_before=run_before)

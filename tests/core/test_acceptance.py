@@ -82,6 +82,17 @@ def test_min_effect_and_maximize() -> None:
     assert not small.keep and "min_effect" in small.reason
 
 
+def test_a_significant_gain_under_the_bar_for_a_mean_is_not_kept() -> None:
+    best = {0: 1.00, 1: 1.02, 2: 0.98}
+    nudged = {seed: value - 1e-4 for seed, value in best.items()}  # the same every seed: p is tiny
+    decision = confirm(nudged, best, "minimize", 0.02, Rule(), "m")
+    assert decision.p_value is not None and decision.p_value < 0.05
+    assert not decision.keep and "1 sigma / sqrt(3) (0.011547)" in decision.reason
+    moved = {seed: value - 0.012 for seed, value in best.items()}  # just over 0.02 / sqrt(3)
+    assert confirm(moved, best, "minimize", 0.02, Rule(), "m").keep
+    assert confirm(nudged, best, "minimize", 0.0, Rule(), "m").keep  # no noise: any strict gain is real
+
+
 def test_the_paired_test_holds_its_false_positive_rate() -> None:
     rng = random.Random(7)
     hits = sum(one_sided_p([rng.gauss(0, 1) for _ in range(3)]) < 0.05 for _ in range(4000))

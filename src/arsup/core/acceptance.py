@@ -3,11 +3,14 @@
 Greedy single-run acceptance (autoresearch's rule) keeps a change that does
 nothing about half the time once seeds move the metric as much as real
 changes do. The `confirm` rule screens each candidate with one run, drops it
-when it beats the best's run on the same seed by less than `threshold_sigma`
-noise standard deviations (against the best's mean, a change that does
-nothing passes whenever that seed is a lucky one), and otherwise re-runs it on the best's seeds and keeps it only
-when a one-sided paired t-test says the gain is real (p < alpha) and at least
-`min_effect`. The noise sigma is pooled over every commit that ran more than
+when it beats the best by less than `threshold_sigma` noise standard
+deviations, and otherwise re-runs it on the best's seeds and keeps it only
+when a one-sided paired t-test says the gain is real (p < alpha), and the mean
+gain clears the screen's bar for a mean (`threshold_sigma` sigma / sqrt(runs))
+and `min_effect`. The bar matters where seeds drive the noise: a change that
+does nothing gives nearly the same value seed for seed, passes the screen
+whenever the first seed is the best's lucky one, and then wins the paired test
+on a consistent 1e-6. The noise sigma is pooled over every commit that ran more than
 once, so it sharpens as the night goes on.
 """
 
@@ -82,30 +85,18 @@ def decide_greedy(candidate: float, best: float | None, goal: str, metric: str) 
     return Decision(False, f"{metric} {candidate:.6f} does not beat the best {best:.6f} ({delta:+.6f})")
 
 
-def screen(
-    candidate: float, best: float, goal: str, sigma: float, rule: Rule, metric: str, seed: int | None = None
-) -> Decision | None:
-    """After one run: a Decision to discard, or None when the candidate deserves confirmation runs.
-
-    ``best`` is the best's run on the candidate's ``seed`` when it has one (see `paired_best`), else its mean.
-    """
+def screen(candidate: float, best: float, goal: str, sigma: float, rule: Rule, metric: str) -> Decision | None:
+    """After one run: a Decision to discard, or None when the candidate deserves confirmation runs."""
     won = gain(candidate, best, goal)
     bar = rule.threshold_sigma * sigma
     if won <= 0 or won < bar:
-        against = f"the best's {best:.6f} on seed {seed}" if seed is not None else f"best {best:.6f}"
         return Decision(
             False,
-            f"screen: {metric} {candidate:.6f} vs {against}: gain {won:+.6f} is under "
+            f"screen: {metric} {candidate:.6f} vs best {best:.6f}: gain {won:+.6f} is under "
             f"{rule.threshold_sigma:g} sigma ({bar:.6f})",
             gain_sigma=won / sigma if sigma else None,
         )
     return None
-
-
-def paired_best(best: Experiment, seed: int, metric: str) -> float | None:
-    """The best's value on this seed: what a candidate's first run on it is screened against; None when the
-    best never ran that seed."""
-    return values_by_seed(best, metric).get(seed)
 
 
 def one_sided_p(gains: list[float]) -> float:
@@ -140,6 +131,12 @@ def confirm(
         return Decision(False, f"{summary}: fewer than 2 paired seeds", p, in_sigma)
     if p >= rule.alpha:
         return Decision(False, f"{summary}: not significant (alpha {rule.alpha:g})", p, in_sigma)
+    bar = rule.threshold_sigma * sigma / math.sqrt(len(seeds))
+    if mean_gain < bar:
+        return Decision(
+            False, f"{summary}: under {rule.threshold_sigma:g} sigma / sqrt({len(seeds)}) ({bar:.6f}), "
+            "too small to tell from the noise", p, in_sigma,
+        )
     if mean_gain < rule.min_effect:
         return Decision(False, f"{summary}: below min_effect {rule.min_effect:g}", p, in_sigma)
     return Decision(True, f"{summary}: a real gain of {metric}", p, in_sigma)

@@ -1040,13 +1040,7 @@ class Engine:
             noise = self.noise()
             sigma = noise.sigma if noise else 0.0
             experiment.sigma = sigma
-            seed = experiment.runs[0].seed
-            paired = acceptance.paired_best(head, seed, name)
-            screened = acceptance.screen(
-                experiment.metric,  # type: ignore[arg-type]
-                head.metric if paired is None else paired,  # type: ignore[arg-type]
-                goal, sigma, rule, name, None if paired is None else seed,
-            )
+            screened = acceptance.screen(experiment.metric, head.metric, goal, sigma, rule, name)  # type: ignore[arg-type]
             if screened is None:
                 if not self._run_seeds(experiment, run_dir, range(1, rule.confirm_runs), slot):
                     return

@@ -90,9 +90,10 @@ def keep_rule(noise: Noise | None, rule: Rule | None) -> str:
         return f"{floor} Any gain over the best is kept, so a gain under the noise floor may be luck."
     margin = f"more than about {rule.threshold_sigma * noise.sigma:.6g} ({rule.threshold_sigma:g} sigma)" if noise \
         else "any amount"
-    effect = f", by at least {rule.min_effect:g} on average" if rule.min_effect else ""
-    return (f"{floor} To be kept, a change must beat the best by {margin} in its first run "
-            "(against the best's run on the same seed), "
+    bar = rule.threshold_sigma * noise.sigma / rule.confirm_runs**0.5 if noise else 0.0  # acceptance.confirm's
+    needed = max(bar, rule.min_effect)
+    effect = f", by at least {needed:.6g} on average" if needed else ""
+    return (f"{floor} To be kept, a change must beat the best by {margin} in its first run, "
             f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}. "
             "Changes smaller than the noise cannot be told apart from luck: aim for bigger effects.")
 

@@ -49,6 +49,34 @@ def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
         assert after.parent == baseline.commit and after.made_for == baseline.id
 
 
+def test_a_proposal_made_ahead_is_told_what_is_in_flight(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    script = write_script(
+        root,
+        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65"), "think_s": 0.3},
+        {"hypothesis": "narrower", "edits": edit("WIDTH = 64", "WIDTH = 63"), "think_s": 0.3},
+        {"hypothesis": "much wider", "edits": edit("WIDTH = 64", "WIDTH = 80"), "think_s": 0.3},
+    )
+    engine, _ = make_engine(root, script, **GREEDY)
+    script_agent, told = engine.agent, []
+
+    class Watching:
+        name = script_agent.name
+
+        def propose(self, context: Any) -> Any:
+            told.append([(e.id, e.hypothesis) for e in context.in_flight])
+            return script_agent.propose(context)
+
+        def observe(self, experiment: Any) -> None:
+            script_agent.observe(experiment)
+
+    engine.agent = Watching()
+    _run(engine)
+    assert [e.status for e in engine.history[1:]] == [Status.DISCARD] * 3
+    # The first proposal waits for the baseline's result; each later one is made while the one before trains.
+    assert told[:3] == [[], [("0002", "wider")], [("0003", "narrower")]]
+
+
 def test_a_proposal_that_repeats_one_still_training_is_refused(tmp_path: Path) -> None:
     root = _project(tmp_path)
     protected = fingerprint(root, ["prepare.py"])

@@ -166,8 +166,9 @@ class Engine:
         self._in_flight = 0  # experiments started by slots and not finished
         self._invalid_in_a_row = 0
         self._crashes_in_a_row = 0
-        self._circling_seen = ""
-        self._pending: dict[str, tuple[str, changes_.Signature]] = {}  # proposed, not finished: id -> (hypothesis, what it sets)  # the last experiment of a streak already paused for
+        self._circling_seen = ""  # the last experiment of a streak already paused for
+        # Proposed, not finished (queued or training): id -> (the experiment as the agent sees it, what it sets).
+        self._pending: dict[str, tuple[Experiment, changes_.Signature]] = {}
         self._thread: threading.Thread | None = None
         self._repo: HeldRepo | None = None
         self._next_id = 0
@@ -775,6 +776,8 @@ class Engine:
         files = {path: text for path in self._editable_files(base.vcs) if (text := base.shown(path)) is not None}
         history = list(self.history)
         crashed = history[-1] if history and history[-1].status == Status.CRASH else None
+        with self._recording:
+            in_flight = [queued for queued, _ in self._pending.values()]
         return AgentContext(
             instructions=self.instructions(),
             files=files,
@@ -786,6 +789,7 @@ class Engine:
             noise=self.noise(),
             rule=self._rule(),
             circling=[e.for_agent() for e in changes_.circling(history)],
+            in_flight=in_flight,
             last_crash_tail=crashed.crash_tail if crashed else "",
             notes=list(self.notes),
             cancel=self._proposals_cancel,
@@ -872,7 +876,7 @@ class Engine:
             self._approve_edit(prepared)
         if prepared.verdict is None:
             with self._recording:  # until it is measured, a proposal that repeats it is refused
-                self._pending[experiment.id] = (experiment.hypothesis, self._signature(prepared.changes, base))
+                self._pending[experiment.id] = (experiment.for_agent(), self._signature(prepared.changes, base))
             self._emit(ProposalQueued(experiment.copy()))
         return prepared
 
@@ -938,10 +942,10 @@ class Engine:
             )
         with self._recording:
             pending = list(self._pending.items())
-        for other, (hypothesis, signature) in pending:
+        for other, (queued, signature) in pending:
             if not repeat and other != own and changes_.same_idea(candidate, signature):
                 raise EditError(
-                    f"this repeats experiment {other} ({hypothesis!r}, not measured yet: it is queued or training), "
+                    f"this repeats experiment {other} ({queued.hypothesis!r}, not measured yet: it is queued or training), "
                     f"which set {candidate.describe()}; propose something else"
                 )
         return changes

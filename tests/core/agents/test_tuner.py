@@ -530,3 +530,28 @@ def test_a_string_constant_takes_only_the_choices_its_comment_names() -> None:
     assert {v for name, v in tried if name == "NORM"} == {"rmsnorm"}
     assert {v for name, v in tried if name == "OPTIMIZER"} == {"adam", "sgd"}  # no comment: the whole family
     assert "DEVICE" not in {name for name, _ in tried}  # a comment does not make plumbing a hyperparameter
+
+
+def test_a_constant_in_flight_waits_for_its_result_while_another_has_a_step() -> None:
+    # With proposals made ahead ([slots] queue = 1) the next proposal is made while one trains. A second step
+    # on the constant in flight is stale however that run ends: kept, the line moved and the edit no longer
+    # applies (the engine skips it); discarded, the step was chosen without its result.
+    def ahead(space: dict[str, list]) -> Proposal:
+        for seed in range(20):
+            night = Night(TunerAgent(space=space, seed=seed), lr_bowl(8e-3))
+            night.run(1)  # LR's first step; when it went down it hurt, so LR's step up comes next
+            if night.proposals[0][0].meta["value"] < 5e-4:
+                break
+        else:
+            pytest.fail("no seed's first step went down")
+        up = night.agent.propose(night.context())
+        assert up is not None and (up.meta["param"], up.meta["value"]) == ("LR", 2e-3)
+        context = night.context()  # made while LR's step up trains: it is in flight, not in the history
+        context.in_flight = [night._record(up.hypothesis, "tuner", Status.RUNNING, None, up.meta)]
+        following = night.agent.propose(context)
+        assert following is not None
+        return following
+
+    assert ahead(only("LR", "DROPOUT")).meta["param"] == "DROPOUT"
+    alone = ahead(only("LR"))  # no other constant: better a step than no proposal, but not the one in flight
+    assert alone.meta["param"] == "LR" and alone.meta["value"] != 2e-3

@@ -43,6 +43,7 @@ class AgentContext:
     noise: Noise | None = None  # how much runs of the same code differ: what a gain must beat
     rule: Rule | None = None  # how a candidate gets kept
     circling: list[Experiment] = field(default_factory=list)  # the latest experiments, all acting on one place
+    in_flight: list[Experiment] = field(default_factory=list)  # proposed, not finished (queued or training), oldest first
     last_crash_tail: str = ""
     notes: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it

@@ -221,16 +221,20 @@ class TunerAgent:
         tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS)
         samplers = (tpe if self._sampler == "tpe" else explore, explore)
         records = [r for r in (_Record.from_meta(e.agent_data) for e in context.history) if r is not None]
+        in_flight = [r for r in (_Record.from_meta(e.agent_data) for e in context.in_flight) if r is not None]
         base = _fingerprint(context.files)
-        tried = {(r.param, r.value) for r in records if r.base == base}
+        tried = {(r.param, r.value) for r in records + in_flight if r.base == base}
+        # With TPE, a constant whose first step from its value was clearly worse goes first: the metric is
+        # sensitive to it, so the step the other way is the most promising one. A constant with a step in
+        # flight (proposals made ahead) goes last: the next step on it depends on that result, and a keep
+        # would leave the step's edit nothing to apply to.
+        sensitive = _clearly_worse_first_step(context.history, context.goal, context.metric) if self._sampler == "tpe" else None
+        busy = {r.param for r in in_flight}
         order = _rotation(knobs, context.history)
+        order.sort(key=lambda knob: (knob.constant.name in busy, knob.constant.name != sensitive))
         if self._sampler == "tpe":
             # A compass step on any constant that has one left comes first: a constant whose steps are
             # spent (none paid off) gets TPE's picks only once every other constant's steps are spent too.
-            # A constant whose first step from its value was clearly worse goes first: the metric is
-            # sensitive to it, so the step the other way is the most promising one.
-            sensitive = _clearly_worse_first_step(context.history, context.goal, context.metric)
-            order.sort(key=lambda knob: knob.constant.name != sensitive)
             for knob in order:
                 steps = _compass(knob, context.history, seed)
                 if steps and (proposal := self._try_knob(study, samplers, knob, context, base, tried, steps)):

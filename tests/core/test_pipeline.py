@@ -19,6 +19,11 @@ from tests.faults.conftest import assert_invariants, fingerprint
 # Each run takes a second after printing its metric: long enough for a proposal to be made meanwhile.
 SLOW = TOY_TRAIN + "import time\ntime.sleep(1.0)\n"
 GREEDY = {"acceptance": {"mode": "greedy"}}
+THREE_WIDTHS = [  # three discards, each thought over for 0.3 s: made during the run before it
+    {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65"), "think_s": 0.3},
+    {"hypothesis": "narrower", "edits": edit("WIDTH = 64", "WIDTH = 63"), "think_s": 0.3},
+    {"hypothesis": "much wider", "edits": edit("WIDTH = 64", "WIDTH = 80"), "think_s": 0.3},
+]
 
 
 def _project(tmp_path: Path, train: str = SLOW) -> Path:
@@ -32,12 +37,7 @@ def _run(engine: Any) -> None:
 
 def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    script = write_script(
-        root,
-        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65"), "think_s": 0.3},
-        {"hypothesis": "narrower", "edits": edit("WIDTH = 64", "WIDTH = 63"), "think_s": 0.3},
-        {"hypothesis": "much wider", "edits": edit("WIDTH = 64", "WIDTH = 80"), "think_s": 0.3},
-    )
+    script = write_script(root, *THREE_WIDTHS)
     engine, _ = make_engine(root, script, **GREEDY)
     _run(engine)
     baseline, *tried = engine.history
@@ -51,12 +51,7 @@ def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
 
 def test_a_proposal_made_ahead_is_told_what_is_in_flight(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    script = write_script(
-        root,
-        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65"), "think_s": 0.3},
-        {"hypothesis": "narrower", "edits": edit("WIDTH = 64", "WIDTH = 63"), "think_s": 0.3},
-        {"hypothesis": "much wider", "edits": edit("WIDTH = 64", "WIDTH = 80"), "think_s": 0.3},
-    )
+    script = write_script(root, *THREE_WIDTHS)
     engine, _ = make_engine(root, script, **GREEDY)
     script_agent, told = engine.agent, []
 

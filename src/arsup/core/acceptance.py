@@ -32,6 +32,11 @@ class Rule:
     alpha: float = 0.05
     min_effect: float = 0.0
 
+    def mean_bar(self, sigma: float, runs: int) -> float:
+        """The least mean gain over `runs` paired runs that is kept: the screen's bar for one run, scaled to a
+        mean's spread, and `min_effect`."""
+        return max(self.threshold_sigma * sigma / math.sqrt(runs), self.min_effect)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -131,14 +136,13 @@ def confirm(
         return Decision(False, f"{summary}: fewer than 2 paired seeds", p, in_sigma)
     if p >= rule.alpha:
         return Decision(False, f"{summary}: not significant (alpha {rule.alpha:g})", p, in_sigma)
-    bar = rule.threshold_sigma * sigma / math.sqrt(len(seeds))
-    if mean_gain < bar:
+    if mean_gain < rule.min_effect:
+        return Decision(False, f"{summary}: below min_effect {rule.min_effect:g}", p, in_sigma)
+    if mean_gain < (bar := rule.mean_bar(sigma, len(seeds))):
         return Decision(
             False, f"{summary}: under {rule.threshold_sigma:g} sigma / sqrt({len(seeds)}) ({bar:.6f}), "
             "too small to tell from the noise", p, in_sigma,
         )
-    if mean_gain < rule.min_effect:
-        return Decision(False, f"{summary}: below min_effect {rule.min_effect:g}", p, in_sigma)
     return Decision(True, f"{summary}: a real gain of {metric}", p, in_sigma)
 
 

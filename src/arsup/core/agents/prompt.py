@@ -90,8 +90,7 @@ def keep_rule(noise: Noise | None, rule: Rule | None) -> str:
         return f"{floor} Any gain over the best is kept, so a gain under the noise floor may be luck."
     margin = f"more than about {rule.threshold_sigma * noise.sigma:.6g} ({rule.threshold_sigma:g} sigma)" if noise \
         else "any amount"
-    bar = rule.threshold_sigma * noise.sigma / rule.confirm_runs**0.5 if noise else 0.0  # acceptance.confirm's
-    needed = max(bar, rule.min_effect)
+    needed = rule.mean_bar(noise.sigma if noise else 0.0, rule.confirm_runs)
     effect = f", by at least {needed:.6g} on average" if needed else ""
     return (f"{floor} To be kept, a change must beat the best by {margin} in its first run, "
             f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}. "

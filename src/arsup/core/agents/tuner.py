@@ -228,7 +228,9 @@ class TunerAgent:
         # sensitive to it, so the step the other way is the most promising one. A constant with a step in
         # flight (proposals made ahead) goes last: the next step on it depends on that result, and a keep
         # would leave the step's edit nothing to apply to.
-        sensitive = _clearly_worse_first_step(context.history, context.goal, context.metric) if self._sampler == "tpe" else None
+        sensitive = None
+        if self._sampler == "tpe":
+            sensitive = _clearly_worse_first_step(context.history, context.goal, context.metric)
         busy = {r.param for r in in_flight}
         order = _rotation(knobs, context.history)
         order.sort(key=lambda knob: (knob.constant.name in busy, knob.constant.name != sensitive))

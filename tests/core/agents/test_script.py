@@ -41,12 +41,19 @@ def test_replays_in_order_then_runs_out(tmp_path: Path) -> None:
         ({"hypothesis": "a"}, 'exactly one of "edits" and "files"'),
         ({"hypothesis": "a", "edits": "x", "think": 1}, "unknown key(s) think"),
         ({"hypothesis": "a", "edits": "x", "think_s": -1}, '"think_s" must be'),
+        ({"hypothesis": "a", "edits": "x", "usage": {"cost_usd": "1"}}, '"usage" must map'),
     ],
 )
 def test_bad_lines_are_reported_with_their_number(tmp_path: Path, line: object, message: str) -> None:
     with pytest.raises(ValueError) as info:
         ScriptAgent(_write(tmp_path, line))
     assert message in str(info.value)
+
+
+def test_a_line_may_say_what_a_model_would_have_cost(tmp_path: Path) -> None:
+    usage = {"calls": 1, "cost_usd": 0.25}
+    agent = ScriptAgent(_write(tmp_path, {"hypothesis": "a", "edits": "x", "usage": usage}))
+    assert agent.propose(_context()).meta == {"line": 1, "usage": usage}  # what the spend and the budget add up
 
 
 def test_resume_skips_lines_already_used(tmp_path: Path) -> None:

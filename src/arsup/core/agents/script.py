@@ -2,7 +2,9 @@
 
 Each line is `{"hypothesis": ..., "edits": "<SEARCH/REPLACE blocks>"}` or
 `{"hypothesis": ..., "files": {"train.py": "<whole text>"}}`, with an optional
-`"think_s"` to play a slow model. The whole file is checked up front, so a typo
+`"think_s"` to play a slow model and an optional `"usage"` (`{"calls": 1,
+"cost_usd": 0.25}`) to play what it costs, so spend and budgets can be
+tested without a model. The whole file is checked up front, so a typo
 on line 40 is reported before the night starts rather than at 4 a.m.
 """
 
@@ -15,10 +17,10 @@ from typing import Any
 from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.experiment import Experiment
 
-KNOWN_KEYS = {"hypothesis", "edits", "files", "think_s"}
+KNOWN_KEYS = {"hypothesis", "edits", "files", "think_s", "usage"}
 
 
-def _line_proposal(raw: Any, where: str) -> tuple[Proposal, float]:
+def _line_proposal(raw: Any, where: str) -> tuple[Proposal, float, dict[str, float]]:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a JSON object")
     unknown = set(raw) - KNOWN_KEYS
@@ -36,7 +38,12 @@ def _line_proposal(raw: Any, where: str) -> tuple[Proposal, float]:
     think_s = raw.get("think_s", 0)
     if not isinstance(think_s, (int, float)) or think_s < 0:
         raise ValueError(f"{where}: \"think_s\" must be a number of seconds >= 0")
-    return Proposal(hypothesis=hypothesis.strip(), edits=edits, files=dict(files)), float(think_s)
+    usage = raw.get("usage", {})
+    if not isinstance(usage, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in usage.values()
+    ):
+        raise ValueError(f"{where}: \"usage\" must map names (calls, cost_usd, ...) to numbers >= 0")
+    return Proposal(hypothesis=hypothesis.strip(), edits=edits, files=dict(files)), float(think_s), dict(usage)
 
 
 def load_script(path: Path) -> list[tuple[Proposal, float]]:
@@ -54,8 +61,8 @@ def load_script(path: Path) -> list[tuple[Proposal, float]]:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-        proposal, think_s = _line_proposal(raw, where)
-        proposal.meta = {"line": number}
+        proposal, think_s, usage = _line_proposal(raw, where)
+        proposal.meta = {"line": number, **({"usage": usage} if usage else {})}
         entries.append((proposal, think_s))
     return entries
 

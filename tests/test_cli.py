@@ -306,3 +306,73 @@ def test_a_bad_log_and_an_imported_tag_end_in_one_error_line(project: Path) -> N
     assert resumed.returncode == 2 and "tag 'old' was imported from a results.tsv" in resumed.stderr
     assert "Traceback" not in resumed.stderr and git(project, "status", "--porcelain") == ""
     assert "autoresearch/old" not in git(project, "branch", "--list")
+
+
+# Each command that acts on a project, with the arguments it cannot do without.
+COMMANDS_WITH_DIR = {
+    "init": [], "run": [], "demo": [], "verify": [], "ablate": [], "rebuild": [], "report": [],
+    "import": ["results.tsv"], "export": ["mlflow"], "attach": [], "status": [], "approve": [], "skip": [],
+    "kill": [], "pause": [], "resume": [], "note": ["hello"], "policy": ["auto"], "stop": [],
+}
+
+
+def test_every_command_is_in_the_dir_table() -> None:
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert sorted(commands.choices) == sorted(COMMANDS_WITH_DIR)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS_WITH_DIR))
+def test_dir_before_or_after_the_command_names_the_folder(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "X"
+    monkeypatch.chdir(tmp_path)  # another folder than the one named
+    extra = COMMANDS_WITH_DIR[command]
+    for argv in (["--dir", str(target), command, *extra], [command, *extra, "--dir", str(target)]):
+        assert cli.parse_args(argv).dir == target, argv
+    assert cli.parse_args(["--dir", str(target), command, *extra, "--dir", str(target / ".")]).dir == target
+
+
+@pytest.mark.parametrize("command", ["stop", "status", "init", "run"])
+def test_dir_given_twice_as_two_folders_is_one_error(command: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parse_args(["--dir", str(tmp_path / "A"), command, "--dir", str(tmp_path / "B")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert f"--dir names two folders, {tmp_path / 'A'} and {tmp_path / 'B'}" in err and "Traceback" not in err
+
+
+def test_loop_options_before_the_command_are_kept(tmp_path: Path) -> None:
+    args = cli.parse_args(["--agent", "llm", "--tag", "x", "--max-experiments", "4", "--headless", "run"])
+    assert (args.agent, args.tag, args.max_experiments, args.headless) == ("llm", "x", 4, True)
+    args = cli.parse_args(["--time-budget", "9", "demo", "--agent", "tuner"])
+    assert (args.time_budget, args.agent, args.max_experiments) == (9, "tuner", None)
+
+
+def test_dir_before_the_command_is_where_it_acts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    for name in ("program.md", "train.py"):
+        (there / name).write_text("")
+    monkeypatch.chdir(here)
+    assert cli.main(["--dir", str(there), "init"]) == 0
+    assert (there / "arsup.toml").is_file() and not (here / "arsup.toml").exists()
+    status = arsup("--dir", str(there), "status", cwd=here)
+    assert status.returncode == 3 and f"no arsup loop runs in {there}" in status.stdout, status.stdout
+
+
+def test_dir_before_stop_never_stops_the_loop_of_the_current_folder(tmp_path: Path) -> None:
+    from tests.faults.conftest import assert_invariants, fingerprint
+    from tests.core.test_service import SLOW, Loop
+
+    mine, other = make_project(tmp_path / "mine"), make_project(tmp_path / "other")
+    protected = fingerprint(mine, ["prepare.py"])
+    served = Loop(mine, {"hypothesis": "slow", "files": {"train.py": SLOW}})
+    try:
+        stopped = arsup("--dir", str(other), "stop", cwd=mine)
+        assert stopped.returncode == 3 and f"no arsup loop runs in {other}" in stopped.stdout, stopped.stdout
+        assert not served.engine.stopping, "the loop of the current folder was stopped"
+    finally:
+        served.close()
+    assert_invariants(mine, protected)

@@ -52,15 +52,24 @@ _LOOP_FLAGS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser; read it with `parse_args`, which settles `--dir`.
+
+    argparse copies every attribute a command's parser sets, defaults included,
+    over the top level's: so a command's `--dir` has a dest of its own
+    (`command_dir`), and the commands that repeat top-level options (run, demo,
+    attach) leave out what was not given, or `arsup --dir X stop` and
+    `arsup --agent llm run` would lose X and llm."""
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--dir", type=Path, help="the research repo (default: the current folder)")
+    where.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR",
+                       help="the research repo (default: the current folder)")
+    unset = argparse.SUPPRESS  # a command's option not given leaves the top level's value
     parser = argparse.ArgumentParser(
         prog="arsup",
-        parents=[where],
         description="The autoresearch supervisor: runs an autonomous ML-research loop and records every experiment. "
         "Without a command, `arsup` is `arsup run` on screen; `arsup --browse` shows a run's history.",
     )
     parser.add_argument("--version", action="version", version=f"arsup {__version__}")
+    parser.add_argument("--dir", type=Path, help="the research repo (default: the current folder)")
     _add_loop_options(parser)
     parser.add_argument("--browse", action="store_true", help="open the history of a run (--tag, default the latest)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -75,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--timeout", type=float, metavar="S", help="hard kill after S seconds")
     init.add_argument("--force", action="store_true", help="overwrite an existing arsup.toml")
 
-    run = commands.add_parser("run", parents=[where], help="run the research loop in this repo")
+    run = commands.add_parser("run", parents=[where], argument_default=unset, help="run the research loop in this repo")
     _add_loop_options(run)
 
     verify = commands.add_parser("verify", parents=[where], help="re-run a commit (default: the best) with N seeds")
@@ -105,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--uri", help="tracking server or store (default: [export] mlflow_uri, "
                                       "$MLFLOW_TRACKING_URI, else .arsup/mlflow.db)")
 
-    attach = commands.add_parser("attach", parents=[where], help="the screen on the loop running here")
+    attach = commands.add_parser("attach", parents=[where], argument_default=unset,
+                                 help="the screen on the loop running here")
     attach.add_argument("--theme", metavar="NAME", help="screen theme: dark (default), light, high-contrast")
     for name, text in (
         ("status", "what the loop here is doing (exit 3 when none runs)"),
@@ -123,12 +133,33 @@ def build_parser() -> argparse.ArgumentParser:
     stop = commands.add_parser("stop", parents=[where], help="stop the loop: now (the run is killed and recorded)")
     stop.add_argument("--after-run", action="store_true", help="let the current experiment finish first")
 
-    demo = commands.add_parser("demo", help="run the loop on a fresh copy of a sample project, offline")
-    demo.add_argument("--dir", type=Path, help="where to put the copy: a new or empty folder (default: a temp folder)")
+    demo = commands.add_parser("demo", argument_default=unset,
+                               help="run the loop on a fresh copy of a sample project, offline")
+    demo.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR", default=None,
+                      help="where to put the copy: a new or empty folder (default: a temp folder)")
     _add_loop_options(demo)
     demo.add_argument("--sample", default="tinylm", help="sample project (default tinylm)")
-    demo.set_defaults(max_experiments=None)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; `dir` is the folder given before or after the command (None: none given).
+
+    Two different folders are a usage error: acting on either could stop the wrong loop."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = vars(args).pop("command_dir", None)
+    if given is not None and args.dir is not None and given.resolve() != args.dir.resolve():
+        parser.error(f"--dir names two folders, {args.dir} and {given}; give one")
+    args.dir = args.dir or given
+    if args.browse and args.command is not None:
+        parser.error("--browse goes without a command: arsup --browse [--tag T]")
+    return args
+
+
+def _root(args: argparse.Namespace) -> Path:
+    """The project folder a command acts on: --dir, else the current folder."""
+    return (args.dir or Path.cwd()).resolve()
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -154,7 +185,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def cmd_init(args: argparse.Namespace) -> int:
     from arsup import config
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     path = root / config.CONFIG_NAME
     if path.exists() and not args.force:
         print(f"arsup: {path} exists; edit it, or pass --force to overwrite", file=sys.stderr)
@@ -225,7 +256,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from arsup.core.service import LoopNotRunning
     from arsup.remote import EXIT_NO_LOOP
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     try:
         return _attach(root, config.load(root), args.theme or "")
     except LoopNotRunning as exc:
@@ -234,7 +265,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_loop((args.dir or Path.cwd()).resolve(), args, _overrides(args))
+    return _run_loop(_root(args), args, _overrides(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -263,7 +294,7 @@ def _check(args: argparse.Namespace, kind: str) -> int:
 
     if args.seeds < 1:
         raise config.ConfigError("--seeds must be at least 1")
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     cfg = config.load(root)
     tag = args.tag or journal.last_tag(root)
     progress = lambda line: print(f"arsup: {line}", flush=True)  # noqa: E731
@@ -280,7 +311,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.core import journal
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     cfg = config.load(root)
     ledger = journal.Journal(root)
     tag = args.tag or journal.last_tag(root)
@@ -303,7 +334,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from arsup.report.markdown import headline
     from arsup.report.night import write_report
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     written = write_report(root, args.tag or [journal.last_tag(root)], args.out.resolve() if args.out else None)
     for summary in written.summaries:
         print(f"arsup: {headline(summary)}")
@@ -315,7 +346,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from arsup.core.importing import import_results
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     experiments = import_results(root, args.results, args.tag or "")
     tag = experiments[0].tag
     print(f"arsup: imported {len(experiments)} experiments from {args.results} as tag {tag} "
@@ -329,7 +360,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from arsup.core import importing, journal
     from arsup.core.mlflow_export import MlflowExport, tracking_uri
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     ledger = journal.Journal(root)
     tag = args.tag or journal.last_tag(root)
     experiments = ledger.experiments_of(tag)
@@ -345,7 +376,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
     """A command for the loop running in this project (see arsup.remote)."""
     from arsup.remote import run_command
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     command = "stop_after_run" if args.command == "stop" and args.after_run else args.command
     text = " ".join(args.text) if args.command == "note" else getattr(args, "name", "")
     return run_command(root, command, text)
@@ -355,15 +386,12 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
 
-    root = (args.dir or Path.cwd()).resolve()
+    root = _root(args)
     return run_browse(config.load(root), root, tag=args.tag or "", theme=args.theme or "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.browse and args.command is not None:
-        parser.error("--browse goes without a command: arsup --browse [--tag T]")
+    args = parse_args(argv)
     command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError
     from arsup.background import LoopFailed

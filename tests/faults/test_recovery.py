@@ -94,3 +94,44 @@ def test_a_run_that_outlived_a_killed_arsup_is_ended_on_restart(project: Path) -
     assert any("left running by an arsup that was killed" in getattr(e, "text", "") for e in events)
     assert engine.history[-1].status == Status.CRASH
     assert_invariants(project, protected)
+
+
+def test_a_proposal_queued_when_arsup_is_killed_is_skipped_after_the_restart_with_its_cost(project: Path) -> None:
+    """The next proposal is made (and paid for) while a run trains; a kill -9 then must not lose it."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tests.faults.test_signals import SILENT, final_statuses
+
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(
+        project,
+        {"hypothesis": "slow", "files": {"train.py": SILENT}, "usage": {"calls": 1, "cost_usd": 0.25}},
+        {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65"), "usage": {"calls": 1, "cost_usd": 0.5}},
+    )
+    command = [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", "q9"]
+    proc = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = project / ".arsup" / "runs" / "0002" / "run.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "training" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10  # the next proposal is made while 0002 trains (queue = 1)
+    while "0003" not in final_statuses(project) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: nothing of arsup's runs after this
+    proc.communicate(timeout=10)
+    assert final_statuses(project).get("0003", ("", ""))[0] == "queued"
+
+    restart = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=60)
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert "recovered experiment 0003: skipped, queued, never run: arsup was killed" in restart.stdout
+    queued = next(e for e in Journal(project).experiments("q9") if e.id == "0003")
+    assert (queued.status, queued.hypothesis, queued.made_for) == (Status.SKIPPED, "wider", "0001")
+    assert queued.agent_data["usage"] == {"calls": 1, "cost_usd": 0.5}
+    ends = [json.loads(line) for line in (project / ".arsup" / "journal.jsonl").read_text().splitlines()
+            if '"session_end"' in line]
+    assert ends[-1]["spend"]["cost_usd"] == 0.75  # the slow run's proposal and the one that never ran
+    assert_invariants(project, protected)

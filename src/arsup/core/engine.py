@@ -91,6 +91,7 @@ PERSON = "person"  # the agent name of a commit a person made on the run branch
 POLL_S = 0.2  # how often waits look at the stop flag
 TAMPERED = "protected file modified at run time"  # how a run that changed what scores it ends
 NODE_LOST = "node lost"  # how a run on a cluster that lost its host ends: retried once
+QUEUED_WHEN_KILLED = "queued, never run: arsup was killed"  # a queued record a restart finds
 MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the prompt and the screen
 
 
@@ -371,8 +372,10 @@ class Engine:
                 f"tag {self.tag!r} was imported from a results.tsv: it can be browsed (arsup --browse --tag "
                 f"{self.tag}) and reported (arsup report --tag {self.tag}), not continued; run with another --tag"
             )
-        last = experiments[-1] if experiments and vcs.branch_exists(branch_name(self.tag)) else None
-        # Slots leave several experiments unfinished; one slot, at most the last.
+        # The last experiment that reached the work tree: a queued proposal never wrote anything.
+        reached = [e for e in experiments if e.status != Status.QUEUED]
+        last = reached[-1] if reached and vcs.branch_exists(branch_name(self.tag)) else None
+        # Slots leave several experiments unfinished; one slot, at most the last (and proposals queued).
         unfinished = [e for e in experiments if e.status not in Status.FINAL and e is not last] if last else []
         for experiment in [*unfinished, last]:
             if experiment is not None and experiment.status == Status.RUNNING:
@@ -438,6 +441,11 @@ class Engine:
             else:
                 vcs.restore(sorted(own), head)
             last.status, last.reason = Status.INVALID, "interrupted before its run"
+            self.journal.record(last)
+            recovered = True
+        elif last.status == Status.QUEUED:  # made ahead, paid for, never started: kept as skipped
+            last.status, last.reason = Status.SKIPPED, QUEUED_WHEN_KILLED
+            last.finished_at = time.time()
             self.journal.record(last)
             recovered = True
         elif last.status == Status.RUNNING:
@@ -866,6 +874,7 @@ class Engine:
         experiment.propose_s = round(time.time() - asked_at, 3)
         experiment.agent_data = dict(proposal.meta)
         experiment.made_for = best.id
+        self._journal_queued(experiment)
         prepared = Prepared(experiment, proposal, best, base)
         try:
             prepared.changes = self._plan(proposal, base)
@@ -879,6 +888,12 @@ class Engine:
                 self._pending[experiment.id] = (experiment.for_agent(), self._signature(prepared.changes, base))
             self._emit(ProposalQueued(experiment.copy()))
         return prepared
+
+    def _journal_queued(self, experiment: Experiment) -> None:
+        """Record a proposal as soon as it exists, before its turn: a kill -9 meanwhile must not lose its
+        hypothesis and what it cost (a restart records it as skipped, as a stop's `_record_unrun` does)."""
+        experiment.status = Status.QUEUED
+        self.journal.record(experiment)
 
     def _approve_edit(self, prepared: Prepared) -> None:
         """Show the person the diff against the best it was made for; take their answer or their version."""
@@ -984,6 +999,7 @@ class Engine:
         experiment.written = {
             path: hashlib.sha256(data).hexdigest() for path, data in render_changes(slot.root, changes).items()
         }
+        experiment.status = Status.PROPOSED
         self.journal.record(experiment)  # PROPOSED: recovery knows which files, and which bytes, are its own
         try:
             saved = write_changes(slot.root, changes)
@@ -1303,6 +1319,7 @@ class Engine:
             parent=parent.commit,
         )
         again.made_for, again.agent_data = parent.id, {"again_of": experiment.id}
+        self._journal_queued(again)
         proposal = Proposal(again.hypothesis, files=changes)
         self._pipeline.push(Prepared(again, proposal, parent, Snapshot(self.vcs, parent.commit), changes, again=True))
         return f"{reason}; but {best.id} was kept meanwhile: carried onto it as {again.id}"

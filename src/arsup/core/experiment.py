@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable
 class Status:
     """Experiment statuses; strings so they read the same in the journal and results.tsv."""
 
-    PROPOSED = "proposed"  # the agent answered; the edit is not committed yet
+    QUEUED = "queued"  # made by the proposer, waiting for its turn: journaled, nothing written yet
+    PROPOSED = "proposed"  # its turn came; the edit is being written and committed
     RUNNING = "running"  # committed, training
     KEEP = "keep"
     DISCARD = "discard"

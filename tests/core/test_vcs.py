@@ -75,3 +75,66 @@ def test_exclude_is_idempotent(project: Path) -> None:
     (project / ".arsup" / "journal.jsonl").write_text("{}")
     assert git(project, "status", "--porcelain") == ""
     vcs.close()
+
+
+def _planted_hook(path: Path, marker: Path) -> None:
+    """A hook that leaves a marker holding what it could steal from arsup's environment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\necho "hook $OPENAI_API_KEY" >> {marker}\ncat\n')
+    path.chmod(0o755)
+
+
+def test_arsups_git_runs_no_hook_of_the_repository(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    marker = tmp_path / "stolen"
+    hooks = project / ".git" / "hooks"
+    for name in ("pre-commit", "post-commit", "post-checkout", "post-merge", "reference-transaction"):
+        _planted_hook(hooks / name, marker)
+    vcs = Vcs(project)
+    vcs.start_branch("t1")
+    parent = vcs.head()
+    (project / "train.py").write_text("LR = 0.1\n")
+    commit = vcs.commit(["train.py"], "arsup 0001: try")
+    vcs.set_ref("t1", "0001", commit)
+    vcs.reset_to(parent, ["train.py"])
+    vcs.fast_forward(commit)
+    vcs.checkout_detached(parent)
+    assert not marker.exists(), marker.read_text()
+    elsewhere = tmp_path / "hooks-elsewhere"
+    _planted_hook(elsewhere / "post-commit", marker)
+    git(project, "config", "core.hooksPath", str(elsewhere))
+    vcs.checkout_detached(commit)
+    (project / "train.py").write_text("LR = 0.2\n")
+    vcs.commit(["train.py"], "arsup 0002: again")
+    vcs.close()
+    assert not marker.exists(), marker.read_text()
+
+
+def test_arsups_git_runs_no_filter_and_no_fsmonitor_of_the_repository(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    marker = tmp_path / "stolen"
+    _planted_hook(tmp_path / "filter.sh", marker)
+    _planted_hook(tmp_path / "fsmonitor.sh", marker)
+    (project / ".git" / "info").mkdir(exist_ok=True)
+    (project / ".git" / "info" / "attributes").write_text("* filter=x diff=x\n")
+    git(project, "config", "filter.x.clean", f"{tmp_path / 'filter.sh'} | sed s/0.1/0.9/")
+    git(project, "config", "filter.x.smudge", str(tmp_path / "filter.sh"))
+    git(project, "config", "filter.x.required", "true")
+    git(project, "config", "diff.x.textconv", str(tmp_path / "filter.sh"))
+    git(project, "config", "core.fsmonitor", str(tmp_path / "fsmonitor.sh"))
+    vcs = Vcs(project)
+    parent = vcs.head()
+    (project / "train.py").write_text("LR = 0.1\n")
+    assert vcs.changed_files(["train.py"]) == ["train.py"]
+    assert vcs.modified(["train.py"]) == ["train.py"]
+    commit = vcs.commit(["train.py"], "arsup 0001: try")
+    assert "+LR = 0.1" in vcs.diff(parent, commit)
+    assert vcs.read_at(commit, "train.py") == b"LR = 0.1\n", "a filter changed what was committed"
+    vcs.reset_to(parent, ["train.py"])
+    vcs.archive(commit)
+    vcs.close()
+    assert not marker.exists(), marker.read_text()

@@ -9,11 +9,19 @@ moved on. GitPython is not thread-safe: one thread owns a `Vcs` at a time.
 The project may live in a subfolder of the repository: git runs in the
 project folder, so pathspecs given and paths returned are relative to the
 project, never to the repository's top.
+
+arsup's git runs nothing the repository names: a training run can write
+`.git/hooks/`, `.git/config` and `.git/info/attributes`, and git would run a
+post-commit hook (`--no-verify` does not skip it), an fsmonitor or a clean
+filter with arsup's whole environment, API keys included. Every call goes
+with `DISARMED` and with each filter driver the config names emptied; the
+engine's `.git` fingerprint (gitguard) finds and undoes what a run planted.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -25,6 +33,21 @@ ARSUP_IDENTITY = {
     "GIT_COMMITTER_NAME": "arsup",
     "GIT_COMMITTER_EMAIL": "arsup@localhost",
 }
+
+
+# Config given on every git call of arsup's (as `-c`, above every config file a run could write).
+DISARMED = (
+    "core.hooksPath=/dev/null",  # no hook at all, wherever hooks/ or core.hooksPath points
+    "core.fsmonitor=false",  # an fsmonitor is a command git runs whenever it reads the index
+    "commit.gpgSign=false",  # gpg.program is a command too
+    "gc.auto=0",  # an auto gc outlives the call in the background and repacks the refs the fingerprint holds
+    "maintenance.auto=false",
+    "core.quotePath=false",  # paths printed as they are named
+)
+
+
+_DIFF_OPTIONS = ("--relative", "--no-color", "--no-ext-diff", "--no-textconv")  # project paths, plain text
+_DIFF_END = "::arsup-diff-end::"
 
 
 class GitError(Exception):
@@ -47,13 +70,34 @@ class Vcs:
         top = Path(self.repo.working_tree_dir or root).resolve()
         self.prefix = self.root.relative_to(top).as_posix() if self.root != top else ""
         self.git = git.Git(self.root)  # runs in the project folder: pathspecs are project-relative
+        self.git.set_persistent_git_options(c=list(DISARMED))
+        self.git.set_persistent_git_options(c=[*DISARMED, *self._emptied_filters()])
         self._identity_env: dict[str, str] | None = None
+        self._differ: git.Git.AutoInterrupt | None = None  # diff_commits' diff-tree, started on first use
+
+    def _emptied_filters(self) -> list[str]:
+        """Each filter driver the config names (any scope), emptied: git then runs none of them.
+
+        Attributes choose a driver by name and a run can write attributes, so
+        every driver configured counts; a driver a run adds to the
+        repository's config is undone by the fingerprint before git runs."""
+        status, out, _ = self.git.config(
+            "--name-only", "-z", "--get-regexp", r"^filter\.", with_extended_output=True, with_exceptions=False,
+        )
+        keys = out.split("\0") if status == 0 else []  # 1: no filter is configured
+        names = {key.split(".", 1)[1].rsplit(".", 1)[0] for key in keys if key.count(".") >= 2}
+        return [f"filter.{name}.{key}" for name in sorted(names) for key in ("clean=", "smudge=", "process=", "required=false")]
 
     def _from_top(self, path: str) -> str:
         """A path git printed relative to the repository's top, made relative to the project."""
         return path[len(self.prefix) + 1 :] if self.prefix and path.startswith(self.prefix + "/") else path
 
     def close(self) -> None:
+        if self._differ is not None:
+            self._differ.proc.stdin.close()
+            self._differ.wait()
+            self._differ = None
+        self.git.clear_cache()  # commit_of's cat-file
         self.repo.close()
 
     def head(self) -> str:
@@ -97,11 +141,7 @@ class Vcs:
         """Which of these paths git ignores (.gitignore, info/exclude); tracked files never are."""
         if not paths:
             return set()
-        status, out, err = self.git.execute(
-            ["git", "-c", "core.quotePath=false", "check-ignore", "--", *paths],
-            with_extended_output=True,
-            with_exceptions=False,
-        )
+        status, out, err = self.git.check_ignore("--", *paths, with_extended_output=True, with_exceptions=False)
         if status not in (0, 1):  # 1: none of them is ignored
             raise GitError(f"git check-ignore failed: {err.strip()}")
         return {path for path in out.splitlines() if path}
@@ -163,13 +203,44 @@ class Vcs:
         return self.head()
 
     def diff(self, parent: str, commit: str, context: int = 3) -> str:
-        return self.git.diff(parent, commit, "--relative", "--no-color", "--no-ext-diff", f"-U{context}")
+        return self.git.diff(parent, commit, *_DIFF_OPTIONS, f"-U{context}")
 
     def resolve(self, rev: str) -> str:
         try:
             return self.git.rev_parse("--verify", f"{rev}^{{commit}}")
         except git.GitCommandError:
             raise GitError(f"{rev!r} is not a commit in {self.root}") from None
+
+    def commit_of(self, rev: str) -> str | None:
+        """`resolve` for callers with thousands of revisions (an import): the full hash, or None where
+        `rev` names no commit here.
+
+        One `git cat-file --batch-check` is kept open for them: a process per
+        call costs milliseconds, and more as the caller's memory grows."""
+        try:
+            return self.git.get_object_header(f"{rev}^{{commit}}")[0].decode()
+        except ValueError:  # missing, ambiguous, or no answer at all
+            return None
+
+    def diff_commits(self, parent: str, commit: str) -> str:
+        """`diff` of two commits given by full hash (`commit_of`), through one `git diff-tree --stdin` kept open.
+
+        Each request is followed by a line that is no object name, which
+        diff-tree echoes once the diff is out: the end of the answer. `-M`:
+        diff-tree is plumbing and does not read `diff.renames` as `git diff` does."""
+        if self._differ is None:
+            self._differ = self.git.diff_tree(
+                "--stdin", "-p", "-M", "--no-commit-id", *_DIFF_OPTIONS, "-U3", istream=subprocess.PIPE, as_process=True
+            )
+        stdin, stdout = self._differ.proc.stdin, self._differ.proc.stdout
+        stdin.write(f"{commit} {parent}\n{_DIFF_END}\n".encode())  # a commit, then the parent to compare it with
+        stdin.flush()
+        lines = []
+        while (line := stdout.readline()) != f"{_DIFF_END}\n".encode():
+            if not line:
+                raise GitError(f"git diff-tree ended while comparing {parent[:7]} with {commit[:7]} in {self.root}")
+            lines.append(line)
+        return b"".join(lines).decode("utf-8", errors="replace").removesuffix("\n")  # as `diff` returns it
 
     def modified(self, pathspecs: list[str]) -> list[str]:
         """Tracked files under these pathspecs whose work-tree bytes differ from HEAD (deleted ones too)."""
@@ -236,8 +307,8 @@ class Vcs:
 
     def archive(self, commit: str) -> bytes:
         """The project folder as `commit` holds it, as a tar (what a run on another host works in)."""
-        status, out, err = self.git.execute(
-            ["git", "archive", "--format=tar", commit],
+        status, out, err = self.git.archive(
+            "--format=tar", commit,
             with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, stdout_as_string=False,
         )
         if status != 0:
@@ -246,8 +317,8 @@ class Vcs:
 
     def read_at(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as `commit` holds it (a proposal is planned against the best, not the tree); None if absent."""
-        status, out, _ = self.git.execute(
-            ["git", "cat-file", "blob", f"{commit}:./{path}"],
+        status, out, _ = self.git.cat_file(
+            "blob", f"{commit}:./{path}",
             with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, stdout_as_string=False,
         )
         return out if status == 0 else None

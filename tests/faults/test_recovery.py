@@ -135,3 +135,32 @@ def test_a_proposal_queued_when_arsup_is_killed_is_skipped_after_the_restart_wit
             if '"session_end"' in line]
     assert ends[-1]["spend"]["cost_usd"] == 0.75  # the slow run's proposal and the one that never ran
     assert_invariants(project, protected)
+
+
+def test_a_write_cut_short_is_undone_though_a_later_proposal_was_queued(project: Path) -> None:
+    """With `queue = 2` the journal holds a queued proposal after the one being written: only the one
+    being written left bytes in the work tree, and they are recognised as arsup's."""
+    import hashlib
+
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(project, {"hypothesis": "x", "edits": edit("WIDTH = 64", "WIDTH = 65")})
+    engine, _ = make_engine(project, script, max_experiments=1)
+    engine.run()
+    planned = TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 65").encode()
+    journal = Journal(project)
+    writing, queued = engine.history[0].copy(), engine.history[0].copy()
+    writing.id, writing.status, writing.is_baseline = "0002", Status.QUEUED, False
+    queued.id, queued.status, queued.is_baseline, queued.hypothesis = "0003", Status.QUEUED, False, "narrower"
+    journal.record(writing)  # both made while 0001 trained, in this order
+    journal.record(queued)
+    writing.files, writing.status = ["train.py"], Status.PROPOSED  # then 0002's turn came
+    writing.written = {"train.py": hashlib.sha256(planned).hexdigest()}
+    journal.record(writing)
+    (project / "train.py").write_bytes(planned)
+    engine, _ = make_engine(project, script)
+    engine.close()
+    recovered = {e.id: (e.status, e.reason) for e in engine.history}
+    assert recovered["0002"] == (Status.INVALID, "interrupted before its run")
+    assert recovered["0003"] == (Status.SKIPPED, "queued, never run: arsup was killed")
+    assert (project / "train.py").read_text() == TOY_TRAIN
+    assert_invariants(project, protected)

@@ -347,10 +347,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from arsup.core.importing import import_results
 
     root = _root(args)
-    experiments = import_results(root, args.results, args.tag or "")
-    tag = experiments[0].tag
-    print(f"arsup: imported {len(experiments)} experiments from {args.results} as tag {tag} "
-          f"({experiments[0].id}-{experiments[-1].id}); `arsup report --tag {tag}` or `arsup --browse --tag {tag}`")
+    imported = import_results(root, args.results, args.tag or "")
+    tag = imported.tag
+    print(f"arsup: imported {imported.count} experiments from {args.results} as tag {tag} "
+          f"({imported.first}-{imported.last}); `arsup report --tag {tag}` or `arsup --browse --tag {tag}`")
     return 0
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -195,3 +196,24 @@ def test_other_results_tag_names_the_tag_results_tsv_holds(tmp_path: Path) -> No
     assert other_results_tag(path, journal.experiments(), "nov28") == ""
     shared = _experiment("0003", Status.KEEP, 1.0, tag="nov29")  # a baseline on the same commit as nov28's
     assert other_results_tag(path, [*journal.experiments(), shared], "nov29") == ""
+
+
+def test_records_brought_in_batches_are_all_written_or_none(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append("note", text="before")
+    with open(journal.path, "a") as handle:
+        handle.write('{"event": "no')  # a torn last line stays as it was too
+    before = journal.path.read_bytes()
+
+    def failing_late() -> Iterator[Experiment]:
+        for n in range(1, 26):
+            yield _experiment(f"{n:04d}", Status.KEEP, 1.0)
+        raise ValueError("row 26 is bad")
+
+    with pytest.raises(ValueError, match="row 26"):
+        journal.record_all("import", {"tag": "t"}, failing_late(), batch=10)  # two batches were out
+    assert journal.path.read_bytes() == before
+    many = (_experiment(f"{n:04d}", Status.KEEP, 1.0) for n in range(1, 26))
+    assert journal.record_all("import", {"tag": "t"}, many, batch=10) == 25
+    assert [e.id for e in journal.experiments()] == [f"{n:04d}" for n in range(1, 26)]
+    assert [e["event"] for e in journal.events()].count("import") == 1

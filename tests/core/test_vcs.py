@@ -138,3 +138,26 @@ def test_arsups_git_runs_no_filter_and_no_fsmonitor_of_the_repository(
     vcs.archive(commit)
     vcs.close()
     assert not marker.exists(), marker.read_text()
+
+
+def test_the_kept_open_lookups_answer_as_resolve_and_diff_do(tmp_path: Path) -> None:
+    top = tmp_path / "repo"
+    (top / "project").mkdir(parents=True)
+    (top / "outside.txt").write_text("not the project's\n")
+    (top / "project" / "train.py").write_text("".join(f"LINE_{n} = {n}\n" for n in range(20)))
+    git(top, "init", "-q")
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "one")
+    git(top, "mv", "project/train.py", "project/model.py")  # a rename, which `git diff` finds and diff-tree must too
+    (top / "project" / "model.py").write_text((top / "project" / "model.py").read_text().replace("= 3\n", "= 33\n"))
+    (top / "outside.txt").write_text("changed\n")
+    git(top, "commit", "-qam", "two")
+    vcs = Vcs(top / "project")
+    try:
+        one, two = vcs.resolve("HEAD~1"), vcs.resolve("HEAD")
+        assert [vcs.commit_of(rev) for rev in ("HEAD~1", two[:7], "fedcba9", "baseline")] == [one, two, None, None]
+        for parent, commit in [(one, two), (two, one), (two, two)]:
+            assert vcs.diff_commits(parent, commit) == vcs.diff(parent, commit)
+        assert "rename to model.py" in vcs.diff_commits(one, two) and "outside" not in vcs.diff_commits(one, two)
+    finally:
+        vcs.close()

@@ -10,6 +10,11 @@ Invariants:
 * All or nothing: every row is read and checked before the first journal
   line is written; a bad row is a `BadLog` naming the file, the line and
   what was expected, and the journal is left as it was.
+* Linear and streaming: the file is read twice, a row at a time (checked,
+  then recorded in batches), and git is asked through two processes kept
+  open, so a million rows take no more memory than a thousand. A git
+  process per row cost milliseconds each, more as the importer's memory
+  grew; a million rows did not finish in ten minutes.
 * An imported tag is its own: importing into a tag the journal already has
   is refused, and the engine refuses to continue an imported tag (there is
   no run branch behind it).
@@ -23,7 +28,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import git
 
@@ -42,6 +47,16 @@ class BadLog(Exception):
 
 
 @dataclass(frozen=True)
+class Imported:
+    """What an import recorded: `count` experiments of `tag`, ids `first` to `last`."""
+
+    tag: str
+    count: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
 class Row:
     line: int
     commit: str
@@ -51,23 +66,40 @@ class Row:
     description: str
 
 
-def read_results(path: Path) -> tuple[str, list[Row]]:
-    """The metric's name (the header's second column) and the rows, each checked."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise BadLog(f"cannot read {path}: {exc.strerror or exc}") from None
-    header = lines[0].split("\t") if lines else []
+def read_results(path: Path) -> tuple[str, Iterator[Row]]:
+    """The metric's name (the header's second column) and the rows, read and checked one at a time:
+    a bad row is a BadLog when the iteration comes to it, a header alone one at the end."""
+    lines = _lines(path)
+    _, first = next(lines, (1, None))
+    header = first.split("\t") if first is not None else []
     if len(header) < 5 or header[0].strip().lower() != "commit" or header[3].strip().lower() != "status":
+        lines.close()
         raise BadLog(
             f"{path} line 1: not autoresearch's results.tsv header "
-            f"(commit, <metric>, memory_gb, status, description, tab-separated); got {lines[0][:80]!r}"
-            if lines else f"{path} is empty: a results.tsv starts with its header line"
+            f"(commit, <metric>, memory_gb, status, description, tab-separated); got {first[:80]!r}"
+            if first is not None else f"{path} is empty: a results.tsv starts with its header line"
         )
-    rows = [_row(path, number, line) for number, line in enumerate(lines[1:], 2) if line.strip()]
-    if not rows:
+    return header[1].strip(), _rows(path, lines)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines with their numbers, without line ends, read as they are asked for."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                yield number, line.rstrip("\n")
+    except OSError as exc:
+        raise BadLog(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _rows(path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[Row]:
+    empty = True
+    for number, line in lines:
+        if line.strip():
+            empty = False
+            yield _row(path, number, line)
+    if empty:
         raise BadLog(f"{path} holds a header and no experiments")
-    return header[1].strip(), rows
 
 
 def _row(path: Path, number: int, line: str) -> Row:
@@ -96,12 +128,11 @@ def _number(where: str, column: str, text: str) -> float:
 
 
 def to_experiments(
-    rows: list[Row], tag: str, metric: str, first_number: int, source: str,
+    rows: Iterable[Row], tag: str, metric: str, first_number: int, source: str,
     diff: Callable[[str, str], str] = lambda parent, commit: "",
-) -> list[Experiment]:
-    """The rows as records of `tag`: the first row is the baseline (autoresearch's first run), a keep
-    moves the line on. `diff(parent, commit)` gives a change's diff where both commits are in this repo."""
-    experiments = []
+) -> Iterator[Experiment]:
+    """The rows as records of `tag`, as they come: the first row is the baseline (autoresearch's first run),
+    a keep moves the line on. `diff(parent, commit)` gives a change's diff where both commits are in this repo."""
     parent = ""
     for number, row in enumerate(rows, first_number):
         crashed = row.status == Status.CRASH
@@ -109,32 +140,32 @@ def to_experiments(
         if not crashed:
             metrics[metric] = row.value
         run = RunResult(seed=0, log_path="", metrics=dict(metrics), crash_reason=row.description if crashed else "")
-        experiments.append(Experiment(
+        yield Experiment(
             id=f"{number:04d}", tag=tag, parent=parent, hypothesis=row.description or "-", agent=IMPORTED,
             commit=row.commit, diff=diff(parent, row.commit) if parent else "", status=row.status,
             reason=f"imported from {Path(source).name} line {row.line}", metric=None if crashed else row.value,
             metrics=metrics, runs=[run], crash_tail=row.description if crashed else "",
-            agent_data={"source": source}, is_baseline=not experiments,
-        ))
+            agent_data={"source": source}, is_baseline=number == first_number,
+        )
         if row.status == Status.KEEP:
             parent = row.commit
-    return experiments
 
 
-def free_tag(ledger: journal.Journal) -> str:
-    """`imported`, or `imported2`, `imported3`... the first the journal does not hold."""
-    tags = {e.tag for e in ledger.experiments()}
+def free_tag(tags: set[str]) -> str:
+    """`imported`, or `imported2`, `imported3`... the first not in `tags` (the journal's)."""
     number = 1
     while (tag := DEFAULT_TAG + (str(number) if number > 1 else "")) in tags:
         number += 1
     return tag
 
 
-def import_results(root: Path, path: Path, tag: str = "") -> list[Experiment]:
+def import_results(root: Path, path: Path, tag: str = "") -> Imported:
     """Read `path`, then record its rows in the journal under `tag` (default: the first free `imported`).
 
     Where `root` is the clone the night ran in, each kept change gets its diff from git."""
     metric, rows = read_results(path)
+    for _ in rows:  # the first pass: every row checked before the journal is touched
+        pass
     try:
         repo: Vcs | None = Vcs(root)
     except GitError:
@@ -145,24 +176,35 @@ def import_results(root: Path, path: Path, tag: str = "") -> list[Experiment]:
     lock.acquire()  # a loop appending meanwhile would interleave ids
     try:
         ledger = journal.Journal(root)
-        tag = tag or free_tag(ledger)
-        if any(e.tag == tag for e in ledger.experiments()):
-            raise BadLog(f"the journal already holds tag {tag!r}; import under another name with --tag")
+        tag, first = _tag_and_first_number(ledger, tag)
         source = str(path.resolve())
         diff = functools.partial(_diff, repo) if repo else lambda parent, commit: ""
-        experiments = to_experiments(rows, tag, metric, ledger.next_number(), source, diff)
-        ledger.record_all("import", {"tag": tag, "source": source, "metric": metric}, experiments)
-        return experiments
+        experiments = to_experiments(read_results(path)[1], tag, metric, first, source, diff)
+        count = ledger.record_all("import", {"tag": tag, "source": source, "metric": metric}, experiments)
+        return Imported(tag, count, f"{first:04d}", f"{first + count - 1:04d}")
     finally:
         lock.release()
         if repo is not None:
             repo.close()
 
 
+def _tag_and_first_number(ledger: journal.Journal, tag: str) -> tuple[str, int]:
+    """The tag to import under (refused if the journal holds it) and the first id, from one read of the journal."""
+    known = ledger.experiments()
+    tags = {e.tag for e in known}
+    tag = tag or free_tag(tags)
+    if tag in tags:
+        raise BadLog(f"the journal already holds tag {tag!r}; import under another name with --tag")
+    return tag, ledger.next_number(known)
+
+
 def _diff(repo: Vcs, parent: str, commit: str) -> str:
     """The change from `parent` to `commit`, or "" where this repo lacks either."""
+    parent_hash, commit_hash = repo.commit_of(parent), repo.commit_of(commit)
+    if parent_hash is None or commit_hash is None:
+        return ""
     try:
-        return repo.diff(repo.resolve(parent), repo.resolve(commit))
+        return repo.diff_commits(parent_hash, commit_hash)
     except (GitError, git.GitCommandError):
         return ""
 

@@ -117,7 +117,7 @@ class Journal:
         self.path = self.dir / JOURNAL_NAME
         self.warnings: list[str] = []  # what the last read skipped or trimmed, one line each
         self._expected: bytes | None = None  # the bytes the ledger must hold, once guarded
-        self._writing = threading.Lock()  # the loop, its slots and the control thread all append
+        self._writing = threading.RLock()  # the loop, its slots and the control thread all append
         with _state_io(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -164,11 +164,37 @@ class Journal:
     def record(self, experiment: Experiment) -> None:
         self.append("experiment", experiment=experiment.to_json())
 
-    def record_all(self, event: str, data: dict[str, Any], experiments: Iterable[Experiment]) -> None:
-        """An event and the records it brings, in one write and one fsync (an import brings hundreds)."""
+    def record_all(self, event: str, data: dict[str, Any], experiments: Iterable[Experiment], batch: int = 500) -> int:
+        """An event and the records it brings, all or none; how many records were written.
+
+        An import brings millions: the records are taken as they come and
+        written `batch` lines at a time. If anything fails before the last
+        one (a bad row `experiments` finds late, a full disk, Ctrl-C), the
+        journal is cut back to the length it had, under the lock that keeps
+        other writers of this process out meanwhile."""
         now = round(time.time(), 3)
-        records = [{"event": event, "time": now, **data}]
-        self._write(records + [{"event": "experiment", "time": now, "experiment": e.to_json()} for e in experiments])
+        lines = [{"event": event, "time": now, **data}]
+        count = 0
+        with self._writing:
+            with _state_io(self.path):
+                length = self.path.stat().st_size if self.path.is_file() else 0
+            expected = self._expected
+            try:
+                for experiment in experiments:
+                    lines.append({"event": "experiment", "time": now, "experiment": experiment.to_json()})
+                    count += 1
+                    if len(lines) == batch:
+                        self._write(lines)
+                        lines = []
+                self._write(lines)
+            except BaseException:
+                if self.path.is_file():  # it may not be, where none was and nothing got written
+                    with _state_io(self.path), open(self.path, "r+b") as handle:
+                        handle.truncate(length)
+                        os.fsync(handle.fileno())
+                self._expected = expected
+                raise
+        return count
 
     def events(self) -> list[dict[str, Any]]:
         """Every readable event, in order; what could not be read is in `warnings`."""
@@ -192,9 +218,11 @@ class Journal:
             )
         return experiments
 
-    def next_number(self) -> int:
-        """Ids are numbers, unique across tags, so run folders and refs never collide."""
-        numbers = [int(e.id) for e in self.experiments() if e.id.isdigit()]
+    def next_number(self, experiments: Iterable[Experiment] | None = None) -> int:
+        """Ids are numbers, unique across tags, so run folders and refs never collide.
+
+        `experiments`: the journal's, where the caller has just read them (saves a read)."""
+        numbers = [int(e.id) for e in (self.experiments() if experiments is None else experiments) if e.id.isdigit()]
         return max(numbers, default=0) + 1
 
     def _read(self) -> list[tuple[dict[str, Any], Experiment | None]]:

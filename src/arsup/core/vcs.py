@@ -233,8 +233,11 @@ class Vcs:
                 "--stdin", "-p", "-M", "--no-commit-id", *_DIFF_OPTIONS, "-U3", istream=subprocess.PIPE, as_process=True
             )
         stdin, stdout = self._differ.proc.stdin, self._differ.proc.stdout
-        stdin.write(f"{commit} {parent}\n{_DIFF_END}\n".encode())  # a commit, then the parent to compare it with
-        stdin.flush()
+        try:
+            stdin.write(f"{commit} {parent}\n{_DIFF_END}\n".encode())  # a commit, then the parent to compare it with
+            stdin.flush()
+        except BrokenPipeError:
+            raise GitError(f"git diff-tree ended in {self.root}") from None
         lines = []
         while (line := stdout.readline()) != f"{_DIFF_END}\n".encode():
             if not line:

@@ -70,3 +70,8 @@ def test_a_state_from_the_wire_is_the_enum() -> None:
     assert event.state is events.LoopState.AWAITING_APPROVAL
     with pytest.raises(wire.WireError):
         wire.decode({"type": "StateChanged", "state": "dancing"})
+
+
+def test_a_line_nested_too_deep_is_refused_not_a_recursion_error() -> None:
+    with pytest.raises(wire.WireError, match="nested too deep"):
+        wire.loads(b"[" * 100_000 + b"]" * 100_000 + b"\n")

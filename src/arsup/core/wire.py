@@ -71,10 +71,14 @@ def dumps(message: dict[str, Any]) -> bytes:
 
 
 def loads(line: bytes) -> dict[str, Any]:
+    """One line of the protocol as an object; WireError for anything else, a line nested too deep included
+    (`[[[...` 100,000 deep is a short line, and json raises RecursionError on it)."""
     try:
         message = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WireError(f"not a JSON line: {exc}") from None
+    except RecursionError:
+        raise WireError("not a JSON line: nested too deep") from None
     if not isinstance(message, dict):
         raise WireError("not a JSON object")
     return message

@@ -298,3 +298,16 @@ def test_a_new_tag_says_whose_results_it_replaces(project: Path) -> None:
     said = [e.text for e in events if isinstance(e, Notice)]
     assert any("held the rows of tag nov1" in text and "arsup rebuild --tag nov1" in text for text in said)
     assert results_rows(project) == []
+
+
+def test_a_note_over_the_cap_is_refused_before_anything_is_recorded(project: Path) -> None:
+    from arsup.core.controls import NOTE_MAX_CHARS
+
+    engine, events = make_engine(project, write_script(project))
+    with pytest.raises(ValueError, match=f"a note is at most {NOTE_MAX_CHARS:,} characters"):
+        engine.add_note("x" * 100_000)
+    assert engine.notes == [] and not any(isinstance(e, Notice) and "note" in e.text for e in events)
+    engine.add_note("tip" + " " * NOTE_MAX_CHARS + "top")  # what counts is what the agent reads: spaces collapsed
+    engine.add_note("z" * NOTE_MAX_CHARS)
+    assert engine.notes == ["tip top", "z" * NOTE_MAX_CHARS]
+    engine.close()

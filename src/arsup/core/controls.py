@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# A note steers the agent in a sentence or a paragraph, and every note goes into every prompt for the rest of
+# the night: 2,000 characters (about 500 tokens, a long paragraph) is room for any note a person writes, and
+# keeps a pasted log or file (100 KB went in once) out of every prompt and the journal.
+NOTE_MAX_CHARS = 2000
+
 
 class Controls(Protocol):
     def answer(self, question_id: str, approved: bool, files: dict[str, str] | None = None) -> bool:
@@ -23,7 +28,7 @@ class Controls(Protocol):
     def resume(self) -> None: ...
 
     def add_note(self, text: str) -> None:
-        """A note to the agent, in every prompt from the next one on."""
+        """A note to the agent, in every prompt from the next one on (ValueError past NOTE_MAX_CHARS)."""
 
     def set_policy(self, name: str) -> None:
         """When to ask a person: auto, edits, runs or keeps (ValueError for another name)."""

@@ -52,6 +52,7 @@ from arsup.core.agents.edits import (
     render_changes,
     write_changes,
 )
+from arsup.core.controls import NOTE_MAX_CHARS
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,
@@ -263,8 +264,14 @@ class Engine:
         self._emit(PolicyChanged(name))
 
     def add_note(self, text: str) -> None:
-        """A note from the person to the agent; it goes into every prompt from the next one on."""
+        """A note from the person to the agent; it goes into every prompt from the next one on.
+
+        Capped at NOTE_MAX_CHARS as the agent reads it (spaces collapsed): a longer one is a
+        ValueError, before anything is recorded, so the screen and the socket refuse it alike."""
         text = " ".join(text.split())
+        if len(text) > NOTE_MAX_CHARS:
+            raise ValueError(f"a note is at most {NOTE_MAX_CHARS:,} characters (this one has {len(text):,}); "
+                             "shorten it")
         if text:
             self.notes.append(text)
             self.journal.append("note", tag=self.tag, text=text)

@@ -14,6 +14,11 @@ each. The rules this module keeps:
   taken under one lock.
 * A question is answered by the first answer from any client; every client
   then sees `QuestionClosed`.
+* A client acts only on the loop of the project it was pointed at: the hello
+  line names the loop's project, and a client refuses another one (a run can
+  plant `.arsup/control.sock`, or `.arsup`, as a link to another repo's loop).
+* A control line that is not one (not JSON, nested too deep, a field of the
+  wrong type) gets an error reply; it never raises in the loop.
 """
 
 from __future__ import annotations
@@ -219,6 +224,7 @@ class ControlServer:
 
     def __init__(self, controls: Controls, root: Path) -> None:
         self.controls = controls
+        self.root = root.resolve()
         self.path = socket_path(root)
         self.replay = Replay()
         self._lock = threading.Lock()
@@ -291,7 +297,7 @@ class ControlServer:
         with self._lock:
             for event in self.replay.events():
                 client.send(wire.dumps({"event": wire.encode(event)}))
-            client.send(wire.dumps({"live": True, "pid": os.getpid()}))
+            client.send(wire.dumps({"live": True, "pid": os.getpid(), "root": str(self.root)}))
             self._clients.append(client)
         threading.Thread(target=client.write_loop, name="arsup-client-out", daemon=True).start()
         threading.Thread(target=client.read_loop, name="arsup-client-in", daemon=True).start()
@@ -318,20 +324,28 @@ class ControlServer:
         try:
             match name:
                 case "answer":
-                    if not controls.answer(str(message.get("question_id")), bool(message.get("approved")),
-                                           message.get("files")):
+                    if not controls.answer(_text(message, "question_id", "a question id"),
+                                           bool(message.get("approved")), message.get("files")):
                         reply.update(ok=False, error="that question is no longer open (answered or withdrawn)")
                 case "kill" | "pause" | "resume" | "stop" | "stop_after_run":
                     getattr(controls, name)()
                 case "note":
-                    controls.add_note(str(message.get("text", "")))
+                    controls.add_note(_text(message, "text", "a note"))
                 case "policy":
-                    controls.set_policy(str(message.get("name", "")))
+                    controls.set_policy(_text(message, "name", "a policy"))
                 case _:
                     reply.update(ok=False, error=f"unknown control {name!r}")
         except ValueError as exc:
             reply.update(ok=False, error=str(exc))
         return reply
+
+
+def _text(message: dict[str, Any], key: str, what: str) -> str:
+    """A control's text field; ValueError for another type (a nested list would reach the engine as its repr)."""
+    value = message.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text")
+    return value
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -360,6 +374,7 @@ class ControlClient:
     """
 
     def __init__(self, root: Path, on_event: Callable[[Event], None] | None = None, timeout: float = 5.0) -> None:
+        self.root = root.resolve()
         self.path = socket_path(root)
         self.on_event = on_event
         self.timeout = timeout
@@ -374,7 +389,10 @@ class ControlClient:
         self.closed = threading.Event()
 
     def connect(self) -> list[Event]:
-        """Attach and return the snapshot; LoopNotRunning when no loop answers here."""
+        """Attach and return the snapshot; LoopNotRunning when no loop of this project answers here."""
+        if self.path.is_symlink():
+            raise LoopNotRunning(f"no arsup loop runs in {self.root}: {self.path} is a symbolic link "
+                                 "(arsup never makes one; remove it)")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -382,22 +400,29 @@ class ControlClient:
                 sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
-            raise LoopNotRunning(f"no arsup loop runs in {self.path.parent.parent}") from exc
+            raise LoopNotRunning(f"no arsup loop runs in {self.root}") from exc
         self._sock, self._lines = sock, sock.makefile("rb")
         snapshot: list[Event] = []
         while True:
             message = self._read()
             if message is None:
-                raise LoopNotRunning(f"the loop in {self.path.parent.parent} closed the connection")
+                raise LoopNotRunning(f"the loop in {self.root} closed the connection")
             if "refused" in message:
                 raise LoopNotRunning(str(message["refused"]))
             if message.get("live"):
+                self._check_root(message.get("root"))
                 self.loop_pid = int(message.get("pid", 0))
                 break
             if "event" in message:
                 snapshot.append(self._arrived(wire.decode(message["event"])))
         sock.settimeout(None)
         return snapshot
+
+    def _check_root(self, served: object) -> None:
+        """The loop reached serves this project, as it says (a loop of an older arsup does not say)."""
+        if served is not None and Path(str(served)).resolve() != self.root:
+            self.close()
+            raise LoopNotRunning(f"no arsup loop runs in {self.root}: {self.path} leads to the loop of {served}")
 
     def start(self) -> None:
         """Read the live stream in a thread, passing each event to `on_event`."""

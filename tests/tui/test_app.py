@@ -249,8 +249,13 @@ def test_quit_during_a_run_stops_it_and_leaves_no_process(repo: Path) -> None:
 
 
 def test_quit_after_this_run_lets_it_finish(repo: Path) -> None:
-    quick = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(1.5)\n"
-    app = live_app(repo, {"hypothesis": "slow-ish", "files": {"train.py": quick}}, WIDER)
+    # The run trains until the test lets it go: on a loaded machine a fixed sleep ended before the keys came.
+    release = repo.parent / "release"
+    held = TOY_TRAIN + (
+        "import os, time\nprint('training', flush=True)\ndeadline = time.time() + 30\n"
+        f"while not os.path.exists({str(release)!r}) and time.time() < deadline:\n    time.sleep(0.05)\n"
+    )
+    app = live_app(repo, {"hypothesis": "slow-ish", "files": {"train.py": held}}, WIDER)
 
     async def go() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -258,6 +263,7 @@ def test_quit_after_this_run_lets_it_finish(repo: Path) -> None:
             await until(pilot, lambda: "training" in log.plain_lines, what="training")
             await pilot.press("q", "s")
             assert "after this run" in app._state_label()
+            release.touch()
             await until(pilot, lambda: not app.is_running, timeout=30, what="the app to close")
 
     asyncio.run(go())

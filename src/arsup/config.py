@@ -289,6 +289,43 @@ class ExportConfig(_Section):
     mlflow_uri: str = ""  # a tracking server or store; "": $MLFLOW_TRACKING_URI, else .arsup/mlflow.db
 
 
+class SandboxConfig(_Section):
+    """Where each run may read and write: a bubblewrap sandbox per run (core/sandbox.py), or none.
+
+    The user's home is read-only inside, so the caches a run writes there are
+    writable by default: uv's and Hugging Face's (~/.cache, where autoresearch
+    keeps its data too) and Triton's (~/.triton).
+    """
+
+    kind: Literal["auto", "bwrap", "none"] = "auto"  # auto: bwrap where it works, else none (said once)
+    writable: list[str] = ["~/.cache", "~/.triton"]  # beside the project folder and a private /tmp
+    network: bool = True  # false: the run has no network (--unshare-net)
+
+    @field_validator("writable")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not (entry.startswith("~") or PurePosixPath(entry).is_absolute()):
+                raise ValueError(
+                    f"{entry!r} is relative; the project folder is writable already: name a folder outside it, "
+                    "absolute or under ~, e.g. '~/.cache'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> SandboxConfig:
+        if self.kind == "bwrap":
+            from arsup.core import sandbox  # here: the sandbox module imports this one
+
+            problem = sandbox.problem_with(self.network)
+            if problem:
+                raise ValueError(
+                    f'kind = "bwrap" but {problem}; install bubblewrap (apt install bubblewrap) and allow it, '
+                    'or set kind = "auto" to run unsandboxed where it cannot run'
+                )
+        return self
+
+
 class UiConfig(_Section):
     theme: str = ""  # a theme in themes/ (dark, light, high-contrast); empty: the default
 
@@ -307,6 +344,7 @@ class Config(_Section):
     slots: SlotsConfig = SlotsConfig()
     executor: ExecutorConfig = ExecutorConfig()
     export: ExportConfig = ExportConfig()
+    sandbox: SandboxConfig = SandboxConfig()
     ui: UiConfig = UiConfig()
     keys: dict[str, str] = {}  # screen action id -> key, e.g. approve = "y"
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, manifest, measure, pruning, runner, slots, summary
+from arsup.core import acceptance, journal, manifest, measure, pruning, runner, sandbox, slots, summary
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -361,6 +361,9 @@ class Engine:
             pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in self.history],
             holdout_keeps=self.config.holdout.warn_keeps,
         ))
+        unsandboxed = sandbox.warning(self.config.sandbox) if self.config.executor.kind == "local" else ""
+        if unsandboxed:  # once per session: every run of it goes the same way (the probe is cached)
+            self._emit(Notice(unsandboxed, "warning"))
 
     def load_history(self) -> None:
         """The tag's finished experiments from the journal, without git or the lock: for browsing."""
@@ -1316,16 +1319,22 @@ class Engine:
         self._unobserved.append(experiment.for_agent())  # the agent learns of it on its own thread, before it proposes
 
     def _overtaken(self, experiment: Experiment, reason: str) -> str:
-        """Queue a candidate that beat a best replaced meanwhile to run again on the new best; say so."""
+        """Queue a candidate that beat a best replaced meanwhile to run again on the new best; say so.
+
+        A candidate carried again keeps its first words (`original`) and counts the rounds (`carried`),
+        so its hypothesis says the latest round once instead of growing by one per round."""
         best, parent = self.best(), self._reference(experiment)
         assert best is not None and parent is not None and self._pipeline is not None
         done = Snapshot(self.vcs, experiment.commit)
         changes = {path: text for path in experiment.files if (text := done.text(path)) is not None}
+        times = experiment.agent_data.get("carried", 0) + 1
+        original = experiment.agent_data.get("original", experiment.hypothesis)
         again = self._new_experiment(
-            f"{experiment.hypothesis} (again: it beat {parent.id} while {best.id} was kept)", experiment.agent,
+            slots.carried_hypothesis(original, times, parent.id, best.id, MAX_HYPOTHESIS_CHARS), experiment.agent,
             parent=parent.commit,
         )
-        again.made_for, again.agent_data = parent.id, {"again_of": experiment.id}
+        again.made_for = parent.id
+        again.agent_data = {"again_of": experiment.id, "carried": times, "original": original}
         self._journal_queued(again)
         proposal = Proposal(again.hypothesis, files=changes)
         self._pipeline.push(Prepared(again, proposal, parent, Snapshot(self.vcs, parent.commit), changes, again=True))

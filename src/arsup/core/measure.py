@@ -12,15 +12,16 @@ import shlex
 from pathlib import Path
 
 from arsup.config import Config
-from arsup.core import metrics, runner
+from arsup.core import metrics, runner, sandbox
 from arsup.core.experiment import RunResult
 
 
 def run_spec(
     config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str], holdout: bool = False,
 ) -> runner.RunSpec:
-    """The run command with the supervisor's environment (allow-listed, seeded, budgeted) and watchdogs;
-    `holdout`: the `[holdout]` command and environment instead."""
+    """The run command with the supervisor's environment (allow-listed, seeded, budgeted), watchdogs and
+    sandbox (in `root`, which is the project or a slot's worktree); `holdout`: the `[holdout]` command and
+    environment instead."""
     project = config.project
     extra = {
         **project.env,
@@ -42,20 +43,26 @@ def run_spec(
         max_rss_mb=watchdog.memory_gb * 1024,
         abort_pattern=re.compile(watchdog.abort_on) if watchdog.abort_on else None,
         max_log_bytes=int(watchdog.max_log_mb * 1024 * 1024),
+        # A Ray task runs in a snapshot on its worker (no .git, no .arsup there), not under this machine's bwrap.
+        sandbox=sandbox.prefix(config.sandbox, root) if config.executor.kind == "local" else (),
     )
 
 
 def result(
     config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int, holdout: bool = False,
 ) -> tuple[RunResult, str]:
-    """The run's record and, when it crashed, its log tail for the agent (a holdout run's: for nobody)."""
+    """The run's record and, when it crashed, its log tail for the agent (a holdout run's: for nobody).
+
+    The metric is read from the output, not only from the file: what a full
+    disk refused to the log (``unlogged``, its end) is read after the file's
+    bytes, so a run that printed its metric is never a crash for want of disk."""
     name, pattern = config.metric.name, config.metric.pattern
     if holdout and config.holdout.name and config.holdout.name != name:
         name, pattern = config.holdout.name, ""  # its own line: the metric's pattern is for the metric's
     if holdout and config.holdout.pattern:
         pattern = config.holdout.pattern
     parsed = metrics.parse_log(
-        metrics.read_log(spec.log_path),
+        metrics.read_log(spec.log_path) + outcome.unlogged,
         name,
         pattern,
         () if holdout else config.metric.record,

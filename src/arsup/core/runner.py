@@ -37,8 +37,10 @@ session. The rules this module keeps:
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import fcntl
 import logging
+import math
 import os
 import re
 import selectors
@@ -54,6 +56,7 @@ from typing import BinaryIO, Protocol
 
 import psutil
 
+from arsup.core import sandbox
 from arsup.core.terminal import collapse_progress
 
 logger = logging.getLogger(__name__)
@@ -142,8 +145,11 @@ _REAPER_PATH = Path(__file__).with_name("reaper.py")
 # The shim needs prctl (Linux) and an interpreter to run it with; elsewhere the shell is the main process.
 _USE_REAPER = sys.platform.startswith("linux") and bool(sys.executable) and _REAPER_PATH.is_file()
 _REAPER_EXIT_S = 1.0  # once its tree is gone, how long the shim may take to exit on its own
-_LOG_TAIL_BYTES = 1 << 20  # a capped log keeps this much of the end of the output
+_LOG_TAIL_BYTES = 1 << 20  # a log cut short keeps this much of the end of the output
 _LOG_MARKER_RESERVE = 128  # room kept under the cap for the "log cut here" line
+_DISK_RESERVE_BYTES = 64 << 20  # a log leaves at least this much of its disk free (see _disk_reserve)
+_DISK_RESERVE_SHARE = 0.05  # ... or this share of the disk, if more
+_FREE_CHECK_BYTES = 1 << 20  # a log asks for its disk's free space again after writing this much
 _QUOTE_CHARS = 120  # an abort reason quotes at most this much of the matching line
 _CREATE_TIME_SLACK_S = 1.0  # see end_recorded
 
@@ -213,6 +219,8 @@ class RunSpec:
     # It is searched in every line of a flood: keep it simple.
     abort_pattern: re.Pattern[str] | None = None
     max_log_bytes: int = 0  # cap on the log file: its head, a marker, the last MiB (0: unlimited)
+    # The command line the shell goes under, inside the reaper (sandbox.prefix: bubblewrap); () for none.
+    sandbox: tuple[str, ...] = ()
 
 
 @dataclass
@@ -227,6 +235,10 @@ class RunOutcome:
     kill_reason: str = ""  # why it was stopped, for a timeout or an abort too
     start_error: str = ""  # non-empty when the command could not be started
     aborted: bool = False  # a watchdog of the spec ended it; kill_reason says which and why
+    # The log on disk lacks output (a full disk): why, as a sentence naming the file; ``unlogged`` holds its end.
+    log_error: str = ""
+    unlogged: str = ""  # what belongs after the log file's bytes: a marker line, then the output's last lines
+    log_capped: str = ""  # the log was cut early to keep its disk's reserve free: a sentence naming the file
 
 
 @dataclass(frozen=True)
@@ -305,69 +317,138 @@ def _compact(tail: str) -> str:
 
 
 class _LogFile:
-    """The run's log on disk: all of it, or with a cap, its head, a marker line and its end.
+    """The run's log on disk: all of it, or its head, a marker line and its end.
 
-    A script that floods for hours must not fill the disk, yet the summary it
-    prints last (the metric) must still end the log. Under a cap the head is
-    written up to about ``cap - 1 MiB``, ending at a line end; what follows
-    goes into a bounded in-memory ring instead of the disk (so the drain never
-    slows down), and ``close()`` appends a marker line and the ring's last
-    whole lines. The file stays within the cap. ``write`` and ``close`` raise
-    OSError (a full disk); the caller decides what that means.
+    A script that floods for hours must not fill the disk, and a disk that
+    fills while it runs (whoever filled it) must not cost the run its result,
+    yet the summary it prints last (the metric) must still end the log. The
+    head goes to disk until one of three things ends it, at a line end where
+    it can: the cap (about ``cap - 1 MiB``), the disk's reserve (the log never
+    takes its disk below ``_disk_reserve`` free; statvfs is asked every
+    ``_FREE_CHECK_BYTES`` written), or a write that fails (a full disk: what
+    the disk refused is kept, not lost). What follows goes into a bounded
+    in-memory ring instead of the disk (so the drain never slows down), and
+    ``close()`` appends a marker line and the ring's last whole lines. What
+    close cannot write either stays in ``unwritten``: the file's bytes and
+    then those are the log as it should read, which is what the metric is
+    read from. Nothing here raises: ``error`` and ``cut_for_space`` say what
+    happened.
     """
 
     def __init__(self, file: BinaryIO, cap: int = 0) -> None:
         self._file = file
-        self._capped = cap > 0
-        self._tail_max = min(_LOG_TAIL_BYTES, cap // 2) if self._capped else 0
-        self._head_left = max(0, cap - self._tail_max - _LOG_MARKER_RESERVE)  # bytes the head may still take
+        self._fd = file.fileno()  # written with os.write: each byte is on disk or in memory, never in between
+        self._tail_max = min(_LOG_TAIL_BYTES, cap // 2) if cap > 0 else _LOG_TAIL_BYTES
+        # Bytes the head may still take under the cap.
+        self._head_left = max(0, cap - self._tail_max - _LOG_MARKER_RESERVE) if cap > 0 else math.inf
+        self._reserve = _disk_reserve(self._fd)
+        self._next_check = 0  # bytes written when the free space is asked next
+        self._written = 0
         self._cut = False  # the head is complete; output goes to the ring
         self._head_ends_line = True
         self._ring = bytearray()
         self._past_head = 0  # bytes that came after the head
+        self.error: OSError | None = None  # the first write the disk refused
+        self.cut_for_space = ""  # why the head ended early to keep the disk's reserve free, in a few words
+        self.unwritten = b""  # what close() could not write: it belongs after the file's bytes
 
     def write(self, data: bytes) -> None:
+        if not self._cut and self._written >= self._next_check:
+            self._check_free()
         if not self._cut:
-            if not self._capped or len(data) <= self._head_left:
-                self._to_disk(data)
-                if self._capped:
-                    self._head_left -= len(data)
-                return
-            end = data.rfind(b"\n", 0, self._head_left) + 1  # the head ends with a whole line if it can
-            self._to_disk(data[:end])
-            self._cut = True
-            data = data[end:]
+            if len(data) <= self._head_left:
+                self._head_left -= len(data)
+                data = self._to_disk(data)  # what the disk refused, if it did (then the head is over)
+                if not data:
+                    return
+            else:
+                end = data.rfind(b"\n", 0, int(self._head_left)) + 1  # the head ends with a whole line if it can
+                data = self._to_disk(data[:end]) + data[end:]
+                self._cut = True
         self._past_head += len(data)
         self._ring += data
         if len(self._ring) > 2 * self._tail_max:  # trimmed in bulk: amortised O(1) per byte
             del self._ring[: len(self._ring) - self._tail_max]
 
     def close(self) -> None:
-        """Append the marker and the kept end of the output (if the cap was reached), then close."""
+        """Append the marker and the kept end of the output (if the head was cut short), then close."""
+        if self._cut:
+            self.unwritten = self._to_disk(self._end())
         try:
-            if self._cut:
-                self._write_end()
-        finally:
             self._file.close()
+        except OSError as exc:  # nothing is buffered: only the file system can say no here
+            self._fail(exc)
 
-    def _write_end(self) -> None:
-        kept = bytes(self._ring[-self._tail_max :]) if self._tail_max else b""
+    def tell(self, outcome: RunOutcome, path: Path) -> RunOutcome:
+        """``outcome`` with what this closed log adds to it: what the disk refused, why the log was cut early."""
+        error = self.error
+        return dataclasses.replace(
+            outcome,
+            log_error=f"cannot write the log {path}: {error.strerror or error}" if error is not None else "",
+            unlogged=self.unwritten.decode("utf-8", errors="replace"),
+            log_capped=f"the log {path} was {self.cut_for_space}; the run went on" if self.cut_for_space else "",
+        )
+
+    def _end(self) -> bytes:
+        kept = bytes(self._ring[-self._tail_max :])
         if len(kept) == self._past_head:  # nothing was dropped after all: the log is whole
-            self._to_disk(kept)
-            return
+            return kept
         newline = kept.find(b"\n")
         if newline >= 0:
             kept = kept[newline + 1 :]  # the first line is cut in the middle: drop it
         dropped = self._past_head - len(kept)
         start = b"" if self._head_ends_line else b"\n"
         marker = f"[arsup: log cut here; {dropped} bytes dropped; the run went on]\n".encode()
-        self._to_disk(start + marker + kept)
+        return start + marker + kept
 
-    def _to_disk(self, data: bytes) -> None:
-        if data:
-            self._file.write(data)
-            self._file.flush()  # the log is read while the run goes on
-            self._head_ends_line = data.endswith(b"\n")
+    def _check_free(self) -> None:
+        """End the head now if going on could take the disk below its reserve (the end still has room)."""
+        self._next_check = self._written + _FREE_CHECK_BYTES
+        try:
+            free = _free_bytes(self._fd)
+        except OSError:
+            return
+        if self._reserve and free < self._reserve + self._tail_max + _LOG_MARKER_RESERVE + _FREE_CHECK_BYTES:
+            self._cut = True
+            self.cut_for_space = f"cut at {_size(self._written)} to keep {_size(self._reserve)} of its disk free"
+
+    def _to_disk(self, data: bytes) -> bytes:
+        """Write what the disk takes; the rest comes back (a refused write ends the head, see ``_fail``)."""
+        view = memoryview(data)
+        try:
+            while view:
+                done = os.write(self._fd, view)  # the log is read while the run goes on: no buffer
+                self._head_ends_line = view[done - 1 : done] == b"\n" if done else self._head_ends_line
+                self._written += done
+                view = view[done:]
+        except OSError as exc:
+            self._fail(exc)
+        return bytes(view)
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = exc
+        self._cut = True
+
+
+def _disk_reserve(fd: int) -> int:
+    """How much of its disk a run's log leaves free: max(64 MiB, 5 %), at most half of what is free now.
+
+    The reserve is room for arsup's own writes (the journal, git) and for
+    everyone else on the disk; on a small disk half of the free space still
+    goes to the log. 0 when the file system does not say (no check then).
+    """
+    try:
+        stats = os.fstatvfs(fd)
+    except OSError:
+        return 0
+    total, free = stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
+    return int(min(max(_DISK_RESERVE_BYTES, total * _DISK_RESERVE_SHARE), free / 2))
+
+
+def _free_bytes(fd: int) -> int:
+    stats = os.fstatvfs(fd)
+    return stats.f_bavail * stats.f_frsize
 
 
 class Run:
@@ -404,7 +485,7 @@ class Run:
         self._last_output = 0.0  # monotonic time of the last byte read (stall_s)
         self._peak_rss = 0  # bytes
         self._callback_failed = False
-        self._log_failed = False
+        self._log_error = ""  # the log could not be opened
         self._outcome: RunOutcome | None = None
 
     # -- public API ---------------------------------------------------------
@@ -427,7 +508,7 @@ class Run:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = _LogFile(open(spec.log_path, "wb"), spec.max_log_bytes)  # closed by _finish_output()
         except OSError as exc:
-            self._start_error = f"cannot open log {spec.log_path}: {exc}"
+            self._start_error = self._log_error = f"cannot open log {spec.log_path}: {exc}"
             return
         try:
             self._proc = subprocess.Popen(
@@ -443,8 +524,8 @@ class Run:
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._start_error = f"cannot start {spec.command!r} in {spec.cwd}: {exc}"
-            self._write_log(f"arsup: {self._start_error}\n".encode())
-            self._close_log()
+            self._log.write(f"arsup: {self._start_error}\n".encode())
+            self._log.close()
             return
         self._started_at = self._last_output = time.monotonic()
         assert self._proc.stdout is not None  # stdout=PIPE
@@ -481,7 +562,10 @@ class Run:
                 killed=bool(self._kill_reason),
                 kill_reason=self._kill_reason,
                 start_error=self._start_error,
+                log_error=self._log_error,
             )
+            if self._log is not None:
+                self._outcome = self._log.tell(self._outcome, self.spec.log_path)
             return self._outcome
         assert self._tree is not None
         ended_by = "interrupted"
@@ -508,6 +592,8 @@ class Run:
             kill_reason=reasons.get(ended_by, ""),
             aborted=ended_by == "abort",
         )
+        assert self._log is not None
+        self._outcome = self._log.tell(self._outcome, self.spec.log_path)
         return self._outcome
 
     def kill(self, reason: str) -> None:
@@ -582,7 +668,8 @@ class Run:
             logger.warning("run %s was reaped by someone else; its exit code is unknown", self._proc.pid)
             self._proc.returncode = -1  # keeps Popen from trying again
             return None
-        self._proc.returncode = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
+        self._proc.returncode = sandbox.exit_code(code) if self.spec.sandbox else code
         return self._proc.returncode
 
     def _sample(self) -> None:
@@ -623,7 +710,7 @@ class Run:
 
     def _drain(self) -> None:
         """Read the pipe until EOF so the child never blocks on it; log raw bytes, pass lines on."""
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None and self._proc.stdout is not None and self._log is not None
         fd = self._proc.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
@@ -634,7 +721,7 @@ class Run:
                 if not chunk:
                     break
                 self._last_output = time.monotonic()
-                self._write_log(chunk)
+                self._log.write(chunk)  # never blocks on a full disk: what it refuses is kept in memory
                 if self._lines is not None:
                     batch = self._lines.feed(chunk)
                     if batch is not None:
@@ -656,22 +743,6 @@ class Run:
             reason = abort_reason(self.spec.abort_pattern, lines)
             if reason:
                 self._abort(reason)
-
-    def _write_log(self, data: bytes) -> None:
-        assert self._log is not None
-        try:
-            self._log.write(data)
-        except OSError:
-            if not self._log_failed:  # e.g. a full disk: keep draining so the child does not block
-                self._log_failed = True
-                logger.exception("cannot write log %s", self.spec.log_path)
-
-    def _close_log(self) -> None:
-        assert self._log is not None
-        try:
-            self._log.close()  # a capped log writes its end here
-        except OSError:
-            logger.exception("cannot finish log %s", self.spec.log_path)
 
     def _emit(self, lines: list[str], partial: str) -> None:
         assert self._on_output is not None
@@ -705,7 +776,8 @@ class Run:
         assert self._exit_thread is not None
         self._exit_thread.join()
         self._proc.stdout.close()
-        self._close_log()
+        assert self._log is not None
+        self._log.close()  # a log cut short writes its end here
 
 
 class _Tree:
@@ -836,7 +908,7 @@ def end_recorded(pid: int, create_time: float, grace: float) -> int:
 
 def _argv(spec: RunSpec) -> list[str]:
     """The command line to start: the shell, under the reaper shim where there is one."""
-    shell = ["/bin/sh", "-c", spec.command]
+    shell = [*spec.sandbox, "/bin/sh", "-c", spec.command]
     if not _USE_REAPER:
         return shell
     # -I: nothing from the environment or the working directory reaches the shim; -S: no site, a faster start.

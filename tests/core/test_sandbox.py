@@ -1,0 +1,220 @@
+"""Tests for arsup.core.sandbox: real bubblewrap, real runs, a real engine.
+
+Where bubblewrap cannot run here, the tests that need it are skipped (CI
+installs it); the fallback of ``auto`` is tested with a fake ``bwrap`` that
+fails the way AppArmor makes the real one fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from arsup import config
+from arsup.config import SandboxConfig
+from arsup.core import runner, sandbox
+from arsup.core.events import Notice
+from arsup.core.experiment import Status
+from tests.conftest import TOY_TRAIN, git, make_engine, make_project, write_script
+from tests.faults.conftest import assert_invariants, fingerprint
+
+needs_bwrap = pytest.mark.skipif(bool(sandbox.problem_with()), reason=f"bubblewrap cannot run here: {sandbox.problem_with()}")
+
+# Before the metric: what the run can see of arsup (JSON on one line). A hidden folder is an empty one
+# (a mount point cannot be removed); a hidden file cannot be read.
+LOOKS_AROUND = textwrap.dedent(
+    """\
+    import json, os
+    names = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            names.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode())
+        except OSError:
+            pass
+    seen = {
+        "git": os.listdir(".git"), "arsup": os.listdir(".arsup"), "pids": len(names),
+        "reaper": any("reaper.py" in name for name in names), "supervisor": os.path.exists(f"/proc/{SUPERVISOR}"),
+    }
+    print("SEEN " + json.dumps(seen))
+    """
+)
+
+
+def _seen(log: Path) -> dict[str, object]:
+    line = next(line for line in log.read_text().splitlines() if line.startswith("SEEN "))
+    return json.loads(line.removeprefix("SEEN "))
+
+
+def _sandboxed(tmp_path: Path, code: str, folder: Path | None = None, **settings: object) -> runner.RunOutcome:
+    """``code`` run by this interpreter in ``folder`` (default tmp_path/work), under the sandbox of ``settings``."""
+    folder = folder or tmp_path / "work"
+    folder.mkdir(exist_ok=True)
+    command = f"exec {shlex.quote(sys.executable)} -c {shlex.quote(textwrap.dedent(code))}"
+    prefix = sandbox.prefix(SandboxConfig(kind="bwrap", **settings), folder)
+    spec = runner.RunSpec(command, folder, tmp_path / "run.log", runner.build_env(os.environ), 20.0, 0.5, sandbox=prefix)
+    return runner.run(spec)
+
+
+@needs_bwrap
+def test_a_sandboxed_run_sees_no_git_no_arsup_and_no_process_of_arsup(tmp_path: Path) -> None:
+    train = LOOKS_AROUND.replace("SUPERVISOR", str(os.getpid())) + TOY_TRAIN
+    root = make_project(tmp_path / "repo", train=train, sandbox={"kind": "bwrap"})
+    protected = fingerprint(root, ["prepare.py"])
+    engine, events = make_engine(root, write_script(root), max_experiments=1, acceptance={"mode": "greedy"})
+    engine.run()
+
+    baseline = engine.history[0]
+    assert baseline.status == Status.KEEP and baseline.metric == pytest.approx(3.25)
+    seen = _seen(Path(baseline.runs[0].log_path))
+    assert seen == {"git": [], "arsup": [], "pids": seen["pids"], "reaper": False, "supervisor": False}
+    assert seen["pids"] <= 3, "bwrap's init, the shell and the run at most"
+    assert not [e for e in events if isinstance(e, Notice) and "sandbox" in e.text]
+    assert_invariants(root, protected)
+
+
+@needs_bwrap
+def test_a_run_in_a_slots_worktree_sees_neither_its_git_file_nor_the_main_git(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo")
+    slot = root / ".arsup" / "worktrees" / "gpu0"
+    git(root, "worktree", "add", "-q", "--detach", str(slot))
+    code = f"""
+        import os
+        try:
+            print(repr(open(".git").read()), os.listdir({str(root / ".git")!r}))
+        except OSError as exc:
+            print(exc.__class__.__name__, os.listdir({str(root / ".git")!r}))
+        print(sorted(os.listdir({str(root / ".arsup")!r})))
+        open("made-in-the-slot", "w").write("x")
+    """
+    outcome = _sandboxed(tmp_path, code, folder=slot)
+
+    assert outcome.exit_code == 0, (tmp_path / "run.log").read_text()
+    assert (tmp_path / "run.log").read_text().splitlines() == ["PermissionError []", "['worktrees']"]
+    assert (slot / "made-in-the-slot").read_text() == "x", "the slot's own folder is writable"
+    assert (slot / ".git").is_file() and (root / ".git" / "HEAD").is_file()
+
+
+@needs_bwrap
+def test_a_sandboxed_run_writes_only_its_folder_tmp_and_the_writable_paths(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"  # not made yet: the sandbox makes it
+    beside = tmp_path / "beside.txt"
+    code = f"""
+        import os, sys
+        def attempt(path):
+            try:
+                open(path, "w").write("x")
+                return "wrote"
+            except OSError as exc:
+                return exc.__class__.__name__
+        print(attempt({str(beside)!r}), attempt("/tmp/scratch"), attempt({str(cache / "c")!r}), attempt("here"))
+        print(os.access(sys.prefix, os.W_OK), os.access(os.path.expanduser("~"), os.W_OK), os.access("/", os.W_OK))
+    """
+    outcome = _sandboxed(tmp_path, code, writable=[str(cache)])
+
+    assert outcome.exit_code == 0, (tmp_path / "run.log").read_text()
+    written, writable = (tmp_path / "run.log").read_text().splitlines()
+    # beside.txt lies under /tmp, which is the run's own: the write lands there, never beside the folder.
+    assert written == "wrote wrote wrote wrote" and not beside.exists()
+    assert (cache / "c").read_text() == "x" and (tmp_path / "work" / "here").read_text() == "x"
+    assert writable == "False False False", "the interpreter's folder, the home and / are read-only"
+
+
+@needs_bwrap
+def test_network_false_leaves_the_run_without_the_machines_network(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        code = f"""
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+                print("reached")
+            except OSError as exc:
+                print(exc.__class__.__name__)
+        """
+        connected = _sandboxed(tmp_path, code)
+        assert connected.exit_code == 0 and (tmp_path / "run.log").read_text().strip() == "reached"
+        cut_off = _sandboxed(tmp_path, code, network=False)
+    assert cut_off.exit_code == 0 and (tmp_path / "run.log").read_text().strip() == "ConnectionRefusedError"
+
+
+@needs_bwrap
+def test_a_sandboxed_run_keeps_its_grace_and_its_exit_status(tmp_path: Path) -> None:
+    by_signal = _sandboxed(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGUSR1)")
+    assert by_signal.exit_code == -10, "bubblewrap's 128 + N is read back as -N"
+    graceful = """
+        import signal, sys, time
+        def leave(*_):
+            time.sleep(0.3)  # longer than a SIGTERM to bubblewrap would leave it
+            print("saved", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, leave)
+        time.sleep(60)
+    """
+    folder = tmp_path / "work"
+    command = f"exec {shlex.quote(sys.executable)} -c {shlex.quote(textwrap.dedent(graceful))}"
+    prefix = sandbox.prefix(SandboxConfig(kind="bwrap"), folder)
+    spec = runner.RunSpec(command, folder, tmp_path / "run.log", runner.build_env(os.environ), 1.5, 2.0, sandbox=prefix)
+    outcome = runner.run(spec)
+    assert outcome.timed_out and outcome.exit_code == 3
+    assert (tmp_path / "run.log").read_text() == "saved\n"
+
+
+@needs_bwrap
+def test_a_sandboxed_run_past_its_timeout_is_ended_with_all_it_started(tmp_path: Path) -> None:
+    train = "import subprocess, time\nfor _ in range(5):\n    subprocess.Popen(['sleep', '300'])\nprint('started', flush=True)\ntime.sleep(300)\n"
+    root = make_project(tmp_path / "repo", train=train, project={"timeout": 5}, sandbox={"kind": "bwrap"})
+    protected = fingerprint(root, ["prepare.py"])
+    engine, _ = make_engine(root, write_script(root), max_experiments=1, acceptance={"mode": "greedy"})
+    engine.run()
+
+    baseline = engine.history[0]
+    assert baseline.status == Status.CRASH and "timed out after 5 s" in baseline.reason
+    assert_invariants(root, protected)
+
+
+def _fake_bwrap(folder: Path) -> Path:
+    """A bwrap that fails as Ubuntu's AppArmor makes the real one fail: the machine, not the unit under test."""
+    folder.mkdir()
+    tool = folder / "bwrap"
+    tool.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+def test_auto_where_bwrap_is_blocked_says_so_once_and_runs_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{_fake_bwrap(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    train = LOOKS_AROUND.replace("SUPERVISOR", str(os.getpid())) + TOY_TRAIN
+    root = make_project(tmp_path / "repo", train=train, sandbox={"kind": "auto"})
+    protected = fingerprint(root, ["prepare.py"])
+    engine, events = make_engine(root, write_script(root), max_experiments=1)  # the confirm rule: 3 runs
+    engine.run()
+
+    said = [e.text for e in events if isinstance(e, Notice) and "sandbox" in e.text]
+    assert said == [
+        "runs are not sandboxed: bwrap fails here (bwrap: setting up uid map: Permission denied); where AppArmor "
+        "restricts user namespaces, `sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0` allows them, "
+        'or set [sandbox] kind = "none" to silence this'
+    ]
+    baseline = engine.history[0]
+    assert baseline.status == Status.KEEP and len(baseline.runs) == 3
+    assert all("HEAD" in _seen(Path(run.log_path))["git"] for run in baseline.runs), "unsandboxed: the run sees .git"
+    assert_invariants(root, protected)
+
+
+def test_kind_bwrap_where_bwrap_is_missing_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path / "repo", sandbox={"kind": "bwrap"})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(root)
+    assert str(raised.value).endswith(
+        '[sandbox]: kind = "bwrap" but bubblewrap (bwrap) is not installed; install bubblewrap (apt install '
+        'bubblewrap) and allow it, or set kind = "auto" to run unsandboxed where it cannot run'
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from arsup.config import SlotsConfig
 from arsup.core.experiment import Status
-from arsup.core.slots import HOME, plan
+from arsup.core.slots import HOME, carried_hypothesis, plan
 from tests.conftest import edit, git, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
@@ -119,4 +119,51 @@ def test_a_restart_after_a_kill_closes_every_slots_experiment_and_removes_the_wo
     assert recovered["0010"] == (Status.INVALID, "interrupted before its run")
     assert len(git(root, "worktree", "list").splitlines()) == 1
     again.close()
+    assert_invariants(root, protected)
+
+
+def test_a_candidate_carried_three_times_keeps_its_words_and_one_suffix() -> None:
+    rounds = [("0001", "0003"), ("0003", "0005"), ("0007", "0009")]  # (the best it beat, the one kept meanwhile)
+    said = [carried_hypothesis("wider", times, beat, kept, 1000) for times, (beat, kept) in enumerate(rounds, 1)]
+    assert said == [
+        "wider (again: it beat 0001 while 0003 was kept)",
+        "wider (carried 2 times: it beat 0003 while 0005 was kept)",
+        "wider (carried 3 times: it beat 0007 while 0009 was kept)",
+    ]
+    longest = carried_hypothesis("x" * 1000, 12, "0001", "0003", 1000)  # the suffix is never cut off
+    assert len(longest) == 1000 and longest.endswith("x… (carried 12 times: it beat 0001 while 0003 was kept)")
+
+
+# One slow gain (B) and quick small ones (A0, A1, ...): while B trains the other slot keeps a quick one or
+# more, so B is carried onto a new best round after round until the quick ones run out.
+QUICK = 10
+SLOW_AND_QUICK = (
+    "import time\nB = 0\n"
+    + "".join(f"A{i} = 0\n" for i in range(QUICK))
+    + f"quick = {' + '.join(f'A{i}' for i in range(QUICK))}\n"
+    + "time.sleep(2.0 if B else 0.5 if quick else 0.2)\n"
+    + "print('---')\nprint(f'val_bpb: {1.0 - 0.2 * B - 0.01 * quick:.6f}')\n"
+)
+
+
+def test_a_candidate_carried_round_after_round_says_so_once_with_the_count(tmp_path: Path) -> None:
+    import re
+
+    root = make_project(tmp_path / "repo", train=SLOW_AND_QUICK, **TWO_SLOTS)
+    protected = fingerprint(root, ["prepare.py"])
+    script = write_script(
+        root,
+        {"hypothesis": "turn on B", "edits": edit("B = 0", "B = 1")},
+        *({"hypothesis": f"turn on A{i}", "edits": edit(f"A{i} = 0", f"A{i} = 1")} for i in range(QUICK)),
+    )
+    engine, _ = make_engine(root, script, **TWO_SLOTS)
+    engine.run()
+    chain = [e for e in engine.journal.experiments("t1") if e.hypothesis.startswith("turn on B")]
+    assert len(chain) >= 4, [(e.id, e.status, e.reason) for e in chain]  # carried three times at least
+    assert [e.status for e in chain] == [Status.DISCARD] * (len(chain) - 1) + [Status.KEEP]
+    for times, (before, carried) in enumerate(zip(chain, chain[1:]), 1):
+        how = "again" if times == 1 else f"carried {times} times"
+        assert re.fullmatch(rf"turn on B \({how}: it beat \d{{4}} while \d{{4}} was kept\)", carried.hypothesis)
+        assert carried.agent_data["again_of"] == before.id and carried.agent_data["carried"] == times
+    assert git(root, "rev-parse", "HEAD") == chain[-1].commit
     assert_invariants(root, protected)

@@ -73,6 +73,19 @@ def plan(
     return [(f"gpu{index}", {"CUDA_VISIBLE_DEVICES": gpu, **order}) for index, gpu in enumerate(gpus)]
 
 
+def carried_hypothesis(original: str, times: int, beat: str, kept: str, limit: int) -> str:
+    """The hypothesis of a candidate carried onto a new best for the `times`-th time (see the engine's
+    `_overtaken`): its own words and one suffix for the latest round, never one per round, so that a slow
+    candidate overtaken all night does not grow without end; `original` is cut, never the suffix, to fit
+    `limit` characters."""
+    how = "again" if times == 1 else f"carried {times} times"
+    suffix = f" ({how}: it beat {beat} while {kept} was kept)"
+    room = limit - len(suffix)
+    if len(original) > room:
+        original = original[: room - 1] + "…"
+    return original + suffix
+
+
 def worktrees(project: Path) -> Path:
     return project / STATE_DIR / WORKTREES
 

@@ -16,6 +16,9 @@ Decisions, where the figures could be read two ways:
   start to the last end. Imported logs carry no times: both are None.
 * The gain of a kept change is against the best before it, which is what
   it had to beat.
+* A carry (slots: a candidate that beat a best replaced meanwhile, run
+  again on the new one) counts once per run again; a kept change says how
+  many rounds it was carried before it was kept.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class KeptChange:
     holdout: float | None = None  # its score on data the agent never saw ([holdout])
     verify: dict[str, Any] | None = None  # the latest `arsup verify` of its commit
     ablation: dict[str, Any] | None = None  # its row in the latest `arsup ablate`
+    carried: int = 0  # how many times it was carried onto a newer best before it was kept (slots)
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Summary:
     cost_per_improvement: float | None
     gpu_hours_per_improvement: float | None
     holdout_warning: str = ""  # the kept line improves val while the holdout gets worse
+    carried: int = 0  # candidates run again on a newer best (slots), one per carry
     kept_changes: list[KeptChange] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
 
@@ -139,6 +144,7 @@ def summarize(
         cost_per_improvement=usage["cost_usd"] / kept if kept else None,
         gpu_hours_per_improvement=gpu_hours / kept if kept and gpu_hours is not None else None,
         holdout_warning=divergence(experiments, goal, holdout_keeps),
+        carried=sum(_times_carried(e) > 0 for e in experiments),
         kept_changes=_kept_line(experiments, goal, verified, ablated),
         points=_points(experiments, goal, started),
     )
@@ -181,10 +187,16 @@ def _kept_line(
             id=e.id, commit=e.commit, hypothesis=" ".join(e.hypothesis.split()), metric=e.metric,
             std=e.metric_std, gain=gain, gain_pct=_percent(gain, before), gain_sigma=e.gain_sigma,
             p_value=e.p_value, seeds=len(e.runs), diff=e.diff, holdout=e.holdout,
-            verify=verified.get(e.commit), ablation=ablated.get(e.id),
+            verify=verified.get(e.commit), ablation=ablated.get(e.id), carried=_times_carried(e),
         ))
         before = e.metric
     return line
+
+
+def _times_carried(experiment: Experiment) -> int:
+    """The rounds it was carried (an older arsup journaled only `again_of`: one)."""
+    data = experiment.agent_data
+    return int(data.get("carried", 1)) if "again_of" in data else 0
 
 
 def _points(experiments: list[Experiment], goal: str, started: float | None) -> list[Point]:

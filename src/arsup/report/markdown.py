@@ -63,6 +63,10 @@ def _figures(s: Summary) -> list[tuple[str, str]]:
         *([("holdout", f"**warning: {s.holdout_warning}**" if s.holdout_warning else
                     "no divergence: the kept line's holdout scores follow its metric")]
           if any(k.holdout is not None for k in s.kept_changes) else []),
+        *([("carried onto a newer best", f"{s.carried} times, {sum(k.carried > 0 for k in s.kept_changes)} of them "
+                                         "kept (slots: a candidate that beat a best replaced meanwhile ran again "
+                                         "on the new one)")]
+          if s.carried else []),
         ("source", s.source),
     ]
 
@@ -98,11 +102,12 @@ def night_markdown(summary: Summary, chart: str) -> str:
         lines.append("No change was kept.")
     else:
         holdout = any(k.holdout is not None for k in s.kept_changes)
+        carried = any(k.carried for k in s.kept_changes)
         lines += _table([["id", "commit", s.metric, *(["holdout"] if holdout else []), "gain", "gain %", "sigma",
-                          "p", "seeds", "hypothesis"]] + [
+                          "p", "seeds", *(["carried"] if carried else []), "hypothesis"]] + [
             [k.id, short_commit(k.commit), _num(k.metric), *([_num(k.holdout)] if holdout else []),
              _num(k.gain, "+.6f"), _num(k.gain_pct, "+.2f"), _num(k.gain_sigma, ".1f"), _pvalue(k.p_value),
-             str(k.seeds), k.hypothesis]
+             str(k.seeds), *([str(k.carried)] if carried else []), k.hypothesis]
             for k in s.kept_changes
         ])
     for change in s.kept_changes:
@@ -120,11 +125,9 @@ def night_markdown(summary: Summary, chart: str) -> str:
 def comparison_markdown(summaries: list[Summary], chart: str) -> str:
     lines = [f"# arsup report: {' vs '.join(s.tag for s in summaries)}", "", f"![comparison]({chart})", ""]
     header = ["", *(s.tag for s in summaries)]
-    rows: dict[str, list[str]] = {}
-    for s in summaries:
-        for key, value in _figures(s):
-            rows.setdefault(key, []).append(value)
-    lines += _table([header] + [[f"**{k}**", *v] for k, v in rows.items()])
+    figures = [dict(_figures(s)) for s in summaries]  # some rows only some nights have (holdout, carried)
+    keys = dict.fromkeys(key for night in figures for key in night)
+    lines += _table([header] + [[f"**{k}**", *(night.get(k, "–") for night in figures)] for k in keys])
     lines += ["", "Each night's own report: " + ", ".join(f"[{s.tag}]({s.tag}/report.md)" for s in summaries)]
     return "\n".join(lines) + "\n"
 

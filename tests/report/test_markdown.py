@@ -1,0 +1,49 @@
+"""report.md's words for figures only some nights have: candidates carried onto a newer best (slots)."""
+
+from __future__ import annotations
+
+from arsup.core.experiment import Experiment, Status
+from arsup.core.summary import summarize
+from arsup.report.markdown import comparison_markdown, night_markdown
+
+
+def _record(id_: str, status: str, metric: float, hypothesis: str, **agent_data: object) -> Experiment:
+    return Experiment(id=id_, tag="t", parent="p", hypothesis=hypothesis, agent="llm", commit=id_ * 7,
+                      status=status, metric=metric, agent_data=dict(agent_data), is_baseline=id_ == "0001")
+
+
+CARRIED_NIGHT = [
+    _record("0001", Status.KEEP, 1.0, "baseline"),
+    _record("0002", Status.KEEP, 0.9, "deeper"),
+    _record("0003", Status.DISCARD, 0.85, "wider"),  # beat 0001 while 0002 was kept
+    _record("0004", Status.KEEP, 0.8, "faster"),
+    _record("0005", Status.DISCARD, 0.75, "wider (again: it beat 0002 while 0004 was kept)",
+            again_of="0003", carried=1, original="wider"),
+    _record("0006", Status.KEEP, 0.7, "wider (carried 2 times: it beat 0004 while 0007 was kept)",
+            again_of="0005", carried=2, original="wider"),
+    _record("0007", Status.KEEP, 0.6, "lower LR (again: it beat 0004 while 0006 was kept)",
+            again_of="0004", carried=1, original="lower LR"),
+]
+
+
+def test_the_report_says_how_often_a_candidate_was_carried_per_kept_change_and_in_all() -> None:
+    summary = summarize("t", CARRIED_NIGHT, "val_bpb", "minimize")
+    assert summary.carried == 3
+    assert [(k.id, k.carried) for k in summary.kept_changes] == [
+        ("0001", 0), ("0002", 0), ("0004", 0), ("0006", 2), ("0007", 1),
+    ]
+    report = night_markdown(summary, "progress.png")
+    assert ("| **carried onto a newer best** | 3 times, 2 of them kept (slots: a candidate that beat a best "
+            "replaced meanwhile ran again on the new one) |") in report
+    assert "| id | commit | val_bpb | gain | gain % | sigma | p | seeds | carried | hypothesis |" in report
+    assert "| 0006 | 0006000 | 0.700000 | +0.100000 | +12.50 | – | – | 0 | 2 | wider (carried 2 times:" in report
+    assert "| 0002 | 0002000 | 0.900000 | +0.100000 | +10.00 | – | – | 0 | 0 | deeper |" in report
+
+
+def test_a_night_without_slots_has_no_carried_words_and_the_comparison_stays_aligned() -> None:
+    carried = summarize("t", CARRIED_NIGHT, "val_bpb", "minimize")
+    plain = summarize("u", CARRIED_NIGHT[:2], "val_bpb", "minimize")
+    assert plain.carried == 0 and "carried" not in night_markdown(plain, "progress.png")
+    compare = comparison_markdown([plain, carried], "compare.png")
+    assert "| **carried onto a newer best** | – | 3 times, 2 of them kept" in compare  # under its own night
+    assert "| **source** | arsup | arsup |" in compare

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import statistics
 import sys
 import threading
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import acceptance, journal, manifest, measure, pruning, runner, sandbox, slots, summary
+from arsup.core import acceptance, disk, gitguard, journal, manifest, measure, pruning, runner, sandbox, slots, summary
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
@@ -91,7 +92,9 @@ STOPPED_AFTER_RUN = "stopped after the run, as asked"
 PERSON = "person"  # the agent name of a commit a person made on the run branch
 POLL_S = 0.2  # how often waits look at the stop flag
 TAMPERED = "protected file modified at run time"  # how a run that changed what scores it ends
+GIT_CHANGED = "the run changed"  # how a run that changed `.git` (a hook, config, a ref) ends
 NODE_LOST = "node lost"  # how a run on a cluster that lost its host ends: retried once
+CLUSTER_GONE = "ray: the Ray cluster at"  # how a run whose whole cluster is gone ends: the loop ends (ray_cluster.GONE)
 QUEUED_WHEN_KILLED = "queued, never run: arsup was killed"  # a queued record a restart finds
 MAX_HYPOTHESIS_CHARS = 1000  # a runaway reply must not fill the journal, the prompt and the screen
 
@@ -153,7 +156,7 @@ class Engine:
         self.tag = tag
         self.python = python
         self.budget = Budget(config.budget.max_experiments, config.budget.max_hours, config.budget.max_cost_usd)
-        self.journal = journal.Journal(self.root)
+        self.journal = journal.Journal(self.root, log_warnings=False)  # said as notices, once
         self.results_path = self.root / journal.RESULTS_NAME
         self.history: list[Experiment] = []  # this tag's finished experiments, oldest first
         self.branch = ""
@@ -186,6 +189,9 @@ class Engine:
         self._manifest = manifest.Manifest(self.root, {})
         self._unmeasured_head = ""  # a commit a person added to the run branch, measured before anything else
         self._fatal = ""  # why the loop must end after the current experiment
+        self._reserve = disk.Reserve(self.journal.dir)  # room for the last lines, should the disk fill
+        self._disk_full: disk.DiskFull | None = None  # why the loop ends, once the disk is found full
+        self._measure_again: Experiment | None = None  # its run was on a full disk: trained first, from the start
         self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
         self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
         self._questions: dict[str, Future[policy.Answer]] = {}  # open approvals by id, for any client
@@ -194,6 +200,7 @@ class Engine:
         self._ids = threading.Lock()
         self._pipeline: Pipeline[Prepared] | None = None
         self._proposer_vcs: Vcs | None = None  # the proposer thread's own git (GitPython is not thread-safe)
+        self._git_prints: dict[str, gitguard.GitPrint] = {}  # slot name -> its `.git` before the run under way
         self._proposals_cancel = threading.Event()  # set when the loop stops: a proposal under way ends
         self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
         self._waiting_for_proposal = False  # the loop has nothing to run until the proposer delivers
@@ -374,8 +381,9 @@ class Engine:
         vcs.head()
         vcs.exclude(journal.OWN_PATHS)
         project = self.config.project
+        set_aside = self.journal.set_aside_torn()  # the repo lock is held: nothing else appends
         experiments = self.journal.experiments(self.tag)
-        for warning in self.journal.warnings:
+        for warning in [*set_aside, *self.journal.warnings]:
             self._emit(Notice(warning, "warning"))
         if any(e.agent == summary.IMPORTED for e in experiments):
             raise GitError(
@@ -413,10 +421,10 @@ class Engine:
         self.history = [e for e in experiments if e.status in Status.FINAL]
         self.notes = [e["text"] for e in self.journal.events() if e.get("event") == "note" and e.get("tag") == self.tag]
         self._next_id = self.journal.next_number()
-        self._manifest = manifest.Manifest.take(self.root, manifest.expand(self.root, project.protected))
         best = self.best()
         if best is not None and vcs.head() != best.commit:
-            self._unmeasured_head = vcs.head()
+            self._unmeasured_head = self._persons_head(vcs, best)
+        self._manifest = manifest.Manifest.take(self.root, manifest.expand(self.root, project.protected))
         other = journal.other_results_tag(self.results_path, self.journal.experiments(), self.tag)
         if other:
             self._emit(Notice(
@@ -426,7 +434,38 @@ class Engine:
             ))
         journal.write_results(self.results_path, self.config.metric.name, self.history)
         self.journal.guard()
+        self._reserve.take()
         self.journal.append("session", tag=self.tag, branch=self.branch, head=vcs.head(), agent=self.agent.name)
+
+    def _persons_head(self, vcs: Vcs, best: Experiment) -> str:
+        """The run branch's head when a person moved it on from the best (it is measured first), else "".
+
+        Only a descendant of the best that arsup did not commit is a person's.
+        A head behind or beside the best (a run, or a person, moved the ref), or
+        one of arsup's own attempts (its message starts `arsup NNNN:` and the
+        journal records NNNN: a full disk left the branch there), is never
+        adopted: the branch goes back on the best, and a head no ref would hold
+        stays reachable under refs/arsup/."""
+        head = vcs.head()
+        own = re.match(r"arsup (\d+):", vcs.commit_message(head))
+        recorded = {e.id: e for e in self.journal.experiments()}
+        kept = ""
+        if own and own.group(1) in recorded:
+            attempt = recorded[own.group(1)]
+            why = f"arsup's own commit of experiment {attempt.id} ({attempt.status}), not a person's"
+        elif vcs.is_ancestor(best.commit, head):
+            return head
+        else:
+            why = f"not a descendant of the best, {best.id} ({best.commit[:7]})"
+            if not vcs.is_ancestor(head, best.commit):
+                vcs.set_ref(self.tag, f"moved-{head[:7]}", head)
+                kept = f"; {head[:7]} stays as refs/arsup/{self.tag}/moved-{head[:7]}"
+        vcs.move_branch(best.commit)
+        self._emit(Notice(
+            f"the run branch {self.branch} was on {head[:7]}, {why}: put it back on the best, {best.id}{kept}",
+            "warning",
+        ))
+        return ""
 
     def _own_writes(self, last: Experiment | None, dirty: list[str]) -> set[str]:
         """The dirty files that hold exactly the bytes arsup was writing when it was killed."""
@@ -458,6 +497,8 @@ class Engine:
             last.finished_at = time.time()
             self.journal.record(last)
             recovered = True
+        elif last.status == Status.RUNNING and last.id in self._unmeasured():
+            self._recover_unmeasured(last)
         elif last.status == Status.RUNNING:
             last.status, last.reason = Status.CRASH, "interrupted: arsup stopped before the run finished"
             last.finished_at = time.time()
@@ -469,6 +510,32 @@ class Engine:
                 recovered = True
         if recovered:
             self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
+
+    def _unmeasured(self) -> set[str]:
+        """Experiments the loop left running when it stopped on a full disk (and not recorded since)."""
+        marked: set[str] = set()
+        for event in self.journal.events():
+            if event.get("event") == "unmeasured":
+                marked.add(str(event.get("experiment")))
+            elif event.get("event") == "experiment" and isinstance(event.get("experiment"), dict):
+                marked.discard(str(event["experiment"].get("id")))
+        return marked
+
+    def _recover_unmeasured(self, last: Experiment) -> None:
+        """A run on a full disk proved nothing about the code: it is measured again first (one; any other
+        is skipped, said so). Its commit leaves the branch until then, as a proposal's does before it trains."""
+        vcs = self.vcs
+        if self._measure_again is None and vcs.head() in (last.parent, last.commit):
+            if vcs.head() != last.parent:
+                vcs.reset_to(last.parent, last.files)
+            last.runs, last.metrics, last.metric, last.metric_std, last.crash_tail = [], {}, None, None, ""
+            self._measure_again = last
+            self._emit(Notice(f"experiment {last.id} trained while the disk was full: it is measured again first"))
+            return
+        last.status, last.reason = Status.SKIPPED, "not measured: its run was on a full disk"
+        last.finished_at = time.time()
+        self.journal.record(last)
+        self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
 
     def _end_recorded_runs(self, experiment: Experiment) -> None:
         """A run of a killed arsup normally dies with it; one still alive would share the GPU: end it."""
@@ -505,14 +572,14 @@ class Engine:
 
     def run(self) -> None:
         """The loop; always ends with one SessionEnded event and the repo object closed."""
-        reason, error = "", False
+        reason, error, state_folder = "", False, False
         watched = [self.root / self.config.project.instructions, self.root / CONFIG_NAME]
         watcher = FileWatcher([p for p in watched if p.parent.is_dir()], self._on_file_change)
         try:
             watcher.start()
             reason, error = self._loop()
         except (GitError, AgentFailed, journal.JournalError) as exc:
-            reason, error = str(exc), True
+            reason, error, state_folder = str(exc), True, isinstance(exc, journal.JournalError)
         except Exception as exc:  # unexpected: say so plainly, keep what was recorded
             reason, error = f"internal error: {exc!r} (the journal holds everything up to here)", True
         finally:
@@ -522,7 +589,7 @@ class Engine:
             except journal.JournalError as exc:  # the disk that failed the loop may fail this too
                 reason, error = (reason or str(exc)), True
             self.close()
-            self._emit(SessionEnded(reason, error))
+            self._emit(SessionEnded(reason, error, state_folder))
             self._ended.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -569,6 +636,10 @@ class Engine:
         try:
             ended, error = self._experiments(plan)
             return ended, error
+        except Exception as exc:
+            if isinstance(exc, disk.DiskFull) or not disk.is_full(self.journal.dir, exc):
+                raise
+            raise self._stop_on_a_full_disk() from exc  # before the queued proposals are recorded: room first
         finally:
             self._proposals_cancel.set()
             unrun = self._pipeline.close()
@@ -576,6 +647,26 @@ class Engine:
                 self._proposer_vcs.close()
             self._close_slots()
             self._record_unrun(unrun, ended)
+
+    def _stop_on_a_full_disk(self) -> disk.DiskFull:
+        """The loop ends: the disk has no room for what it records. Said once, with what fills the disk.
+
+        The reserve is given back first, so the lines that follow have room:
+        each experiment recorded as running is marked to be measured again at
+        the next start (its run proved nothing about the code), and nothing
+        else is touched (no git call on a full disk: the restart does the rest)."""
+        if self._disk_full is None:
+            self._reserve.release()
+            running = [e.id for e in self.journal.experiments(self.tag) if e.status == Status.RUNNING]
+            marked = []
+            try:
+                for experiment_id in running:
+                    self.journal.append("unmeasured", tag=self.tag, experiment=experiment_id, reason="the disk was full")
+                    marked.append(experiment_id)
+            except journal.JournalError:
+                pass  # not even the reserve's room: the restart finds it interrupted, a crash
+            self._disk_full = disk.DiskFull(disk.full_message(self.root, self.journal.dir, marked))
+        return self._disk_full
 
     def _record_unrun(self, unrun: list[Prepared], ended: str) -> None:
         """Proposals made ahead and never run are recorded too: what they cost, and what they were."""
@@ -608,8 +699,12 @@ class Engine:
             ended = self._why_end()
             if ended:
                 return ended
+            if disk.is_full(self.journal.dir):
+                raise self._stop_on_a_full_disk()
             best = self.best()
-            if best is None:
+            if self._measure_again is not None:
+                experiment = self._run_again(home)
+            elif best is None:
                 experiment = self._run_baseline(home)
             elif self._unmeasured_head:
                 experiment = self._run_persons_commit(best, home)
@@ -630,6 +725,9 @@ class Engine:
         if experiment.status == Status.CRASH and experiment.is_baseline and not self._stop.is_set():
             log = experiment.runs[-1].log_path if experiment.runs else ""
             what = "the baseline" if experiment.agent != PERSON else f"the person's commit {experiment.commit[:7]}"
+            if experiment.reason.startswith(NODE_LOST):  # lost twice: the cluster failed, not the training
+                said = f"{what}'s run was lost twice ({experiment.reason})"
+                return f"{said}; check the cluster's nodes (ray status) and restart arsup. Log: {log}", True
             return f"{what} crashed ({experiment.reason}); fix the training script. Log: {log}", True
         if experiment.status == Status.INVALID:
             self._invalid_in_a_row += 1
@@ -758,6 +856,16 @@ class Engine:
         self._emit(Proposing(self._peek_id()))
         experiment = self._new_experiment("baseline", "arsup")
         experiment.is_baseline = True
+        self._train(experiment, home)
+        return experiment
+
+    def _run_again(self, home: Slot) -> Experiment:
+        """The experiment whose run was on a full disk: its commit back on the branch, trained from the start."""
+        experiment, self._measure_again = self._measure_again, None
+        assert experiment is not None
+        self._emit(Proposing(experiment.id))
+        if experiment.commit != self.vcs.head():
+            self.vcs.fast_forward(experiment.commit)
         self._train(experiment, home)
         return experiment
 
@@ -1114,7 +1222,7 @@ class Engine:
         A holdout run that fails leaves the keep a keep: the decision was the
         validation set's, and the note says why there is no holdout value."""
         record = self._run_once(experiment, run_dir / "holdout.log", self.config.project.seed, slot, holdout=True)
-        if record.crash_reason.startswith(TAMPERED):
+        if record.crash_reason.startswith((TAMPERED, GIT_CHANGED)):
             return record.crash_reason
         name = self.config.holdout.name or self.config.metric.name
         if record.crash_reason or name not in record.metrics:
@@ -1134,12 +1242,20 @@ class Engine:
             result = self._run_once(experiment, run_dir / log_name, seed, slot)
             if result.crash_reason.startswith(NODE_LOST) and not self._stop.is_set():  # the host, not the code
                 lost = (run_dir / log_name).rename(run_dir / f"{log_name}.lost")  # its log stays
+                self.journal.append(  # an attempt, not a run of the mean: the journal says it happened
+                    "run_lost", tag=self.tag, experiment=experiment.id, seed=seed,
+                    reason=result.crash_reason, log=str(lost),
+                )
                 self._emit(Notice(
                     f"experiment {experiment.id}: {result.crash_reason}; running it again (the lost run's log: {lost})",
                     "warning",
                 ))
                 self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
                 result = self._run_once(experiment, run_dir / log_name, seed, slot)
+            if result.crash_reason.startswith(CLUSTER_GONE) and not self._stop.is_set():  # not measured, not a crash
+                self._fatal = result.crash_reason.removeprefix("ray: ")
+                self._finish(experiment, Status.SKIPPED, f"not measured: {self._fatal}", slot)
+                return False
             experiment.runs.append(result)
             if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
                 self._finish(experiment, Status.DISCARD, result.pruned, slot)
@@ -1174,6 +1290,8 @@ class Engine:
                 run.kill(pruner.verdict)
 
         run = self._new_run(spec, forward, experiment, slot)
+        with self._recording:  # after arsup's last git call for this run, so what differs later is the run's
+            self._git_prints[slot.name] = gitguard.GitPrint.take(*slot.vcs.git_dirs(), self.branch)
         with self._run_lock:
             slot.run = run
             run.start()  # from this thread, which outlives the run (the reaper's death signal follows it)
@@ -1188,12 +1306,19 @@ class Engine:
         outcome = run.wait()
         with self._run_lock:
             slot.run = None
+        if outcome.log_capped:
+            self._emit(Notice(f"experiment {experiment.id}: {outcome.log_capped}", "warning"))
+        # A full disk during the run (the log refused output) or after it: the disk's problem, not the code's.
+        full = bool(outcome.log_error) or disk.is_full(self.journal.dir)
+        stop = self._stop_on_a_full_disk() if full else None
         record, tail = measure.result(self.config, spec, outcome, seed, holdout)
         if pruner is not None:
             record.curve = pruner.curve
             if outcome.killed and pruner.verdict and outcome.kill_reason == pruner.verdict:
                 record.pruned, record.crash_reason, tail = pruner.verdict, "", ""
         tampered = self._check_after_run(experiment, slot)
+        if stop is not None:
+            raise stop  # after the check: what the run changed is put back either way
         if tampered:
             record.crash_reason = tampered
         if tail and not holdout:
@@ -1226,24 +1351,27 @@ class Engine:
         return pruning.Pruner(re.compile(rule.pattern), reference, rule.margin, rule.earliest)
 
     def _check_after_run(self, experiment: Experiment, slot: Slot) -> str:
-        """Undo what a run changed that it must not; the crash reason when it touched what scores it."""
+        """Undo what a run changed that it must not; the crash reason when it touched what scores it or `.git`.
+
+        `.git` first, before any git command (a planted fsmonitor or config acts
+        on the first one); then the editable files, whatever the run made of them,
+        before the checks that read files."""
+        planted = self._undo_git_changes(experiment, slot)
         project, vcs = self.config.project, slot.vcs
         rewritten = [
             path for path in vcs.modified(project.editable)
             if path not in slot.manifest.digests
-            and may_edit(slot.root, path, project.editable, project.protected, self.reserved)
+            and may_edit(slot.root, path, project.editable, project.protected, self.reserved, follow=False)
         ]
         if rewritten:
+            made = ", ".join(_what_the_run_made(slot.root, path) for path in rewritten)
             kept = self._keep_evidence(experiment, rewritten, slot.root)
             vcs.restore(rewritten, vcs.head())
-            self._emit(Notice(
-                f"experiment {experiment.id}: the run rewrote {', '.join(rewritten)}; restored (its version: {kept})",
-                "warning",
-            ))
+            self._emit(Notice(f"experiment {experiment.id}: the run {made}; restored (its version: {kept})", "warning"))
         with self._recording:
             changed = slot.manifest.changed() + self._repair_own_files()
         if not changed:
-            return ""
+            return planted
         self._keep_evidence(experiment, [path for path in changed if path in slot.manifest.digests], slot.root)
         tracked = vcs.tracked(changed)
         vcs.restore([path for path in changed if path in tracked], vcs.head())
@@ -1260,7 +1388,29 @@ class Engine:
             + "the experiment counts as a crash",
             "error",
         ))
-        return f"{TAMPERED}: {what}"
+        return "; ".join(reason for reason in (f"{TAMPERED}: {what}", planted) if reason)
+
+    def _undo_git_changes(self, experiment: Experiment, slot: Slot) -> str:
+        """Put back what the run changed in `.git` (a hook, config, attributes, a ref, HEAD) from the
+        fingerprint taken before it, its version kept; the crash reason, or "" when it changed nothing there."""
+        with self._recording:  # a keep in another slot moves the run branch, and says so to this fingerprint
+            before = self._git_prints.pop(slot.name)
+            changed = before.changed()
+            if not changed:
+                return ""
+            what = ", ".join(changed)
+            kept = self._keep_evidence(experiment, changed, before.top)
+            try:
+                before.restore(changed)
+                undone = f"restored (its version: {kept})"
+            except OSError as exc:
+                undone = f"arsup could not put it back ({exc.strerror or exc})"
+                self._fatal = f"the run of experiment {experiment.id} changed {what} and {undone}: restore it and restart"
+        self._emit(Notice(
+            f"TAMPERING: the run of experiment {experiment.id} changed {what}; {undone}; the experiment counts as a crash",
+            "error",
+        ))
+        return f"{GIT_CHANGED} {what}"
 
     def _repair_own_files(self) -> list[str]:
         """Put back arsup's ledger, lock and results.tsv if something changed them; the ledger if it was.
@@ -1280,13 +1430,23 @@ class Engine:
         return [f"{journal.STATE_DIR}/{journal.JOURNAL_NAME}"] if self.journal.repair() else []
 
     def _keep_evidence(self, experiment: Experiment, paths: list[str], root: Path) -> Path:
-        """Copy what a run left in files it must not change, before they are restored: nothing is lost."""
+        """Keep what a run left where it must not change anything, before it is restored: nothing is lost.
+
+        A file is copied; a symlink is kept as its target's text (`<name>.symlink`),
+        never followed; a folder is moved aside whole (it must go anyway). The
+        evidence of an earlier run of the same experiment is replaced."""
         folder = self.journal.run_dir(experiment.id) / "changed-at-run-time"
         for path in paths:
             source = root / path
-            if source.is_file():
-                target = folder / path
-                target.parent.mkdir(parents=True, exist_ok=True)
+            target = folder / (f"{path}.symlink" if source.is_symlink() else path)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_symlink():
+                target.write_text(os.readlink(source), encoding="utf-8", errors="surrogateescape")
+            elif source.is_dir():
+                shutil.move(source, target)
+            elif source.is_file():
                 target.write_bytes(source.read_bytes())
         return folder
 
@@ -1305,6 +1465,8 @@ class Engine:
                     status, reason = Status.DISCARD, self._overtaken(experiment, reason)
                 else:
                     self.vcs.fast_forward(experiment.commit)
+                    for guard in self._git_prints.values():  # arsup moved it, not the runs under way
+                        guard.accept(guard.branch_ref)
             experiment.status, experiment.reason = status, reason
             experiment.finished_at = time.time()
             self._pending.pop(experiment.id, None)
@@ -1339,3 +1501,13 @@ class Engine:
         proposal = Proposal(again.hypothesis, files=changes)
         self._pipeline.push(Prepared(again, proposal, parent, Snapshot(self.vcs, parent.commit), changes, again=True))
         return f"{reason}; but {best.id} was kept meanwhile: carried onto it as {again.id}"
+
+
+def _what_the_run_made(root: Path, path: str) -> str:
+    """What a run made of a tracked editable file, in words: `rewrote train.py`, `deleted train.py`, ..."""
+    target = root / path
+    if target.is_symlink():
+        return f"replaced {path} with a symlink to {os.readlink(target)}"
+    if target.is_dir():
+        return f"replaced {path} with a folder"
+    return f"rewrote {path}" if target.exists() else f"deleted {path}"

@@ -92,6 +92,10 @@ class Vcs:
         """A path git printed relative to the repository's top, made relative to the project."""
         return path[len(self.prefix) + 1 :] if self.prefix and path.startswith(self.prefix + "/") else path
 
+    def git_dirs(self) -> tuple[Path, Path]:
+        """This work tree's own git folder and the repository's common one (the same outside a linked worktree)."""
+        return Path(self.repo.git_dir), Path(self.repo.common_dir)
+
     def close(self) -> None:
         if self._differ is not None:
             self._differ.proc.stdin.close()
@@ -304,6 +308,14 @@ class Vcs:
             self.git.merge("-q", "--ff-only", commit)
         except git.GitCommandError as exc:
             raise GitError(f"cannot move the run branch on to {commit[:7]}: {exc.stderr.strip()}") from None
+
+    def move_branch(self, commit: str) -> None:
+        """Put the checked-out branch on `commit`, changing only the files that differ between the two
+        (`reset --keep`: a person's unrelated uncommitted work stays, and one in the way is refused)."""
+        try:
+            self.git.reset("-q", "--keep", commit)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot move the run branch to {commit[:7]}: {exc.stderr.strip()}") from None
 
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)

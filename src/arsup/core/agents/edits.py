@@ -328,14 +328,17 @@ def _as_path(line: str) -> str | None:
 
 
 def _check_path(
-    root: Path, raw: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str] = ()
+    root: Path, raw: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str] = (),
+    follow: bool = True,
 ) -> str:
     """Refuse a path the agent may not write; return its canonical repo-relative POSIX path.
 
     The rules are checked on both the path as written and the path it
     resolves to, so a symlink can neither lead outside ``root`` nor turn an
     editable name into a protected file. ``.git`` is always refused: writing
-    there (hooks, config) would reach beyond the training script.
+    there (hooks, config) would reach beyond the training script. With
+    ``follow=False`` the name alone is judged, whatever is at it now (a
+    symlink, a folder, nothing): a file put back from git is a plain file.
     """
     path = raw.strip()
     if not path or "\x00" in path:
@@ -346,14 +349,14 @@ def _check_path(
     if lexical == ".." or lexical.startswith("../"):
         raise EditError(f"{path}: the path leads outside the repository; this is refused.")
     try:
-        resolved = (root / lexical).resolve()
+        resolved = (root / lexical).resolve() if follow else root / lexical
     except (OSError, RuntimeError) as exc:
         raise EditError(f"{path}: the path cannot be resolved ({exc}).") from exc
     if not resolved.is_relative_to(root):
         raise EditError(f"{path}: the path resolves outside the repository (through a symlink); this is refused.")
     canonical = resolved.relative_to(root).as_posix()
     names = (lexical, canonical)
-    if canonical == "." or resolved.is_dir():
+    if canonical == "." or (follow and resolved.is_dir()):
         raise EditError(f"{path}: is a directory, not a file.")
     if any(".git" in PurePosixPath(name).parts for name in names):
         raise EditError(f"{path}: files under .git may not be edited.")
@@ -367,10 +370,14 @@ def _check_path(
     return canonical
 
 
-def may_edit(root: Path, path: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str]) -> bool:
-    """Whether an edit to this existing path would pass the path rules (the agent sees only those files)."""
+def may_edit(
+    root: Path, path: str, editable: Sequence[str], protected: Sequence[str], reserved: Sequence[str],
+    follow: bool = True,
+) -> bool:
+    """Whether an edit to this existing path would pass the path rules (the agent sees only those files);
+    `follow=False`: by its name alone (see `_check_path`)."""
     try:
-        _check_path(root.resolve(), path, editable, protected, reserved)
+        _check_path(root.resolve(), path, editable, protected, reserved, follow)
     except EditError:
         return False
     return True

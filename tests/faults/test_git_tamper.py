@@ -1,0 +1,226 @@
+"""A run must not plant code in `.git` that arsup's git would run, nor move the kept line, nor leave a
+tracked file it replaced with a symlink, a folder or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arsup.core.events import Notice
+from arsup.core.experiment import Status
+from tests.conftest import edit, git, make_engine, results_rows, write_script
+from tests.faults.conftest import assert_invariants, fingerprint
+
+SECRET = "sk-must-not-leave-arsup"
+
+
+def plant(path: str, text: str, mode: int = 0o644) -> str:
+    """Lines of Python a training script runs to write `path` (relative to the project) at run time."""
+    return (
+        f"import os\nos.makedirs(os.path.dirname({path!r}) or '.', exist_ok=True)\n"
+        f"open({path!r}, 'a').write({text!r})\nos.chmod({path!r}, {mode:#o})"
+    )
+
+
+def thief(marker: Path) -> str:
+    """A shell command that records what it could steal from whoever runs it, and leaves a child behind."""
+    return f'echo "ran with key=$OPENAI_API_KEY" >> {marker}; (sleep 300 &) ; cat'
+
+
+def git_files(root: Path) -> dict[str, bytes]:
+    """The `.git` files a run could plant code in, as bytes."""
+    dot_git = root / ".git"
+    files = {name: (dot_git / name).read_bytes() for name in ("config", "HEAD") if (dot_git / name).exists()}
+    for folder in ("hooks", "info"):
+        for path in sorted((dot_git / folder).rglob("*")):
+            files[path.relative_to(dot_git).as_posix()] = b"dir" if path.is_dir() else path.read_bytes()
+    return files
+
+
+def planted_hook(marker: Path) -> tuple[str, str]:
+    return plant(".git/hooks/post-commit", f"#!/bin/sh\n{thief(marker)}\n", 0o755), ".git/hooks/post-commit"
+
+
+def planted_hooks_path(marker: Path) -> tuple[str, str]:
+    elsewhere = marker.parent / "elsewhere"
+    code = plant(f"{elsewhere}/post-commit", f"#!/bin/sh\n{thief(marker)}\n", 0o755)
+    return code + "\n" + plant(".git/config", f"[core]\n\thooksPath = {elsewhere}\n"), ".git/config"
+
+
+def planted_filter(marker: Path) -> tuple[str, str]:
+    attributes = plant(".git/info/attributes", "*.py filter=x\n")
+    config = plant(".git/config", f"[filter \"x\"]\n\tclean = {thief(marker)}\n\trequired = true\n")
+    return attributes + "\n" + config, ".git/config, .git/info/attributes"
+
+
+def planted_fsmonitor(marker: Path) -> tuple[str, str]:
+    script = marker.parent / "fsmonitor.sh"
+    code = plant(str(script), f"#!/bin/sh\n{thief(marker)}\n", 0o755)
+    return code + "\n" + plant(".git/config", f"[core]\n\tfsmonitor = {script}\n"), ".git/config"
+
+
+@pytest.mark.parametrize("planter", [planted_hook, planted_hooks_path, planted_filter, planted_fsmonitor])
+def test_what_a_run_plants_in_git_is_never_run_and_is_undone(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planter
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    marker = tmp_path / "stolen"
+    code, named = planter(marker)
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(
+        project,
+        {"hypothesis": "plant code in .git", "edits": edit("LR = 0.0001", "LR = 0.003\n" + code)},
+        {"hypothesis": "honest LR change", "edits": edit("LR = 0.0001", "LR = 0.002")},
+    )
+    engine, events = make_engine(project, script)
+    before = git_files(project)
+    engine.run()
+
+    assert not marker.exists(), marker.read_text()
+    baseline, planted, honest = engine.history
+    assert (planted.status, planted.reason) == (Status.CRASH, f"the run changed {named}")
+    assert honest.status == Status.KEEP, "the loop goes on after a plant"
+    assert git_files(project) == before
+    evidence = project / ".arsup" / "runs" / planted.id / "changed-at-run-time"
+    assert (evidence / named.split(", ")[0]).is_file()
+    alarms = [e.text for e in events if isinstance(e, Notice) and e.level == "error"]
+    assert any(named in text and planted.id in text for text in alarms)
+    assert_invariants(project, protected)
+
+
+MOVE_BRANCH_BACK = "import subprocess\nsubprocess.run(['git', 'update-ref', 'refs/heads/autoresearch/t1', 'HEAD~2'])"
+
+
+def test_a_run_that_moves_the_run_branch_is_a_crash_and_the_kept_line_stays(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(
+        project,
+        {"hypothesis": "a first keep", "edits": edit("LR = 0.0001", "LR = 0.001")},
+        {"hypothesis": "drop the keep", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.003\n" + MOVE_BRANCH_BACK)},
+        {"hypothesis": "honest", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.002")},
+    )
+    engine, _ = make_engine(project, script)
+    engine.run()
+
+    baseline, first, mover, honest = engine.history
+    assert first.status == Status.KEEP
+    assert (mover.status, mover.reason) == (Status.CRASH, "the run changed .git/refs/heads/autoresearch/t1")
+    assert honest.status == Status.KEEP and honest.parent == first.commit
+    assert git(project, "rev-parse", "autoresearch/t1") == honest.commit
+    assert [row[3] for row in results_rows(project)] == ["keep", "keep", "crash", "keep"]
+    assert_invariants(project, protected)
+
+
+def test_a_run_that_rewrites_head_is_a_crash_and_later_proposals_still_apply(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    rewrite = "open('.git/HEAD', 'w').write('ref: refs/heads/main\\n')"
+    script = write_script(
+        project,
+        {"hypothesis": "point HEAD elsewhere", "edits": edit("LR = 0.0001", "LR = 0.003\n" + rewrite)},
+        {"hypothesis": "honest", "edits": edit("LR = 0.0001", "LR = 0.002")},
+        {"hypothesis": "honest again", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.004")},
+    )
+    engine, _ = make_engine(project, script)
+    engine.run()
+
+    baseline, rewriter, honest, again = engine.history
+    assert (rewriter.status, rewriter.reason) == (Status.CRASH, "the run changed .git/HEAD")
+    assert [honest.status, again.status] == [Status.KEEP, Status.KEEP], again.reason
+    assert git(project, "symbolic-ref", "HEAD") == "refs/heads/autoresearch/t1"
+    assert_invariants(project, protected)
+
+
+REPLACE_TRAIN = {
+    "a symlink": ("os.remove('train.py'); os.symlink('prepare.py', 'train.py')", "train.py.symlink", "a symlink"),
+    "a folder": ("os.remove('train.py'); os.mkdir('train.py'); open('train.py/x', 'w').write('x')", "train.py/x",
+                 "a folder"),
+    "nothing": ("os.remove('train.py')", "", "deleted"),
+}
+
+
+@pytest.mark.parametrize("made", list(REPLACE_TRAIN))
+def test_a_tracked_file_a_run_replaces_is_restored_and_the_next_start_goes_on(project: Path, made: str) -> None:
+    code, kept, said = REPLACE_TRAIN[made]
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(project, {"hypothesis": f"train.py becomes {made}", "edits": edit(
+        "LR = 0.0001", f"LR = 0.003\nimport os\n{code}"
+    )})
+    engine, events = make_engine(project, script)
+    engine.run()
+
+    baseline, replaced = engine.history
+    assert (project / "train.py").is_file() and not (project / "train.py").is_symlink()
+    assert (project / "train.py").read_bytes() == git(project, "show", "HEAD:train.py").encode() + b"\n"
+    evidence = project / ".arsup" / "runs" / replaced.id / "changed-at-run-time"
+    if kept:
+        assert (evidence / kept).is_file()
+    if made == "a symlink":
+        assert (evidence / kept).read_text() == "prepare.py"
+    warnings = [e.text for e in events if isinstance(e, Notice) and "train.py" in e.text]
+    assert any(said in text and replaced.id in text for text in warnings), warnings
+    assert_invariants(project, protected)
+    again, _ = make_engine(project, write_script(project), max_experiments=1)  # no dirty tree refused
+    again.close()
+
+
+def _night(project: Path, *entries: dict) -> list:
+    engine, _ = make_engine(project, write_script(project, *entries))
+    engine.run()
+    return engine.history
+
+
+def test_a_branch_moved_back_between_nights_is_not_a_persons_commit(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    baseline, first = _night(project, {"hypothesis": "a keep", "edits": edit("LR = 0.0001", "LR = 0.001")})
+    git(project, "reset", "-q", "--hard", "HEAD~1")
+    engine, events = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+
+    assert [e.agent for e in engine.history] == ["arsup", "script"], "nothing was measured as a person's"
+    assert git(project, "rev-parse", "autoresearch/t1") == first.commit
+    said = [e.text for e in events if isinstance(e, Notice)]
+    assert any("not a descendant" in text and first.id in text for text in said), said
+    assert_invariants(project, protected)
+
+
+def test_arsups_own_crashed_commit_on_the_branch_is_never_adopted(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    history = _night(
+        project,
+        {"hypothesis": "a keep", "edits": edit("LR = 0.0001", "LR = 0.001")},
+        {"hypothesis": "a crash", "edits": edit("WIDTH = 64", "WIDTH = 64\nraise SystemExit(3)")},
+        {"hypothesis": "does not apply", "edits": edit("LR = 0.5", "LR = 0.6")},  # the crash is not the last
+    )
+    first, crashed = history[1], history[2]
+    assert crashed.status == Status.CRASH
+    git(project, "update-ref", "refs/heads/autoresearch/t1", crashed.commit)  # as a full disk left it
+    git(project, "reset", "-q", "--hard")
+    engine, events = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+
+    assert all(e.agent != "person" for e in engine.history)
+    assert git(project, "rev-parse", "autoresearch/t1") == first.commit
+    assert git(project, "rev-parse", f"refs/arsup/t1/{crashed.id}") == crashed.commit
+    said = [e.text for e in events if isinstance(e, Notice)]
+    assert any(f"arsup's own commit of experiment {crashed.id}" in text for text in said), said
+    assert_invariants(project, protected)
+
+
+def test_a_foreign_commit_beside_the_best_is_set_aside_not_adopted(project: Path) -> None:
+    protected = fingerprint(project, ["prepare.py"])
+    baseline, first = _night(project, {"hypothesis": "a keep", "edits": edit("LR = 0.0001", "LR = 0.001")})
+    git(project, "checkout", "-q", "--detach", baseline.commit)
+    (project / "train.py").write_text((project / "train.py").read_text().replace("WIDTH = 64", "WIDTH = 65"))
+    git(project, "commit", "-qam", "beside the best")
+    beside = git(project, "rev-parse", "HEAD")
+    git(project, "checkout", "-q", "-B", "autoresearch/t1", beside)
+    engine, events = make_engine(project, write_script(project), max_experiments=1)
+    engine.run()
+
+    assert all(e.agent != "person" for e in engine.history)
+    assert git(project, "rev-parse", "autoresearch/t1") == first.commit
+    assert git(project, "rev-parse", f"refs/arsup/t1/moved-{beside[:7]}") == beside
+    said = [e.text for e in events if isinstance(e, Notice)]
+    assert any(f"refs/arsup/t1/moved-{beside[:7]}" in text for text in said), said
+    assert_invariants(project, protected)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from arsup import __version__
 from arsup.core.policy import POLICIES
+from arsup.core.reaper import make_undumpable
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 EXIT_USAGE = 2
@@ -391,6 +392,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    make_undumpable()  # first: a run must not read this process's environment (the API keys) in /proc
     args = parse_args(argv)
     command = "browse" if args.browse else args.command or "run"
     from arsup.config import ConfigError

@@ -436,6 +436,29 @@ def test_the_command_gets_exactly_the_environment_of_the_spec(tmp_path: Path) ->
     assert seen == spec.env
 
 
+@linux_only
+def test_the_command_holds_no_capability_and_cannot_read_the_shim(tmp_path: Path) -> None:
+    """Root keeps CAP_SYS_PTRACE, which reads any process's environment, undumpable or not: the run gets none."""
+    code = """
+        import os
+        print(*(line for line in open("/proc/self/status") if line.startswith("Cap")), sep="", end="")
+        try:
+            open(f"/proc/{os.getppid()}/environ", "rb").read()
+        except OSError as exc:
+            print("shim environ:", type(exc).__name__)
+        else:
+            print("shim environ: read")
+    """
+    spec = _spec(tmp_path, code)
+    assert run(spec).exit_code == 0
+    said = dict(line.split(":", 1) for line in spec.log_path.read_text().splitlines())
+    assert said["shim environ"].strip() == "PermissionError"
+    for kind in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(said[kind], 16) == 0, kind
+    if os.geteuid() == 0:  # the shim may empty the bounding set: not even a setuid program gains one
+        assert int(said["CapBnd"], 16) == 0
+
+
 def test_identity_names_the_started_process(tmp_path: Path) -> None:
     job = Run(_spec(tmp_path, "import os; print(os.getppid(), os.getpgid(0))"))
     assert job.identity is None

@@ -2,7 +2,7 @@
 
 Usage (the runner builds this line)::
 
-    python -I -S reaper.py [--grace S] [--parent PID] [--lc-ctype VALUE] -- /bin/sh -c COMMAND
+    python -I -S reaper.py [--grace S] [--parent PID] [--lc-ctype VALUE] [--caps drop|keep] -- /bin/sh -c COMMAND
 
 Why it exists: a run may double-fork a helper, ``setsid`` it and close its
 stdio faster than any sampling can see it; once its parent exits it belongs to
@@ -35,6 +35,22 @@ What it guarantees, on Linux:
   thread that outlives the run.
 * Its exit status is the command's: the same code, or the same signal raised
   on itself, so the supervisor sees -N for a command ended by signal N.
+* It is not dumpable (``PR_SET_DUMPABLE`` 0, as arsup itself is: see
+  ``make_undumpable``), so a run cannot read its ``/proc/<pid>/environ`` or
+  ``mem``, nor ptrace it, without ``CAP_SYS_PTRACE``.
+* The command starts with no capability at all (``--caps drop``, the
+  default): root keeps ``CAP_SYS_PTRACE``, which reads the environment of
+  any process, arsup's included, dumpable or not. Where the shim may
+  (``CAP_SETPCAP``, as root usually has), it empties its capability bounding
+  set before the command starts, and it always empties its inheritable set
+  (and so the ambient one), so the command, root or not, setuid or file
+  capabilities or not, execs without any. The shim keeps its own: ending
+  its descendants needs none, and nothing else runs in it. A root run stays
+  uid 0: whatever root owns, or anyone may read, stays readable and writable
+  to it (arsup's own installation too); what it loses is the overrides
+  (another user's private files, ptrace, mounts, raw sockets, loading
+  modules). ``--caps keep`` is for a command that drops them itself and
+  needs them to do it: bubblewrap (``sandbox``, ``--cap-drop ALL``).
 
 Elsewhere (no ``prctl``) the shim still forwards signals and cleans up what it
 can find, but orphans escape to init as they would without it; the runner does
@@ -51,10 +67,16 @@ import os
 import signal
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:  # at run time ctypes is imported only where it is used: it costs 4 ms of every start
+    import ctypes
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
 _PR_SET_CHILD_SUBREAPER = 36
+_CAPABILITY_VERSION_3 = 0x20080522  # capget/capset: two 32-bit words per set
 _ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)  # ask the shim to end the run
 _POLL_S = 0.01  # while waiting for signalled descendants to go
 _RESCAN_S = 0.1  # during the grace, how often to look for (and SIGTERM) descendants forked since
@@ -70,14 +92,14 @@ def main(argv: list[str]) -> NoReturn:
     command and recording its status.
     """
     try:
-        grace, parent, lc_ctype, command = _parse(argv)
+        grace, parent, lc_ctype, keep_caps, command = _parse(argv)
     except ValueError as exc:
         _die(2, f"arsup reaper: {exc}")
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     reaped: dict[int, int] = {}
     first = signal.SIGTERM
     pid = 0
-    if _take_charge(parent):
+    if _take_charge(parent, keep_caps):
         pid = _spawn(command, lc_ctype)
         first = _wait_for(pid, reaped)
     _end_descendants(first, grace, reaped)
@@ -86,9 +108,9 @@ def main(argv: list[str]) -> NoReturn:
     _exit_by_signal(first)  # the command never ran: end as the signal that stopped us would have
 
 
-def _parse(argv: list[str]) -> tuple[float, int, str | None, list[str]]:
+def _parse(argv: list[str]) -> tuple[float, int, str | None, bool, list[str]]:
     """Hand-rolled: argparse alone would add a third to the start-up time."""
-    grace, parent, lc_ctype = _DEFAULT_GRACE_S, 0, None
+    grace, parent, lc_ctype, keep_caps = _DEFAULT_GRACE_S, 0, None, False
     args = list(argv)
     while args and args[0] != "--":
         option = args.pop(0)
@@ -101,28 +123,87 @@ def _parse(argv: list[str]) -> tuple[float, int, str | None, list[str]]:
             parent = int(value)
         elif option == "--lc-ctype":
             lc_ctype = value
+        elif option == "--caps" and value in ("drop", "keep"):
+            keep_caps = value == "keep"
         else:
-            raise ValueError(f"unknown option {option}")
+            raise ValueError(f"unknown option {option} {value}")
     if len(args) < 2:
-        raise ValueError("usage: reaper.py [--grace S] [--parent PID] [--lc-ctype VALUE] -- PROGRAM [ARG...]")
-    return grace, parent, lc_ctype, args[1:]
+        raise ValueError(
+            "usage: reaper.py [--grace S] [--parent PID] [--lc-ctype VALUE] [--caps drop|keep] -- PROGRAM [ARG...]"
+        )
+    return grace, parent, lc_ctype, keep_caps, args[1:]
 
 
-def _take_charge(parent: int) -> bool:
+def make_undumpable(libc: ctypes.CDLL | None = None) -> None:
+    """Keep this process's ``/proc/<pid>/environ``, ``mem`` and ptrace from every process without ``CAP_SYS_PTRACE``.
+
+    A run is code an agent wrote, and by default the same user's: it may
+    walk up its parents and read their environment, where arsup's API keys
+    are (scrubbing ``os.environ`` does not clear that block). arsup calls
+    this first thing (``arsup.cli.main``: the loop in the background too),
+    the shim in ``_take_charge``; it is inherited by ``fork`` and reset by
+    ``execve``, so a run itself is dumpable as usual. A side effect: no core
+    dump of this process. Nothing happens where there is no ``prctl``.
+    """
+    if libc is None:
+        libc = _libc()
+    if libc is not None:
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library, for ``prctl`` and ``capset``; None without ``ctypes`` or ``prctl`` (not Linux)."""
+    try:
+        import ctypes  # noqa: F811 -- here, not at the top: the costliest import, and only useful on Linux
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018 -- AttributeError where there is none
+    except (ImportError, OSError, AttributeError):
+        return None
+    return libc
+
+
+def _take_charge(parent: int, keep_caps: bool) -> bool:
     """Become the run's subreaper and follow the supervisor into death; False if it is already dead.
 
-    Without ``prctl`` (not Linux) nothing is armed and the run goes ahead.
+    Also not dumpable, and unless ``keep_caps``, unable to pass on any
+    capability (see the module docstring). Without ``prctl`` (not Linux)
+    nothing is armed and the run goes ahead.
     """
-    try:
-        import ctypes  # here, not at the top: the costliest import, and only useful on Linux
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
+    libc = _libc()
+    if libc is None:
         return True
-    prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    make_undumpable(libc)
+    if not keep_caps:
+        _drop_capabilities(libc)
     # If the supervisor died before PDEATHSIG was armed, nobody will ever tell us.
     return not parent or os.getppid() == parent
+
+
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
+    """Empty the bounding and inheritable sets, so that no program this process starts gets a capability.
+
+    ``PR_CAPBSET_DROP`` for each capability, up to the first the kernel does
+    not know (``EINVAL``: past ``/proc/sys/kernel/cap_last_cap``). It fails
+    at once (``EPERM``) without ``CAP_SETPCAP``: an unprivileged user's shim
+    (whose command gains none at exec but from a setuid or file-capability
+    program), or a container that took it away from root (then a root
+    command gets the bounding set the container left, as without arsup).
+    The inheritable set is lowered with ``capset``, which any process may
+    do, and takes the ambient set down with it.
+    """
+    import ctypes
+
+    cap = 0
+    while libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)  # version, pid 0: this thread
+    sets = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable; twice (capabilities 0-31, 32-63)
+    if libc.capget(header, sets) == 0 and (sets[2] or sets[5]):
+        sets[2] = sets[5] = 0
+        libc.capset(header, sets)
 
 
 def _spawn(command: list[str], lc_ctype: str | None) -> int:

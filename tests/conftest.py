@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -30,6 +31,11 @@ TOY_TRAIN = textwrap.dedent(
     print("training_seconds: 0.1")
     """
 )
+
+
+# The sandbox test projects run under: "none", or "bwrap" to run the fault corpus again inside bubblewrap
+# (CI does both: see .ci/run). A test that needs one kind names it in its project's [sandbox] section.
+SANDBOX = os.environ.get("ARSUP_TEST_SANDBOX", "none")
 
 
 def git(root: Path, *args: str) -> str:
@@ -64,6 +70,7 @@ def make_project(root: Path, train: str = TOY_TRAIN, **sections: dict) -> Path:
             "kill_grace": 0.5,
         },
         "metric": {"name": "val_bpb", "goal": "minimize", "record": ["peak_vram_mb", "training_seconds"]},
+        "sandbox": {"kind": SANDBOX},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
@@ -123,3 +130,31 @@ def marked_processes(name: str, value: str) -> list[Any]:
         except psutil.Error:
             continue
     return found
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 30 MB tmpfs to fill, unmounted at the end; skipped where this user may not mount one (not root)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a small tmpfs; this user cannot mount one: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)  # busy: detach now, freed later
+
+
+def fill(disk: Path) -> Path:
+    """Fill `disk` to its last byte with one file beside the project (another program's), and return it."""
+    filler = disk / "filler.bin"
+    with open(filler, "wb", buffering=0) as handle:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError:
+                continue
+    return filler

@@ -107,7 +107,8 @@ class Printer:
 
 
 def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = False) -> int:
-    """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 128+N after signal N.
+    """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 2 on one with arsup's own
+    files or their disk (a full disk), 128+N after signal N.
 
     `detached`: the loop runs in the background for attached screens (see
     background.py): it has no terminal to lose, so SIGHUP is ignored.
@@ -151,5 +152,5 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if exporter is not None:
         exporter.close(EXPORT_WAIT_S)
     if printer.ended is None or printer.ended.error:
-        return 1
+        return 2 if printer.ended is not None and printer.ended.state_folder else 1
     return 128 + stopped_by if stopped_by else 0

@@ -662,3 +662,45 @@ def test_log_file_under_its_cap_is_whole(tmp_path: Path) -> None:
                 log.write(chunk)
             log.close()
         assert path.read_bytes() == b"".join(chunks[:count])
+
+
+# -- a full disk -------------------------------------------------------------------
+
+METRIC_AFTER_A_FLOOD = """
+    import sys
+    for i in range({lines}):
+        sys.stdout.write(f"step {{i:07d}} | loss {{1.0 / (i + 1):.6f}} | a line of a flood\\n")
+    print("val_bpb: 1.009")
+"""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file every write to fails with ENOSPC")
+def test_a_log_the_disk_refuses_keeps_the_end_of_the_output_in_memory(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, METRIC_AFTER_A_FLOOD.format(lines=50_000))  # 3 MB: more than the tail kept
+    spec.log_path = Path("/dev/full")
+    collector = _Collector()
+    outcome = run(spec, collector)
+    assert outcome.exit_code == 0 and "/dev/full" in outcome.log_error and "No space left" in outcome.log_error
+    assert outcome.unlogged.endswith("step 0049999 | loss 0.000020 | a line of a flood\nval_bpb: 1.009\n")
+    dropped = re.search(r"\[arsup: log cut here; (\d+) bytes dropped; the run went on\]\n", outcome.unlogged)
+    assert dropped is not None and len(outcome.unlogged) < (1 << 20) + 200
+    produced = sum(len(line) + 1 for line in collector.lines)
+    assert int(dropped.group(1)) == produced - (len(outcome.unlogged) - len(dropped.group()))  # exact, as on disk
+
+
+def test_a_log_written_in_full_has_nothing_unlogged(tmp_path: Path) -> None:
+    outcome = run(_spec(tmp_path, METRIC_AFTER_A_FLOOD.format(lines=10)))
+    assert outcome.exit_code == 0 and outcome.log_error == outcome.unlogged == outcome.log_capped == ""
+
+
+def test_a_flood_never_takes_the_disk_below_its_reserve(small_disk: Path) -> None:
+    """No cap set, a 30 MB disk, 60 MB of output: the log stops short of the disk's reserve; the run goes on."""
+    spec = _spec(small_disk, METRIC_AFTER_A_FLOOD.format(lines=1_000_000))
+    outcome = run(spec)
+    stats = os.statvfs(small_disk)
+    free, total = stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+    data = spec.log_path.read_bytes()
+    assert outcome.exit_code == 0 and outcome.log_error == "" and outcome.unlogged == ""
+    assert data.endswith(b"val_bpb: 1.009\n") and b"[arsup: log cut here; " in data
+    assert free > total * 0.4  # at most about half of what was free went to the log
+    assert str(spec.log_path) in outcome.log_capped and "free" in outcome.log_capped

@@ -201,6 +201,7 @@ class Engine:
         self._pipeline: Pipeline[Prepared] | None = None
         self._proposer_vcs: Vcs | None = None  # the proposer thread's own git (GitPython is not thread-safe)
         self._git_prints: dict[str, gitguard.GitPrint] = {}  # slot name -> its `.git` before the run under way
+        self._git_seen: dict[str, list[str]] = {}  # slot name -> shared `.git` changes found while its run trained
         self._proposals_cancel = threading.Event()  # set when the loop stops: a proposal under way ends
         self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
         self._waiting_for_proposal = False  # the loop has nothing to run until the proposer delivers
@@ -525,9 +526,9 @@ class Engine:
         """A run on a full disk proved nothing about the code: it is measured again first (one; any other
         is skipped, said so). Its commit leaves the branch until then, as a proposal's does before it trains."""
         vcs = self.vcs
-        if self._measure_again is None and vcs.head() in (last.parent, last.commit):
-            if vcs.head() != last.parent:
-                vcs.reset_to(last.parent, last.files)
+        if vcs.head() == last.commit and last.commit != last.parent:
+            vcs.reset_to(last.parent, last.files)
+        if self._measure_again is None and vcs.head() == last.parent:
             last.runs, last.metrics, last.metric, last.metric_std, last.crash_tail = [], {}, None, None, ""
             self._measure_again = last
             self._emit(Notice(f"experiment {last.id} trained while the disk was full: it is measured again first"))
@@ -656,16 +657,17 @@ class Engine:
         the next start (its run proved nothing about the code), and nothing
         else is touched (no git call on a full disk: the restart does the rest)."""
         if self._disk_full is None:
+            free = disk.free_bytes(self.journal.dir)
             self._reserve.release()
             running = [e.id for e in self.journal.experiments(self.tag) if e.status == Status.RUNNING]
             marked = []
             try:
                 for experiment_id in running:
-                    self.journal.append("unmeasured", tag=self.tag, experiment=experiment_id, reason="the disk was full")
+                    self.journal.append("unmeasured", tag=self.tag, experiment=experiment_id, reason="a full disk")
                     marked.append(experiment_id)
             except journal.JournalError:
                 pass  # not even the reserve's room: the restart finds it interrupted, a crash
-            self._disk_full = disk.DiskFull(disk.full_message(self.root, self.journal.dir, marked))
+            self._disk_full = disk.DiskFull(disk.full_message(self.root, self.journal.dir, free, marked))
         return self._disk_full
 
     def _record_unrun(self, unrun: list[Prepared], ended: str) -> None:
@@ -1396,21 +1398,30 @@ class Engine:
         with self._recording:  # a keep in another slot moves the run branch, and says so to this fingerprint
             before = self._git_prints.pop(slot.name)
             changed = before.changed()
-            if not changed:
+            shared = before.shared(changed)  # slots share them: a run that trained beside this one may be the cause
+            beside = [name for name, other in self._git_prints.items() if any(not other.holds(n) for n in shared)]
+            for name in beside:  # (a fingerprint that holds the change already was taken after it was made)
+                self._git_seen.setdefault(name, []).extend(shared)
+            seen = self._git_seen.pop(slot.name, [])
+            if not changed and not seen:
                 return ""
-            what = ", ".join(changed)
+            what = ", ".join(sorted({*changed, *seen}))
             kept = self._keep_evidence(experiment, changed, before.top)
             try:
                 before.restore(changed)
-                undone = f"restored (its version: {kept})"
+                undone = f"restored (its version: {kept})" if changed else "restored"
             except OSError as exc:
                 undone = f"arsup could not put it back ({exc.strerror or exc})"
                 self._fatal = f"the run of experiment {experiment.id} changed {what} and {undone}: restore it and restart"
+            for other in self._git_prints.values():
+                other.accept(shared)
+            who = " (or a run training beside it: slots share .git)" if seen or beside else ""
         self._emit(Notice(
-            f"TAMPERING: the run of experiment {experiment.id} changed {what}; {undone}; the experiment counts as a crash",
+            f"TAMPERING: the run of experiment {experiment.id} changed {what}{who}; {undone}; "
+            "the experiment counts as a crash",
             "error",
         ))
-        return f"{GIT_CHANGED} {what}"
+        return f"{GIT_CHANGED} {what}{who}"
 
     def _repair_own_files(self) -> list[str]:
         """Put back arsup's ledger, lock and results.tsv if something changed them; the ledger if it was.
@@ -1466,7 +1477,7 @@ class Engine:
                 else:
                     self.vcs.fast_forward(experiment.commit)
                     for guard in self._git_prints.values():  # arsup moved it, not the runs under way
-                        guard.accept(guard.branch_ref)
+                        guard.accept([guard.branch_ref])
             experiment.status, experiment.reason = status, reason
             experiment.finished_at = time.time()
             self._pending.pop(experiment.id, None)

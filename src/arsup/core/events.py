@@ -159,6 +159,7 @@ class Notice:
 class SessionEnded:
     reason: str
     error: bool = False
+    state_folder: bool = False  # the error is with arsup's own files or their disk: exit 2, as for a bad start
 
 
 Event = (

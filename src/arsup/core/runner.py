@@ -915,6 +915,8 @@ def _argv(spec: RunSpec) -> list[str]:
     options = ["--grace", repr(float(spec.kill_grace)), "--parent", str(os.getpid())]
     if "LC_CTYPE" in spec.env:
         options += ["--lc-ctype", spec.env["LC_CTYPE"]]
+    if spec.sandbox:  # bubblewrap needs root's capabilities to make its namespaces, and drops them for the run
+        options += ["--caps", "keep"]
     return [sys.executable, "-I", "-S", str(_REAPER_PATH), *options, "--", *shell]
 
 

@@ -598,4 +598,6 @@ class SupervisorApp(App[int]):
 
     def _exit_code(self) -> int:
         ended = self.view.ended
-        return 1 if ended is not None and ended.error else 0
+        if ended is None or not ended.error:
+            return 0
+        return 2 if ended.state_folder else 1  # as headless: 2 for arsup's own files or their disk

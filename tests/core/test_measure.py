@@ -1,0 +1,23 @@
+"""Tests for arsup.core.measure: what one measured run records, with real runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from arsup import config
+from arsup.core import measure, runner
+from tests.conftest import make_project
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file every write to fails with ENOSPC")
+def test_the_metric_is_read_from_what_the_full_disk_refused(tmp_path: Path) -> None:
+    """The run exited 0 and printed its metric; a log the disk refused must not make it a crash."""
+    root = make_project(tmp_path / "repo")
+    cfg = config.load(root)
+    spec = measure.run_spec(cfg, root, sys.executable, Path("/dev/full"), 0, {})
+    record, tail = measure.result(cfg, spec, runner.run(spec), 0)
+    assert record.crash_reason == "" and tail == ""
+    assert record.metrics == {"val_bpb": pytest.approx(3.25), "peak_vram_mb": 2048.0, "training_seconds": 0.1}

@@ -16,9 +16,9 @@ Decisions, where the figures could be read two ways:
   start to the last end. Imported logs carry no times: both are None.
 * The gain of a kept change is against the best before it, which is what
   it had to beat.
-* A carry (slots: a candidate that beat a best replaced meanwhile, run
-  again on the new one) counts once per run again; a kept change says how
-  many rounds it was carried before it was kept.
+* Every carry counts (slots: a candidate that beat a best replaced
+  meanwhile runs again on the new one, maybe round after round); a kept
+  change says how many rounds it was carried before it was kept.
 """
 
 from __future__ import annotations

@@ -314,15 +314,16 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     root = _root(args)
     cfg = config.load(root)
-    ledger = journal.Journal(root)
-    tag = args.tag or journal.last_tag(root)
-    experiments = ledger.experiments_of(tag)
-    for warning in ledger.warnings:
-        print(f"arsup: warning: {warning}", file=sys.stderr)
+    ledger = journal.Journal(root, log_warnings=False)  # said here, once
     path = root / journal.RESULTS_NAME
     lock = journal.RepoLock(root)
-    lock.acquire()  # a loop appending rows meanwhile would interleave with this rewrite
+    lock.acquire()  # a loop appending rows meanwhile would interleave with this rewrite; none sets lines aside
     try:
+        set_aside = ledger.set_aside_torn()
+        tag = args.tag or journal.last_tag(root)
+        experiments = ledger.experiments_of(tag)
+        for warning in [*set_aside, *ledger.warnings]:
+            print(f"arsup: warning: {warning}", file=sys.stderr)
         rows = journal.write_results(path, cfg.metric.name, experiments)
     finally:
         lock.release()

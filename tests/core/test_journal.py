@@ -217,3 +217,26 @@ def test_records_brought_in_batches_are_all_written_or_none(tmp_path: Path) -> N
     assert journal.record_all("import", {"tag": "t"}, many, batch=10) == 25
     assert [e.id for e in journal.experiments()] == [f"{n:04d}" for n in range(1, 26)]
     assert [e["event"] for e in journal.events()].count("import") == 1
+
+
+def test_torn_lines_are_set_aside_with_their_bytes_and_the_journal_parses_again(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.record(_experiment("0001", Status.KEEP, 1.0))
+    torn_middle, torn_end = b'{"event": "experiment", "experim', b'{"event":"note","text":"caf\xc3'
+    with open(journal.path, "ab") as handle:
+        handle.write(torn_middle + b"\n[1, 2]\n")  # [1, 2] is JSON, not arsup's: it stays
+    journal.record(_experiment("0002", Status.KEEP, 1.0))
+    with open(journal.path, "ab") as handle:
+        handle.write(torn_end)
+    journal.guard()  # a guarded journal takes the rewrite as its own, not as tampering
+    said = journal.set_aside_torn()
+    assert len(said) == 2 and "line 2: not JSON" in said[0] and "line 5: not JSON" in said[1]
+    side = (tmp_path / STATE_DIR / "journal.torn").read_bytes()
+    assert side.count(b"\n# journal.jsonl line") == 1 and side.startswith(b"# journal.jsonl line 2 (32 bytes)")
+    assert torn_middle + b"\n" in side and side.endswith(torn_end + b"\n")
+    assert [e.id for e in journal.experiments()] == ["0001", "0002"]
+    assert journal.warnings == [
+        f"{journal.path} line 2: skipped, not an arsup event (a JSON object with an \"event\" name)"]
+    assert journal.set_aside_torn() == [] and not journal.repair()
+    journal.append("note", text="after")
+    assert journal.path.read_bytes().endswith(b'"text":"after"}\n') and len(journal.events()) == 3

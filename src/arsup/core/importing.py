@@ -127,9 +127,13 @@ def _number(where: str, column: str, text: str) -> float:
     return value
 
 
+def _no_diff(parent: str, commit: str) -> str:
+    return ""
+
+
 def to_experiments(
     rows: Iterable[Row], tag: str, metric: str, first_number: int, source: str,
-    diff: Callable[[str, str], str] = lambda parent, commit: "",
+    diff: Callable[[str, str], str] = _no_diff,
 ) -> Iterator[Experiment]:
     """The rows as records of `tag`, as they come: the first row is the baseline (autoresearch's first run),
     a keep moves the line on. `diff(parent, commit)` gives a change's diff where both commits are in this repo."""
@@ -178,7 +182,7 @@ def import_results(root: Path, path: Path, tag: str = "") -> Imported:
         ledger = journal.Journal(root)
         tag, first = _tag_and_first_number(ledger, tag)
         source = str(path.resolve())
-        diff = functools.partial(_diff, repo) if repo else lambda parent, commit: ""
+        diff = functools.partial(_diff, repo, functools.lru_cache(1024)(repo.commit_of)) if repo else _no_diff
         experiments = to_experiments(read_results(path)[1], tag, metric, first, source, diff)
         count = ledger.record_all("import", {"tag": tag, "source": source, "metric": metric}, experiments)
         return Imported(tag, count, f"{first:04d}", f"{first + count - 1:04d}")
@@ -198,9 +202,11 @@ def _tag_and_first_number(ledger: journal.Journal, tag: str) -> tuple[str, int]:
     return tag, ledger.next_number(known)
 
 
-def _diff(repo: Vcs, parent: str, commit: str) -> str:
-    """The change from `parent` to `commit`, or "" where this repo lacks either."""
-    parent_hash, commit_hash = repo.commit_of(parent), repo.commit_of(commit)
+def _diff(repo: Vcs, commit_of: Callable[[str], str | None], parent: str, commit: str) -> str:
+    """The change from `parent` to `commit`, or "" where this repo lacks either.
+
+    `commit_of` is the repo's, remembered: every row until the next keep has the same parent."""
+    parent_hash, commit_hash = commit_of(parent), commit_of(commit)
     if parent_hash is None or commit_hash is None:
         return ""
     try:

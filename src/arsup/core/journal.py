@@ -13,7 +13,13 @@ Invariants:
 * Reading never raises on content: a line that is not JSON, not an event, or
   an experiment of the wrong shape is skipped; keys a newer arsup added are
   dropped and the record kept. Each is said once per read in
-  `Journal.warnings` (with its line number) and logged once.
+  `Journal.warnings` (with its line number) and logged once, unless the
+  reader says them itself (the engine's notices): said once, not twice.
+* A torn line stays torn forever, so the engine's start (and `arsup
+  rebuild`), holding the repo lock, sets such lines aside: their exact bytes
+  go to `journal.torn` and the journal is rewritten without them, atomically.
+  Lines that are JSON but not arsup's stay where they are (a newer arsup may
+  read them).
 * Writing never raises a bare OSError: a state folder that cannot be written
   (read-only, full, a file where a folder belongs) is a `JournalError` naming
   the path, the OS's reason and the fix.
@@ -40,6 +46,7 @@ from arsup.core.experiment import Experiment, Status
 
 STATE_DIR = ".arsup"
 JOURNAL_NAME = "journal.jsonl"
+TORN_NAME = "journal.torn"  # the bytes of lines cut short mid-write, set aside so the journal parses again
 RESULTS_NAME = "results.tsv"
 OWN_PATHS = [f"/{STATE_DIR}/", f"/{RESULTS_NAME}"]  # arsup's files in a research repo, kept out of git
 
@@ -95,12 +102,16 @@ def _append(path: Path, text: str) -> str:
     return text
 
 
+def _load(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise ValueError("not JSON (cut short by a crash or a full disk mid-write?)") from None
+
+
 def _parse(line: str, dropped: list[str]) -> tuple[dict[str, Any], Experiment | None]:
     """One journal line -> its event and, for an experiment event, the record; ValueError if unusable."""
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        raise ValueError("not JSON (cut short by a crash mid-write?)") from None
+    event = _load(line)
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         raise ValueError("not an arsup event (a JSON object with an \"event\" name)")
     if event["event"] != "experiment":
@@ -111,11 +122,12 @@ def _parse(line: str, dropped: list[str]) -> tuple[dict[str, Any], Experiment | 
 class Journal:
     """The ledger of one research repo; every tag's experiments share it, ids are unique across tags."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, log_warnings: bool = True) -> None:
         self.root = root
         self.dir = root / STATE_DIR
         self.path = self.dir / JOURNAL_NAME
         self.warnings: list[str] = []  # what the last read skipped or trimmed, one line each
+        self._log_warnings = log_warnings  # False where the reader says `warnings` itself
         self._expected: bytes | None = None  # the bytes the ledger must hold, once guarded
         self._writing = threading.RLock()  # the loop, its slots and the control thread all append
         with _state_io(self.dir):
@@ -230,7 +242,7 @@ class Journal:
         if not self.path.is_file():
             return []
         with _state_io(self.path):
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")  # as set_aside_torn counts
         read: list[tuple[dict[str, Any], Experiment | None]] = []
         warnings: list[str] = []
         for number, line in enumerate(lines, 1):
@@ -248,10 +260,79 @@ class Journal:
                     f"(written by a newer arsup?): {', '.join(dropped)}"
                 )
         for warning in warnings:
-            if warning not in self.warnings:
+            if self._log_warnings and warning not in self.warnings:
                 logger.warning(warning)
         self.warnings = warnings
         return read
+
+    def set_aside_torn(self) -> list[str]:
+        """Move the lines that are not JSON at all (cut short by a kill or a full disk) into `journal.torn`;
+        what was done, one line for each.
+
+        Only where nothing else appends: under the repo lock, before the loop
+        starts. The torn bytes are appended to the side file, each after a
+        line naming its line number, and fsync'd first; then the journal
+        without them is written to a temp file, fsync'd and renamed over it.
+        A kill between the two sets a line aside twice, never loses it. Where
+        that cannot be written (the full disk that tore them), the lines stay
+        and the one line returned says why."""
+        if not self.path.is_file():
+            return []
+        with self._writing:
+            with _state_io(self.path):
+                data = self.path.read_bytes()
+            lines = data.split(b"\n")
+            torn = [number for number, line in enumerate(lines, 1) if line.strip() and not _is_json(line)]
+            if not torn:
+                return []
+            side = self.dir / TORN_NAME
+            try:
+                self._move_torn(lines, torn, side)
+            except JournalError as exc:
+                return [f"{self.path} line {', '.join(map(str, torn))}: not JSON, left where it is: {exc}"]
+        return [
+            f"{self.path} line {number}: not JSON (cut short by a crash or a full disk mid-write?); "
+            f"its {len(lines[number - 1])} bytes were moved to {side}"
+            for number in torn
+        ]
+
+    def _move_torn(self, lines: list[bytes], torn: list[int], side: Path) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        moved = b"".join(
+            f"# {JOURNAL_NAME} line {number} ({len(lines[number - 1])} bytes), set aside {stamp}:\n".encode()
+            + lines[number - 1] + b"\n"
+            for number in torn
+        )
+        with _state_io(side), open(side, "ab") as handle:
+            handle.write(moved)
+            handle.flush()
+            os.fsync(handle.fileno())
+        gone = set(torn)
+        kept = b"\n".join(line for number, line in enumerate(lines, 1) if number not in gone)
+        if kept and not kept.endswith(b"\n"):
+            kept += b"\n"  # the torn line was the last
+        temp = self.path.with_name(JOURNAL_NAME + ".tmp")
+        with _state_io(temp):
+            with open(temp, "wb") as handle:
+                handle.write(kept)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+            folder = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(folder)  # the rename itself survives a power cut
+            finally:
+                os.close(folder)
+        if self._expected is not None:
+            self._expected = kept
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        _load(line.decode("utf-8", errors="replace"))
+    except ValueError:
+        return False
+    return True
 
 
 def last_tag(root: Path) -> str:

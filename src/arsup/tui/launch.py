@@ -93,7 +93,7 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
     from arsup.core.holdout import divergence
     from arsup.core.vcs import branch_name  # GitPython: only browsing needs it, not every attach
 
-    journal = Journal(root)
+    journal = Journal(root, log_warnings=False)  # shown as notices, once
     history = [e for e in journal.experiments(tag) if e.status in Status.FINAL]
     if not history:
         tags = sorted({e.tag for e in journal.experiments()})

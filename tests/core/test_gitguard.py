@@ -98,5 +98,5 @@ def test_what_arsup_changed_itself_is_accepted(project: Path) -> None:
     (project / "train.py").write_text("LR = 0.1\n")
     git(project, "commit", "-qam", "a keep, moved on by arsup")
     assert guard.changed() == [guard.branch_ref]
-    guard.accept(guard.branch_ref)
+    guard.accept([guard.branch_ref])
     assert guard.changed() == []

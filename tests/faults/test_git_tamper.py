@@ -9,7 +9,7 @@ import pytest
 
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import edit, git, make_engine, results_rows, write_script
+from tests.conftest import edit, git, make_engine, make_project, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 SECRET = "sk-must-not-leave-arsup"
@@ -224,3 +224,64 @@ def test_a_foreign_commit_beside_the_best_is_set_aside_not_adopted(project: Path
     said = [e.text for e in events if isinstance(e, Notice)]
     assert any(f"refs/arsup/t1/moved-{beside[:7]}" in text for text in said), said
     assert_invariants(project, protected)
+
+
+# Run in a slot's worktree: a hook in the folder all worktrees share, and this worktree's HEAD moved.
+SLOT_PLANTS = (
+    "import os, subprocess, time\n"
+    "time.sleep({wait})\n"
+    "common = subprocess.run(['git', 'rev-parse', '--git-common-dir'], capture_output=True, text=True).stdout.strip()\n"
+    "hook = os.path.join(common, 'hooks', 'post-commit')\n"
+    "open(hook, 'w').write('#!/bin/sh\\n{thief}\\n'); os.chmod(hook, 0o755)\n"
+    "subprocess.run(['git', 'update-ref', '--no-deref', 'HEAD', 'HEAD~1'])"
+)
+
+
+def _slots_night(tmp_path: Path, wait: float, *more: dict) -> tuple[Path, dict[str, str], dict, dict[str, bytes]]:
+    """Two slots: a quick honest keep beside a slow run that plants in `.git` after `wait` seconds."""
+    from tests.core.test_slots import TWO_GAINS, TWO_SLOTS
+
+    root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS)
+    protected = fingerprint(root, ["prepare.py"])
+    plants = SLOT_PLANTS.format(wait=wait, thief=thief(tmp_path / "stolen"))
+    script = write_script(
+        root,
+        {"hypothesis": "turn on A", "edits": edit("A = 0", "A = 1")},  # quick (0.5 s)
+        {"hypothesis": "plant", "edits": edit("B = 0", "B = 1\n" + plants)},
+        *more,
+    )
+    engine, _ = make_engine(root, script, **TWO_SLOTS)
+    before = git_files(root)
+    engine.run()
+    assert not (tmp_path / "stolen").exists(), (tmp_path / "stolen").read_text()
+    return root, protected, {e.hypothesis.split(" (")[0]: e for e in engine.history}, before
+
+
+def test_a_slots_run_that_plants_in_the_shared_git_folder_is_caught_and_a_later_keep_is_not_blamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    root, protected, by_name, before = _slots_night(
+        tmp_path, 3.0, {"hypothesis": "turn on C", "edits": edit("C = 0", "C = 1")},  # done before the plant too
+    )
+    assert by_name["turn on A"].status == Status.KEEP, {name: (e.status, e.reason) for name, e in by_name.items()}
+    assert by_name["turn on C"].status == Status.DISCARD
+    planted = by_name["plant"]
+    assert (planted.status, planted.reason) == (
+        Status.CRASH, f"the run changed .git/hooks/post-commit, .git/worktrees/{planted.slot}/HEAD",
+    )
+    assert git_files(root) == before
+    assert_invariants(root, protected)
+
+
+def test_a_plant_in_the_shared_git_folder_crashes_every_run_that_trained_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    root, protected, by_name, before = _slots_night(tmp_path, 0.0)
+    honest, planted = by_name["turn on A"], by_name["plant"]
+    assert (honest.status, planted.status) == (Status.CRASH, Status.CRASH), "which run planted it cannot be told"
+    assert honest.reason == "the run changed .git/hooks/post-commit (or a run training beside it: slots share .git)"
+    assert planted.reason.startswith("the run changed .git/hooks/post-commit, .git/worktrees/")
+    assert git_files(root) == before
+    assert_invariants(root, protected)

@@ -191,7 +191,7 @@ class Engine:
         self._fatal = ""  # why the loop must end after the current experiment
         self._reserve = disk.Reserve(self.journal.dir)  # room for the last lines, should the disk fill
         self._disk_full: disk.DiskFull | None = None  # why the loop ends, once the disk is found full
-        self._measure_again: Experiment | None = None  # its run was on a full disk: trained first, from the start
+        self._measure_again: Experiment | None = None  # its run proved nothing (a full disk, a lost cluster): trained first
         self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
         self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
         self._questions: dict[str, Future[policy.Answer]] = {}  # open approvals by id, for any client
@@ -498,8 +498,8 @@ class Engine:
             last.finished_at = time.time()
             self.journal.record(last)
             recovered = True
-        elif last.status == Status.RUNNING and last.id in self._unmeasured():
-            self._recover_unmeasured(last)
+        elif last.status == Status.RUNNING and (why := self._unmeasured().get(last.id)) is not None:
+            self._recover_unmeasured(last, why)
         elif last.status == Status.RUNNING:
             last.status, last.reason = Status.CRASH, "interrupted: arsup stopped before the run finished"
             last.finished_at = time.time()
@@ -512,41 +512,49 @@ class Engine:
         if recovered:
             self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
 
-    def _unmeasured(self) -> set[str]:
-        """Experiments the loop left running when it stopped on a full disk (and not recorded since)."""
-        marked: set[str] = set()
+    def _unmeasured(self) -> dict[str, str]:
+        """Experiments the loop left running when it stopped on a full disk or a lost cluster (and not
+        recorded since), with what stopped it."""
+        marked: dict[str, str] = {}
         for event in self.journal.events():
             if event.get("event") == "unmeasured":
-                marked.add(str(event.get("experiment")))
+                marked[str(event.get("experiment"))] = str(event.get("reason") or "")
             elif event.get("event") == "experiment" and isinstance(event.get("experiment"), dict):
-                marked.discard(str(event["experiment"].get("id")))
+                marked.pop(str(event["experiment"].get("id")), None)
         return marked
 
-    def _recover_unmeasured(self, last: Experiment) -> None:
-        """A run on a full disk proved nothing about the code: it is measured again first (one; any other
-        is skipped, said so). Its commit leaves the branch until then, as a proposal's does before it trains."""
+    def _recover_unmeasured(self, last: Experiment, why: str) -> None:
+        """A run on a full disk or a lost cluster (`why`) proved nothing about the code: it is measured again
+        first (one; any other is skipped, said so). Its commit leaves the branch until then, as a proposal's
+        does before it trains."""
         vcs = self.vcs
         if vcs.head() == last.commit and last.commit != last.parent:
             vcs.reset_to(last.parent, last.files)
         if self._measure_again is None and vcs.head() == last.parent:
             last.runs, last.metrics, last.metric, last.metric_std, last.crash_tail = [], {}, None, None, ""
             self._measure_again = last
-            self._emit(Notice(f"experiment {last.id} trained while the disk was full: it is measured again first"))
+            self._emit(Notice(f"experiment {last.id} was not measured ({why}): it is measured again first"))
             return
-        last.status, last.reason = Status.SKIPPED, "not measured: its run was on a full disk"
+        last.status, last.reason = Status.SKIPPED, f"not measured ({why})"
         last.finished_at = time.time()
         self.journal.record(last)
         self._emit(Notice(f"recovered experiment {last.id}: {last.status}, {last.reason}", "warning"))
 
     def _end_recorded_runs(self, experiment: Experiment) -> None:
-        """A run of a killed arsup normally dies with it; one still alive would share the GPU: end it."""
+        """A run of a killed arsup normally dies with it; one still alive would share the GPU: end it.
+
+        Also what a reaper killed with arsup left under init (``runner.end_recorded``)."""
         for event in self.journal.events():
             if event.get("event") != "run_started" or event.get("experiment") != experiment.id:
                 continue
             try:
-                ended = runner.end_recorded(int(event["pid"]), float(event["create_time"]), self.config.project.kill_grace)
+                pid = int(event["pid"])
+                recorded = runner.RunIdentity(
+                    pid, int(event.get("pgid", pid)), float(event["create_time"]), str(event.get("token", ""))
+                )
             except (KeyError, TypeError, ValueError):
                 continue
+            ended = runner.end_recorded(recorded, self.config.project.kill_grace)
             if ended:
                 self._emit(Notice(
                     f"ended {ended} process(es) of experiment {experiment.id}'s run (pid {event['pid']}), "
@@ -862,7 +870,8 @@ class Engine:
         return experiment
 
     def _run_again(self, home: Slot) -> Experiment:
-        """The experiment whose run was on a full disk: its commit back on the branch, trained from the start."""
+        """The experiment whose run proved nothing (`_recover_unmeasured`): its commit back on the branch,
+        trained from the start."""
         experiment, self._measure_again = self._measure_again, None
         assert experiment is not None
         self._emit(Proposing(experiment.id))
@@ -1254,9 +1263,9 @@ class Engine:
                 ))
                 self._emit(RunStarted(experiment.id, seed, len(experiment.runs) + 1, time.time()))
                 result = self._run_once(experiment, run_dir / log_name, seed, slot)
-            if result.crash_reason.startswith(CLUSTER_GONE) and not self._stop.is_set():  # not measured, not a crash
-                self._fatal = result.crash_reason.removeprefix("ray: ")
-                self._finish(experiment, Status.SKIPPED, f"not measured: {self._fatal}", slot)
+            if result.crash_reason.startswith(CLUSTER_GONE) and not self._stop.is_set():  # not the code's crash
+                self._fatal = result.crash_reason.removeprefix("ray: ")  # the loop ends; the restart measures it
+                self.journal.append("unmeasured", tag=self.tag, experiment=experiment.id, reason="a lost Ray cluster")
                 return False
             experiment.runs.append(result)
             if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
@@ -1303,7 +1312,7 @@ class Engine:
             who = run.identity
             self.journal.append(
                 "run_started", tag=self.tag, experiment=experiment.id, seed=seed,
-                pid=who.pid, pgid=who.pgid, create_time=who.create_time,
+                pid=who.pid, pgid=who.pgid, create_time=who.create_time, token=who.token,
             )
         outcome = run.wait()
         with self._run_lock:

@@ -15,6 +15,8 @@ person's git either, and a moved ref would silently drop keeps. So:
   is what it holds), so a run cannot make arsup read or write outside `.git`.
 * A change is reported at the highest name that changed: a hooks/ folder a
   run replaced with a symlink is one change, restored with all it held.
+* Slots' worktrees share the common folder: a change there may be any run's
+  that trained meanwhile (`shared` tells them apart from a worktree's own).
 """
 
 from __future__ import annotations
@@ -75,11 +77,12 @@ def _walk(top: Path, name: str) -> dict[str, Entry]:
 class GitPrint:
     """The `.git` files of one work tree as they were before a run."""
 
-    def __init__(self, top: Path, entries: dict[str, Entry], trees: list[str], branch_ref: str) -> None:
+    def __init__(self, top: Path, entries: dict[str, Entry], trees: list[str], branch_ref: str, own: str) -> None:
         self.top = top  # the folder holding the repository's `.git`: names read `.git/hooks/post-commit`
         self.entries = entries
         self.trees = trees
         self.branch_ref = branch_ref
+        self.own = own  # a linked worktree's own folder (`.git/worktrees/gpu0`), "" for the main work tree
 
     @classmethod
     def take(cls, git_dir: Path, common_dir: Path, branch: str) -> GitPrint:
@@ -89,15 +92,18 @@ class GitPrint:
         names = [f"{base}/{name}" for name in FILES]
         branch_ref = f"{base}/refs/heads/{branch}"
         names.append(branch_ref)
-        own = git_dir.resolve()
-        if own != common:
-            inside = own.relative_to(top).as_posix()
-            names += [f"{inside}/{name}" for name in WORKTREE_FILES]
+        own = git_dir.resolve().relative_to(top).as_posix() if git_dir.resolve() != common else ""
+        if own:
+            names += [f"{own}/{name}" for name in WORKTREE_FILES]
         entries = {name: _entry(top / name) for name in names}
         trees = [f"{base}/{tree}" for tree in TREES]
         for tree in trees:
             entries.update(_walk(top, tree))
-        return cls(top, entries, trees, branch_ref)
+        return cls(top, entries, trees, branch_ref, own)
+
+    def shared(self, names: list[str]) -> list[str]:
+        """Those of these names that every work tree of the repository shares (all but its own folder's)."""
+        return [name for name in names if not (self.own and name.startswith(self.own + "/"))]
 
     def changed(self) -> list[str]:
         """The names that differ now (added ones included), each at the highest name that changed."""
@@ -139,6 +145,14 @@ class GitPrint:
                 handle.write(entry.data)
         os.chmod(path, entry.mode)
 
-    def accept(self, name: str) -> None:
-        """arsup itself changed this name (a keep in a slot moved the run branch): it is no run's change."""
-        self.entries[name] = _entry(self.top / name)
+    def holds(self, name: str) -> bool:
+        """Whether this fingerprint holds `name` as it is now: it was taken after that change was made."""
+        return name in self.entries and _entry(self.top / name, self.entries[name]) == self.entries[name]
+
+    def accept(self, names: list[str]) -> None:
+        """These names are as they must be now (arsup moved the run branch for a keep, or put back what
+        another slot's run changed): no run's change."""
+        for name in names:
+            for key in [key for key in self.entries if key.startswith(name + "/")]:
+                del self.entries[key]
+            self.entries.update(_walk(self.top, name))

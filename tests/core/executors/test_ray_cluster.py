@@ -173,11 +173,11 @@ def test_a_run_streams_its_output_live_into_the_log(cluster: str, snapshot: byte
     spec = _spec(tmp_path, _py("show.py"))
     job = RayRun(spec, collector, address=cluster, snapshot=snapshot)
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    job.start()  # the module's first connection to the cluster
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # ray.init's undone
+    job.start()
     assert job.identity is None
-    outcome = job.wait()
+    outcome = job.wait()  # the module's first connection to the cluster
     ended = time.monotonic()
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # ray.init's undone
     assert outcome.exit_code == 0, spec.log_path.read_text()
     assert outcome.start_error == "" and outcome.kill_reason == "" and not outcome.killed
     assert 1.0 <= outcome.wall_s < 10
@@ -379,15 +379,18 @@ def test_the_engine_trains_on_the_cluster_in_a_snapshot_of_each_commit(cluster: 
     assert_invariants(root, protected)
 
 
+GO_DOWN = """\
+print("going down", flush=True)
+time.sleep(1.0)  # the line streams back to the driver before the host goes (a loaded machine is slow)
+next(p for p in psutil.Process().parents() if " ".join(p.cmdline()).startswith("ray::")).kill()
+time.sleep(30)
+"""
 LOSE_ONCE = """\
 import os, time, psutil
 if not os.path.exists(os.environ["LOSE_ONCE"]):  # the first attempt: its host goes down under it
     open(os.environ["LOSE_ONCE"], "w").close()
-    print("going down", flush=True)
-    time.sleep(1.0)  # the line streams back to the driver before the host goes (a loaded machine is slow)
-    next(p for p in psutil.Process().parents() if " ".join(p.cmdline()).startswith("ray::")).kill()
-    time.sleep(30)
-"""
+""" + textwrap.indent(GO_DOWN, "    ")
+LOSE_ALWAYS = "import time, psutil\n" + GO_DOWN  # every attempt's host goes down
 
 
 def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> None:
@@ -411,6 +414,30 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
     assert any("node lost: the Ray worker running it died" in text and "running it again" in text for text in notices)
     lost = Path(baseline.runs[0].log_path).with_name("run.log.lost")
     assert "going down" in lost.read_text()
+    (attempt,) = [e for e in engine.journal.events() if e["event"] == "run_lost"]  # journaled as an attempt
+    assert (attempt["experiment"], attempt["seed"], attempt["log"]) == (baseline.id, 0, str(lost))
+    assert attempt["reason"].startswith("node lost: the Ray worker running it died")
+
+
+def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: Path) -> None:
+    from arsup.core.agents.script import ScriptAgent
+    from arsup.core.engine import Engine
+    from arsup.core.events import SessionEnded
+    from arsup.core.experiment import Status
+    from tests.conftest import TOY_TRAIN, write_script
+
+    root = make_project(tmp_path / "repo", train=LOSE_ALWAYS + TOY_TRAIN, project={"env": {MARK: MARK_VALUE}})
+    overrides = {"executor": {"kind": "ray", "address": cluster}, "acceptance": {"mode": "greedy"}}
+    engine = Engine(config.load(root, overrides), root, ScriptAgent(write_script(root)), tag="twice")
+    ended: list[SessionEnded] = []
+    engine.subscribe(lambda event: ended.append(event) if isinstance(event, SessionEnded) else None)
+    engine.prepare()
+    engine.run()
+    (baseline,) = engine.history
+    assert baseline.status == Status.CRASH and baseline.reason.startswith("node lost: ")
+    (end,) = ended
+    assert end.error and "lost twice" in end.reason and "check the cluster's nodes" in end.reason, end.reason
+    assert "fix the training script" not in end.reason
 
 
 def test_two_runs_at_once_on_the_cluster_each_in_its_slot(cluster: str, tmp_path: Path) -> None:

@@ -17,6 +17,17 @@ process, and what it gets back means the same. The rules this module keeps:
   timeout counts from the process's start on the worker.
 * A Ray system failure while the run is live (worker or node died, output
   lost) is a crash: ``kill_reason`` starts with "node lost:".
+* arsup, not Ray, says when a cluster is gone. Ray's driver ends its whole
+  process (exit 1, no message) 60 s after it lost the cluster's GCS, and
+  stays attached to a dead cluster when a new head comes up at the same
+  address: so the GCS reconnect timeout is set past any night, and every
+  run first checks that the connection still reaches its cluster. One that
+  does not is shut down; the cluster has ``COME_BACK_S`` to answer again at
+  the same address (a restarted head is connected to afresh), else the start
+  error says the cluster is gone and how to start it (``GONE``). Ray's
+  auto-connect is off: no call after a shutdown may start a local cluster.
+* Connecting and submitting happen in ``wait()``, not ``start()``: waiting
+  for a cluster to come back must not hold up a kill from another thread.
 * ``max_rss_mb`` is not enforced and ``peak_rss_mb`` is 0: memory on a
   cluster is Ray's memory monitor's business.
 """
@@ -24,12 +35,13 @@ process, and what it gets back means the same. The rules this module keeps:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from arsup.core import reaper, runner
 from arsup.core.executors import ray_task
@@ -38,6 +50,11 @@ logger = logging.getLogger(__name__)
 
 RAY_MISSING = "executor = \"ray\" needs the ray extra: pip install 'arsup[ray]'"
 _REACH_S = 5.0  # a TCP check before ray.init, which would retry a dead address for minutes
+COME_BACK_S = 30.0  # how long a lost cluster has to answer again at its address before it is gone
+GONE = "ray: the Ray cluster at"  # how the start error of a run whose cluster is gone begins
+_GCS_PATIENCE = {  # set before ray.init: a driver without its GCS for this long would end the process
+    "RAY_gcs_rpc_server_reconnect_timeout_s": str(7 * 24 * 3600),
+}
 _LOST = {  # what a Ray system error means for the run, by the error's class name; else its message
     "WorkerCrashedError": "the Ray worker running it died",
     "NodeDiedError": "the node running it died",
@@ -46,6 +63,9 @@ _LOST = {  # what a Ray system error means for the run, by the error's class nam
 
 _connect_lock = threading.Lock()
 _connected: str | None = None  # the address this process connected to; Ray allows one per process
+_dropped: tuple[str, float] | None = None  # (address, monotonic time) of a connection whose cluster was lost
+_live = 0  # tasks submitted on the connection and still supervised: a renewal waits for them
+_live_changed = threading.Condition()
 _task: Any = None  # the remote function, made on first use
 
 
@@ -88,7 +108,7 @@ class RayRun:
         self._outcome: runner.RunOutcome | None = None
 
     def start(self) -> None:
-        """Open the log, connect to the cluster and submit the task; a failure is kept for wait()."""
+        """Open the log (wait() connects and submits); a failure is kept for wait()."""
         with self._lock:
             if self._start_called:
                 raise RuntimeError("RayRun.start() called twice")
@@ -102,8 +122,6 @@ class RayRun:
             self._start_error = f"cannot open log {self.spec.log_path}: {exc}"
             return
         self._log = runner._LogFile(log, self.spec.max_log_bytes)
-        self._start_error = _connect(self.address) or self._submit()
-        self._submitted_at = time.monotonic()
 
     @property
     def identity(self) -> runner.RunIdentity | None:
@@ -116,6 +134,11 @@ class RayRun:
             return self._outcome
         if not self._start_called:
             raise RuntimeError("RayRun.wait() called before start()")
+        if self._log is not None and not self._kill_reason:
+            self._start_error = _connect(self.address, lambda: bool(self._kill_reason)) or self._submit()
+            if self._gen is None and self._kill_reason:
+                self._start_error = ""  # killed while the cluster was awaited: the kill is what happened
+            self._submitted_at = time.monotonic()
         ended_by = "kill" if self._kill_reason and not self._start_error else "start"  # if nothing was submitted
         if self._gen is not None:
             try:
@@ -124,6 +147,7 @@ class RayRun:
                 _cancel(self._gen, force=True)  # interrupted: the worker goes, the shim takes the tree with it
                 raise
             finally:
+                _count_live(-1)
                 rest = self._lines.close() if self._lines is not None else []
                 if rest:
                     self._lines_out(rest, "")
@@ -143,6 +167,8 @@ class RayRun:
             start_error=self._start_error,
             aborted=ended_by == "abort",
         )
+        if self._log is not None:  # what a full disk refused to the log, read with it (see runner._LogFile)
+            self._outcome = self._log.tell(self._outcome, self.spec.log_path)
         return self._outcome
 
     def kill(self, reason: str) -> None:
@@ -162,6 +188,7 @@ class RayRun:
             self._gen = _remote_function().options(num_gpus=self.num_gpus).remote(*args)
         except Exception as exc:  # noqa: BLE001 -- serialisation, a lost connection: Ray raises many kinds
             return f"ray: cannot submit the run to {self.address}: {_first_line(exc)}"
+        _count_live(+1)
         return ""
 
     def _supervise(self) -> str:
@@ -262,39 +289,106 @@ class RayRun:
 
     def _write(self, data: bytes) -> None:
         assert self._log is not None
-        try:
-            self._log.write(data)
-        except OSError:
-            logger.exception("cannot write log %s", self.spec.log_path)
+        self._log.write(data)  # never raises: what a full disk refuses is kept in memory
 
 
-def _connect(address: str) -> str:
-    """Connect this process to the cluster, once; '' or why it cannot."""
-    global _connected
+def _connect(address: str, stopped: Callable[[], bool]) -> str:
+    """Connect this process to the cluster, or again after it was lost; '' or why it cannot.
+
+    ``stopped`` ends the wait for a lost cluster early (the run was killed meanwhile).
+    """
+    global _connected, _dropped
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # read by import ray: no call may start a local cluster
     try:
         import ray
     except ImportError:
         return RAY_MISSING
     with _connect_lock:
-        if ray.is_initialized() and _connected in (None, address):
-            return ""  # connected already, by us or by whoever embeds arsup
-        unreachable = _unreachable(address)
-        if unreachable:
-            return f"ray: cannot reach the cluster at {address}: {unreachable}"
-        if ray.is_initialized():
+        if ray.is_initialized() and _connected is None:
+            return ""  # whoever embeds arsup made this connection, and looks after it
+        if ray.is_initialized() and _connected != address:
             return f"ray: this process is connected to {_connected}; it cannot also use {address}"
-        # ray.init makes SIGTERM call sys.exit in the main thread; what a signal does is arsup's to say.
-        main = threading.current_thread() is threading.main_thread()
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
-        try:
-            ray.init(address=address, ignore_reinit_error=True, logging_level=logging.ERROR, log_to_driver=False)
-        except Exception as exc:  # noqa: BLE001 -- a version mismatch, a refusal: all mean the same here
-            return f"ray: cannot connect to the cluster at {address}: {_first_line(exc)}"
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        _connected = address
+        if ray.is_initialized():
+            if _reaches_its_cluster(address):
+                return ""
+            _dropped, _connected = (address, time.monotonic()), None
+            _drop(ray, _dropped[1] + COME_BACK_S, stopped)
+        if _dropped is not None and _dropped[0] == address:
+            problem = _come_back(address, _dropped[1] + COME_BACK_S, stopped)
+        else:
+            unreachable = _unreachable(address)
+            problem = f"ray: cannot reach the cluster at {address}: {unreachable}" if unreachable else _init(address)
+        if not problem:
+            _connected, _dropped = address, None
+    return problem
+
+
+def _init(address: str) -> str:
+    """``ray.init`` to the address, Ray's signal handlers undone; '' or why it failed."""
+    import ray
+
+    os.environ.update(_GCS_PATIENCE)  # read by ray.init: Ray's driver must not end arsup on its own
+    # ray.init makes SIGTERM call sys.exit in the main thread; what a signal does is arsup's to say.
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        ray.init(address=address, ignore_reinit_error=True, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 -- a version mismatch, a refusal: all mean the same here
+        return f"ray: cannot connect to the cluster at {address}: {_first_line(exc)}"
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
     return ""
+
+
+def _reaches_its_cluster(address: str) -> bool:
+    """Whether this process's connection still reaches the cluster it was made to.
+
+    A restarted head refuses the old connection's cluster id (WrongClusterID);
+    a dead one does not answer within ``_REACH_S``. Either way Ray's driver
+    never recovers, so a False is for good.
+    """
+    import ray
+
+    if _unreachable(address):
+        return False
+    try:
+        ray._private.worker.global_worker.gcs_client.internal_kv_get(b"arsup", None, timeout=_REACH_S)
+    except Exception:  # noqa: BLE001 -- RpcError, AuthenticationError (WrongClusterID): no answer from its cluster
+        logger.info("the connection to the Ray cluster at %s no longer reaches it", address, exc_info=True)
+        return False
+    return True
+
+
+def _drop(ray: Any, deadline: float, stopped: Callable[[], bool]) -> None:
+    """Shut a connection whose cluster was lost down, once the runs on it ended (theirs were lost too)."""
+    with _live_changed:
+        while _live and not stopped() and time.monotonic() < deadline:
+            _live_changed.wait(ray_task.POLL_S)
+    ray.shutdown()
+
+
+def _come_back(address: str, deadline: float, stopped: Callable[[], bool]) -> str:
+    """Connect again to a cluster that was lost, trying until ``deadline``; '' or ``GONE``'s error."""
+    while True:
+        problem = _unreachable(address) or _init(address)
+        if not problem:
+            logger.info("connected again to the Ray cluster at %s", address)
+            return ""
+        if stopped() or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    logger.info("the Ray cluster at %s did not come back: %s", address, problem)
+    _, _, port = address.rpartition(":")
+    start = f"ray start --head --port={port}" if port.isdigit() else "ray start --head"
+    return f"{GONE} {address} is gone: start it again ({start}) and restart arsup"
+
+
+def _count_live(change: int) -> None:
+    global _live
+    with _live_changed:
+        _live += change
+        _live_changed.notify_all()
 
 
 def _unreachable(address: str) -> str:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from arsup.core.vcs import GitError, Vcs
-from tests.conftest import git
+from tests.conftest import git, make_project
 
 
 def test_not_a_repo_is_a_clear_error(tmp_path: Path) -> None:
@@ -161,3 +162,27 @@ def test_the_kept_open_lookups_answer_as_resolve_and_diff_do(tmp_path: Path) -> 
         assert "rename to model.py" in vcs.diff_commits(one, two) and "outside" not in vcs.diff_commits(one, two)
     finally:
         vcs.close()
+
+
+def test_a_repository_planted_in_the_project_folder_is_not_the_one_arsups_git_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    top = tmp_path / "mono"
+    make_project(top / "lm")
+    shutil.rmtree(top / "lm" / ".git")
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "monorepo")
+    root = top / "lm"
+    vcs = Vcs(root)
+    parent = vcs.head()
+    git(root, "init", "-q")  # what a run in the project folder could do: a repository of its own, with a hook
+    marker = tmp_path / "stolen"
+    _planted_hook(root / ".git" / "hooks" / "post-commit", marker)
+    (root / "train.py").write_text("LR = 0.1\n")
+    commit = vcs.commit(["train.py"], "arsup 0001: try")
+    assert git(top, "rev-parse", "HEAD") == commit and vcs.is_ancestor(parent, commit)
+    assert vcs.changed_files(["train.py"]) == []
+    vcs.close()
+    assert not marker.exists(), marker.read_text()

@@ -285,3 +285,36 @@ def test_a_plant_in_the_shared_git_folder_crashes_every_run_that_trained_beside_
     assert planted.reason.startswith("the run changed .git/hooks/post-commit, .git/worktrees/")
     assert git_files(root) == before
     assert_invariants(root, protected)
+
+
+def test_a_repository_a_run_plants_in_a_project_below_the_top_is_a_crash_and_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    marker = tmp_path / "stolen"
+    top = tmp_path / "mono"
+    make_project(top / "lm")
+    shutil.rmtree(top / "lm" / ".git")
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "monorepo")
+    root = top / "lm"
+    protected = fingerprint(root, ["prepare.py"])
+    own_repo = "import subprocess\nsubprocess.run(['git', 'init', '-q'])\n" + planted_hook(marker)[0]
+    script = write_script(
+        top,  # beside the repository, not in it
+        {"hypothesis": "a repository of its own", "edits": edit("LR = 0.0001", "LR = 0.003\n" + own_repo)},
+        {"hypothesis": "honest", "edits": edit("LR = 0.0001", "LR = 0.002")},
+    )
+    engine, _ = make_engine(root, script)
+    engine.run()
+
+    assert not marker.exists(), marker.read_text()
+    baseline, planted, honest = engine.history
+    assert (planted.status, planted.reason) == (Status.CRASH, "the run changed lm/.git")
+    assert honest.status == Status.KEEP and git(top, "rev-parse", "HEAD") == honest.commit
+    assert not (root / ".git").exists()
+    assert (root / ".arsup" / "runs" / planted.id / "changed-at-run-time" / "lm" / ".git" / "hooks").is_dir()
+    assert_invariants(root, protected)

@@ -351,13 +351,22 @@ class Engine:
     def prepare(self) -> None:
         """Check the repo, recover an interrupted experiment, check out the run branch.
 
-        Raises GitError or RepoBusy with a message for the user; runs in the
-        caller's thread so a bad repo is reported before anything starts.
+        Raises GitError, RepoBusy or JournalError (DiskFull: nothing is
+        touched on a full disk, a recovery least of all) with a message for the
+        user; runs in the caller's thread so a bad repo is reported before
+        anything starts.
         """
+        if disk.is_full(self.journal.dir):
+            raise self._full_disk_at_start()
         self._repo = HeldRepo(self.root)
         vcs = self._repo.vcs
         try:
             self._prepare_repo(vcs)
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, disk.DiskFull) or not disk.is_full(self.journal.dir, exc):
+                raise
+            raise self._full_disk_at_start() from exc
         except BaseException:
             self.close()
             raise
@@ -372,6 +381,11 @@ class Engine:
         unsandboxed = sandbox.warning(self.config.sandbox) if self.config.executor.kind == "local" else ""
         if unsandboxed:  # once per session: every run of it goes the same way (the probe is cached)
             self._emit(Notice(unsandboxed, "warning"))
+
+    def _full_disk_at_start(self) -> disk.DiskFull:
+        """A start on a full disk: said like the loop's stop, with what is still to be measured again."""
+        marked = sorted(self._unmeasured())
+        return disk.DiskFull(disk.full_message(self.root, self.journal.dir, disk.free_bytes(self.journal.dir), marked))
 
     def load_history(self) -> None:
         """The tag's finished experiments from the journal, without git or the lock: for browsing."""
@@ -1302,7 +1316,8 @@ class Engine:
 
         run = self._new_run(spec, forward, experiment, slot)
         with self._recording:  # after arsup's last git call for this run, so what differs later is the run's
-            self._git_prints[slot.name] = gitguard.GitPrint.take(*slot.vcs.git_dirs(), self.branch)
+            git_dir, common_dir, leads = slot.vcs.git_dirs()
+            self._git_prints[slot.name] = gitguard.GitPrint.take(git_dir, common_dir, self.branch, leads)
         with self._run_lock:
             slot.run = run
             run.start()  # from this thread, which outlives the run (the reaper's death signal follows it)

@@ -77,33 +77,34 @@ def _walk(top: Path, name: str) -> dict[str, Entry]:
 class GitPrint:
     """The `.git` files of one work tree as they were before a run."""
 
-    def __init__(self, top: Path, entries: dict[str, Entry], trees: list[str], branch_ref: str, own: str) -> None:
+    def __init__(self, top: Path, base: str, own: str, branch: str) -> None:
         self.top = top  # the folder holding the repository's `.git`: names read `.git/hooks/post-commit`
-        self.entries = entries
-        self.trees = trees
-        self.branch_ref = branch_ref
+        self.base = base  # the common folder's name there (`.git`)
         self.own = own  # a linked worktree's own folder (`.git/worktrees/gpu0`), "" for the main work tree
+        self.branch_ref = f"{base}/refs/heads/{branch}"
+        self.trees = [f"{base}/{tree}" for tree in TREES]
+        self.entries: dict[str, Entry] = {}
 
     @classmethod
-    def take(cls, git_dir: Path, common_dir: Path, branch: str) -> GitPrint:
-        """The fingerprint of the common folder, and of `git_dir` where it is a linked worktree's own."""
+    def take(cls, git_dir: Path, common_dir: Path, branch: str, leads: list[Path] | None = None) -> GitPrint:
+        """The fingerprint of the common folder, of `git_dir` where it is a linked worktree's own, and of
+        `leads`: paths outside them that would lead git elsewhere (a worktree's `.git` file, say)."""
         common = common_dir.resolve()
-        top, base = common.parent, common.name
-        names = [f"{base}/{name}" for name in FILES]
-        branch_ref = f"{base}/refs/heads/{branch}"
-        names.append(branch_ref)
+        top = common.parent
         own = git_dir.resolve().relative_to(top).as_posix() if git_dir.resolve() != common else ""
-        if own:
-            names += [f"{own}/{name}" for name in WORKTREE_FILES]
-        entries = {name: _entry(top / name) for name in names}
-        trees = [f"{base}/{tree}" for tree in TREES]
-        for tree in trees:
-            entries.update(_walk(top, tree))
-        return cls(top, entries, trees, branch_ref, own)
+        taken = cls(top, common.name, own, branch)
+        names = [f"{taken.base}/{name}" for name in FILES] + [taken.branch_ref]
+        names += [f"{own}/{name}" for name in WORKTREE_FILES] if own else []
+        names += [os.path.relpath(lead, top) for lead in leads or []]
+        taken.entries = {name: _entry(top / name) for name in names}
+        for tree in taken.trees:
+            taken.entries.update(_walk(top, tree))
+        return taken
 
     def shared(self, names: list[str]) -> list[str]:
-        """Those of these names that every work tree of the repository shares (all but its own folder's)."""
-        return [name for name in names if not (self.own and name.startswith(self.own + "/"))]
+        """Those of these names that every work tree of the repository shares (the common folder's, but
+        a worktree's own folder)."""
+        return [n for n in names if n.startswith(self.base + "/") and not (self.own and n.startswith(self.own + "/"))]
 
     def changed(self) -> list[str]:
         """The names that differ now (added ones included), each at the highest name that changed."""

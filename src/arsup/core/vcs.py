@@ -16,6 +16,8 @@ post-commit hook (`--no-verify` does not skip it), an fsmonitor or a clean
 filter with arsup's whole environment, API keys included. Every call goes
 with `DISARMED` and with each filter driver the config names emptied; the
 engine's `.git` fingerprint (gitguard) finds and undoes what a run planted.
+The repository is the one found when the `Vcs` was made (GIT_DIR is set), not
+one a run planted in the project folder later.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class Vcs:
             ) from None
         self.root = root.resolve()
         top = Path(self.repo.working_tree_dir or root).resolve()
+        self.top = top  # the work tree's top: the project folder, or a folder above it
         self.prefix = self.root.relative_to(top).as_posix() if self.root != top else ""
         self.git = git.Git(self.root)  # runs in the project folder: pathspecs are project-relative
+        # The repository found now, never one discovered later: a run may plant a `.git` in the project
+        # folder, or rewrite a worktree's `.git` file to point elsewhere.
+        self.git.update_environment(GIT_DIR=str(Path(self.repo.git_dir).resolve()), GIT_WORK_TREE=str(top))
         self.git.set_persistent_git_options(c=list(DISARMED))
         self.git.set_persistent_git_options(c=[*DISARMED, *self._emptied_filters()])
         self._identity_env: dict[str, str] | None = None
@@ -92,9 +98,13 @@ class Vcs:
         """A path git printed relative to the repository's top, made relative to the project."""
         return path[len(self.prefix) + 1 :] if self.prefix and path.startswith(self.prefix + "/") else path
 
-    def git_dirs(self) -> tuple[Path, Path]:
-        """This work tree's own git folder and the repository's common one (the same outside a linked worktree)."""
-        return Path(self.repo.git_dir), Path(self.repo.common_dir)
+    def git_dirs(self) -> tuple[Path, Path, list[Path]]:
+        """This work tree's own git folder, the repository's common one (the same outside a linked worktree),
+        and the paths that would lead a git run here elsewhere: a linked worktree's `.git` file, and the
+        `.git` a project below the top must not have."""
+        own, common = Path(self.repo.git_dir).resolve(), Path(self.repo.common_dir).resolve()
+        leads = ([self.top / ".git"] if own != common else []) + ([self.root / ".git"] if self.prefix else [])
+        return own, common, leads
 
     def close(self) -> None:
         if self._differ is not None:

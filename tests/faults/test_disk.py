@@ -110,6 +110,12 @@ def test_a_disk_that_fills_during_a_run_ends_the_loop_and_the_run_is_measured_ag
     assert "free some space" in last[0] and "experiment 0002 is measured again" in last[0]
     assert "no val_bpb" not in said and "crash" not in said
 
+    journal = (root / ".arsup" / "journal.jsonl").read_bytes()
+    still = _arsup(root, script)  # started again on a disk still full: the same message, nothing touched
+    assert still.returncode == 2 and "Traceback" not in still.stderr, still.stdout + still.stderr
+    assert f"the disk at {small_disk} is full" in still.stderr and "experiment 0002 is measured again" in still.stderr
+    assert (root / ".arsup" / "journal.jsonl").read_bytes() == journal
+
     (small_disk / "filler.bin").unlink()  # the person frees the disk, and starts again
     (small_disk / "fill-me").unlink()
     again = _arsup(root, script, "--max-experiments", "1")

@@ -7,6 +7,7 @@ session and was re-parented) is found and reported as a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import psutil
 import pytest
 
 from arsup.core.runner import (
+    RUN_MARK,
     Run,
     RunIdentity,
     RunOutcome,
@@ -430,10 +432,13 @@ def test_the_command_gets_exactly_the_environment_of_the_spec(tmp_path: Path) ->
     spec = _spec(tmp_path, "")
     spec.env = {"PATH": os.environ["PATH"], "LANG": "C", MARK: MARK_VALUE}  # C locale: Python would coerce it
     spec.command = "exec /usr/bin/env -0"
-    assert run(spec).exit_code == 0
+    job = Run(spec)
+    job.start()
+    assert job.wait().exit_code == 0
     seen = dict(item.split("=", 1) for item in spec.log_path.read_text().split("\0") if item)
     seen.pop("PWD", None)  # the shell may export it
-    assert seen == spec.env
+    assert job.identity is not None and len(job.identity.token) >= 16
+    assert seen == {**spec.env, RUN_MARK: job.identity.token}  # and the run's marker, for a restart to find it by
 
 
 @linux_only
@@ -536,15 +541,69 @@ def test_end_recorded_ends_a_live_orphan_tree_and_nothing_else(tmp_path: Path) -
     _kill_holder(holder)
     time.sleep(0.3)
     assert not _gone(identity.pid)  # orphaned, and the shim waits out its 30 s grace
-    assert end_recorded(identity.pid, identity.create_time + 5, grace=0.3) == 0  # not that process: untouched
-    assert end_recorded(identity.pid + 1_000_000, identity.create_time, grace=0.3) == 0
+    # Not that process, and no marker to prove anything by (an older journal's record): untouched.
+    assert end_recorded(dataclasses.replace(identity, create_time=identity.create_time + 5, token=""), 0.3) == 0
+    assert end_recorded(dataclasses.replace(identity, pid=identity.pid + 1_000_000, token=""), 0.3) == 0
     assert not _gone(identity.pid) and marked_processes(MARK, MARK_VALUE) != []
     started = time.monotonic()
-    ended = end_recorded(identity.pid, identity.create_time, grace=0.3)
+    ended = end_recorded(identity, grace=0.3)
     assert time.monotonic() - started < 5
     assert ended >= 3  # the shim, the command and its sleeper
     assert marked_processes(MARK, MARK_VALUE) == []
-    assert end_recorded(identity.pid, identity.create_time, grace=0.3) == 0  # gone: nothing to do
+    assert end_recorded(identity, grace=0.3) == 0  # gone: nothing to do
+
+
+# What a dead shim leaves: the command, a child in its group, one in a group of its own (same session),
+# and one in a session of its own; all ignore SIGTERM.
+ORPHANS = """
+    import os, signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sleep = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]
+    kids = [
+        subprocess.Popen(sleep),
+        subprocess.Popen(sleep, process_group=0),
+        subprocess.Popen(sleep, start_new_session=True),
+    ]
+    open("pids.txt", "w").write(" ".join(str(k.pid) for k in kids))
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@linux_only
+def test_end_recorded_ends_what_a_dead_shim_left_and_nothing_else(tmp_path: Path) -> None:
+    """arsup and the shim killed together (pkill -9 -f arsup): the tree goes on under init, found by its
+    group, its session and the marker in its environment."""
+    holder, identity = _start_in_holder(tmp_path, ORPHANS, kill_grace=30)
+    (command,) = psutil.Process(identity.pid).children()
+    run_pids = [command.pid, *_read_pids(tmp_path / "pids.txt")]
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    stranger = subprocess.Popen(sleep, start_new_session=True, env=_spec(tmp_path, "").env)  # started after the run
+    try:
+        for pid in (holder.pid, identity.pid):  # frozen first: neither may see the other die and act on it
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(identity.pid, signal.SIGKILL)
+        _kill_holder(holder)
+        deadline = time.monotonic() + 5
+        while not _gone(identity.pid):
+            assert time.monotonic() < deadline, "the shim did not die"
+            time.sleep(0.02)
+        assert not any(_gone(pid) for pid in run_pids)  # nothing took them down
+        assert end_recorded(dataclasses.replace(identity, token=""), 0.3) == 0  # nothing proves they are the run's
+        assert not any(_gone(pid) for pid in run_pids)
+        started = time.monotonic()
+        assert end_recorded(identity, grace=0.3) == len(run_pids)
+        assert time.monotonic() - started < 5
+        assert all(_gone(pid) for pid in run_pids)
+        assert stranger.poll() is None  # in no group or session of the run's, and without its marker
+    finally:
+        stranger.kill()
+        stranger.wait()
+        for pid in run_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 # -- watchdogs ------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from arsup.core.vcs import GitError
-from tests.conftest import TOY_TRAIN, edit, git, make_engine, write_script
+from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 
@@ -163,4 +163,61 @@ def test_a_write_cut_short_is_undone_though_a_later_proposal_was_queued(project:
     assert recovered["0002"] == (Status.INVALID, "interrupted before its run")
     assert recovered["0003"] == (Status.SKIPPED, "queued, never run: arsup was killed")
     assert (project / "train.py").read_text() == TOY_TRAIN
+    assert_invariants(project, protected)
+
+
+# Trains silently, with a helper that left the run's session (a daemon, say): both outlive a dead reaper.
+ORPHANED = TOY_TRAIN + """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+print("training", flush=True)
+time.sleep(120)
+"""
+
+
+def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path: Path) -> None:
+    """`pkill -9 -f arsup`, the OOM killer: the reaper dies first, so nothing takes the tree down; the restart does."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    project = make_project(tmp_path / "repo", sandbox={"kind": "none"})  # bwrap's PID namespace would end it at once
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(project, {"hypothesis": "slow", "files": {"train.py": ORPHANED}})
+    command = [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", "t1"]
+    arsup = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = project / ".arsup" / "runs" / "0002" / "run.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "\ntraining\n" in log.read_text()):  # not the toy's "training_seconds"
+        assert arsup.poll() is None and time.monotonic() < deadline, arsup.communicate()
+        time.sleep(0.05)
+    (reaper,) = psutil.Process(arsup.pid).children()
+    run = reaper.children(recursive=True)
+    assert len(run) >= 2  # the training and its helper (and the shell, if it did not exec)
+    try:
+        for victim in (arsup, reaper):  # frozen first, so that neither sees the other die and acts on it
+            victim.send_signal(signal.SIGSTOP)
+        reaper.kill()
+        arsup.kill()
+        arsup.communicate(timeout=10)
+        psutil.wait_procs([reaper], timeout=5)
+        time.sleep(0.5)  # what would end by itself has ended
+        alive = [p for p in run if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive and all(p.ppid() not in (reaper.pid, arsup.pid) for p in alive)  # orphans, re-parented
+
+        engine, events = make_engine(project, script)
+        engine.close()
+        gone, left = psutil.wait_procs(alive, timeout=5)
+        assert not left, f"still running after the restart: {left}"
+    finally:
+        for proc in run:  # a failure must not leave them to the rest of the session
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+    assert any("left running by an arsup that was killed" in getattr(e, "text", "") for e in events)
+    assert engine.history[-1].status == Status.CRASH
     assert_invariants(project, protected)

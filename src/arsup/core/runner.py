@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import selectors
 import signal
 import subprocess
@@ -152,6 +153,8 @@ _DISK_RESERVE_SHARE = 0.05  # ... or this share of the disk, if more
 _FREE_CHECK_BYTES = 1 << 20  # a log asks for its disk's free space again after writing this much
 _QUOTE_CHARS = 120  # an abort reason quotes at most this much of the matching line
 _CREATE_TIME_SLACK_S = 1.0  # see end_recorded
+RUN_MARK = "ARSUP_RUN"
+"""The variable that marks each process of a run (``RunIdentity.token``), so a restart finds what a dead shim left."""
 
 
 def build_env(
@@ -246,14 +249,17 @@ class RunIdentity:
     """The running process, as the journal records it so that a later supervisor can end it.
 
     ``pid`` is the process the runner started (the reaper shim on Linux),
-    leader of process group ``pgid``; ``create_time`` (psutil's, seconds since
-    the epoch) tells it apart from a later process that reuses the pid. See
+    leader of process group and session ``pgid``; ``create_time`` (psutil's,
+    seconds since the epoch) tells it apart from a later process that reuses
+    the pid; ``token`` is the run's marker, ``RUN_MARK=token`` in the
+    environment of each of its processes ("" in records older than it). See
     ``end_recorded``.
     """
 
     pid: int
     pgid: int
     create_time: float
+    token: str = ""
 
 
 OutputCallback = Callable[[list[str], str], None]
@@ -504,6 +510,7 @@ class Run:
             if self._kill_reason:  # stopped before it began: nothing to launch
                 return
         spec = self.spec
+        token = secrets.token_hex(8)
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = _LogFile(open(spec.log_path, "wb"), spec.max_log_bytes)  # closed by _finish_output()
@@ -514,7 +521,7 @@ class Run:
             self._proc = subprocess.Popen(
                 _argv(spec),
                 cwd=spec.cwd,
-                env=spec.env,
+                env={**spec.env, RUN_MARK: token},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -535,7 +542,7 @@ class Run:
         self._main = psutil.Process(pid)
         # start_new_session made it its group's leader; unreaped, its pid pins the group id.
         self._tree = _Tree(self._main, spec.kill_grace, reaper=_USE_REAPER, main_over=self._exited.is_set)
-        self._identity = RunIdentity(pid, pid, self._main.create_time())
+        self._identity = RunIdentity(pid, pid, self._main.create_time(), token)
         self._drain_thread = threading.Thread(target=self._drain, name=f"arsup-drain-{pid}", daemon=True)
         self._exit_thread = threading.Thread(target=self._watch_exit, name=f"arsup-exit-{pid}", daemon=True)
         self._drain_thread.start()
@@ -784,28 +791,35 @@ class _Tree:
     """One run's processes, found every way there is, and how to end them all.
 
     ``main`` is the process the runner started, leader of its own process
-    group: the reaper shim, or the shell where there is none. With a reaper,
-    every descendant is findable as the shim's (recursive) child for as long
-    as the shim lives, so the shim is ended last; escapees seen earlier and
-    the group are tracked as well, for the platforms without one.
+    group and session: the reaper shim, or the shell where there is none.
+    With a reaper, every descendant is findable as the shim's (recursive)
+    child for as long as the shim lives, so the shim is ended last; escapees
+    seen earlier and the group and session are tracked as well, for the
+    platforms without one. ``also`` finds more of the run each time it is
+    listed; ``main`` is None for a recorded run whose leader is gone
+    (``end_recorded``): then ``also`` finds all of it, and ``pgid`` only
+    names it in the log.
     """
 
     def __init__(
         self,
-        main: psutil.Process,
+        main: psutil.Process | None,
         grace: float,
         *,
         reaper: bool,
         main_over: Callable[[], bool],
         group_safe: Callable[[], bool] = lambda: True,
+        pgid: int = 0,
+        also: Callable[[], Iterable[psutil.Process]] = tuple,
     ) -> None:
         self.main = main
-        self.pgid = main.pid
+        self.pgid = main.pid if main is not None else pgid
         self.grace = grace
         self.reaper = reaper
         self.known: dict[int, psutil.Process] = {}  # descendants seen, even after they left the tree
         self._main_over = main_over  # True once main has exited: its children are no longer its own
         self._group_safe = group_safe  # False once pgid might name a stranger's group
+        self._also = also
 
     def terminate(self, extra: Iterable[psutil.Process] = ()) -> int:
         """SIGTERM every process of the run, give them the grace, then SIGKILL the rest.
@@ -834,7 +848,7 @@ class _Tree:
                 logger.error("run %s: processes %s survive SIGKILL", self.pgid, sorted(p.pid for p in survivors))
                 self._signal(survivors, signal.SIGKILL, group=True)  # the shim too: nothing more to wait for
                 return len(found)
-            if self.reaper and any(p.pid == self.main.pid for p in survivors):
+            if self.reaper and self.main is not None and any(p.pid == self.main.pid for p in survivors):
                 others = [p for p in survivors if p.pid != self.main.pid]
                 if others:  # not the group: that would kill the shim with them
                     self._signal(others, signal.SIGKILL, group=False)
@@ -846,18 +860,20 @@ class _Tree:
             _await_gone(survivors, deadline)
 
     def collect(self, extra: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
-        """Every live process of the run: escapees seen earlier, the group, the main one and its descendants."""
+        """Every live process of the run: escapees seen earlier, the group and session, the main one and its
+        descendants, and what ``also`` finds."""
         found: dict[int, psutil.Process] = {p.pid: p for p in extra}
         found.update(self.known)
         if self._group_safe():
-            found.update((p.pid, p) for p in _group_members(self.pgid))
-        if not self._main_over():
+            found.update((p.pid, p) for p in _members(self.pgid))
+        found.update((p.pid, p) for p in self._also())
+        if self.main is not None and not self._main_over():
             found[self.main.pid] = self.main
             try:  # last, so that a pid reused by a new descendant replaces a stale sighting
                 found.update((p.pid, p) for p in self.main.children(recursive=True))
             except psutil.Error:
                 pass
-        self.known.update((pid, p) for pid, p in found.items() if pid != self.main.pid)
+        self.known.update((pid, p) for pid, p in found.items() if self.main is None or pid != self.main.pid)
         return [p for p in found.values() if _alive(p)]
 
     def _signal(self, procs: Iterable[psutil.Process], sig: signal.Signals, *, group: bool) -> None:
@@ -873,37 +889,91 @@ class _Tree:
                 pass
 
 
-def end_recorded(pid: int, create_time: float, grace: float) -> int:
-    """End a run that an earlier supervisor recorded (its ``RunIdentity``), if it still runs.
+def end_recorded(identity: RunIdentity, grace: float) -> int:
+    """End what is left of a run that an earlier supervisor recorded, for a restart after a crash.
 
-    For a restart after a crash: normally the run died with its supervisor
-    (``PR_SET_PDEATHSIG``), but it may still be in its grace, or have had no
-    reaper (not Linux). The process must have that pid *and* that creation
-    time, so a reused pid is never touched; creation times are compared within
-    ``_CREATE_TIME_SLACK_S``, because psutil derives them from the boot time,
-    which moves with clock adjustments between two supervisors' readings. It
-    is ended like a tree kill (descendants, group, SIGTERM, ``grace``,
-    SIGKILL, the shim last). Returns how many processes were ended; 0 when
-    the process is gone or is not that one (then nothing can be verified, so
-    nothing is done).
+    Normally the run died with its supervisor (``PR_SET_PDEATHSIG``), but it
+    may still be in its grace, have had no reaper (not Linux), or have lost
+    the reaper too (``pkill -9 -f arsup``, the OOM killer: the shim dies
+    first and cannot end the tree, which goes on under init). A process is
+    ended only where it is provably the run's, and created at or after the
+    recorded leader (creation times are compared within
+    ``_CREATE_TIME_SLACK_S``: psutil derives them from the boot time, which
+    moves with clock adjustments between two supervisors' readings):
+
+    * The leader (the shim) still runs: the process with that pid *and* that
+      creation time, its descendants, and every member of its process group
+      and session, which its live pid keeps from being reused.
+    * Any process whose environment holds the run's marker (``RUN_MARK``,
+      ``identity.token``): this also finds a helper that left the group and
+      the session with ``setsid``.
+    * The leader is gone: the members of its group and session, if one of
+      them holds the marker. Linux reuses no pid while a process is in the
+      group or session it names, so the members are all the run's, or all a
+      stranger's that came with the pid later (a daemon whose leader
+      exited): one marked member tells which.
+
+    They are ended like a tree kill (SIGTERM, ``grace``, SIGKILL; the shim
+    last; the group as a whole only while its live leader pins its id).
+    Returns how many processes were ended; 0 when nothing of the run is
+    left, or nothing can be proven to be (a record without a marker, from an
+    older arsup, whose leader is gone).
+
+    What is missed: a process that left the session *and* hid its marker
+    (cleared its environment, or made itself undumpable to a supervisor
+    without ``CAP_SYS_PTRACE``). A run that hides this well is hostile;
+    the sandbox's PID namespace ends it with the shim (``sandbox``).
     """
-    try:
-        main = psutil.Process(pid)
-        same = abs(main.create_time() - create_time) <= _CREATE_TIME_SLACK_S
-        leader = os.getpgid(pid) == pid
-    except (psutil.Error, OSError):
-        return 0
-    if not same or not _alive(main):
-        return 0
+    since = identity.create_time - _CREATE_TIME_SLACK_S
+    shim, leader = _recorded_main(identity)
+    if shim is None:
+        tree = _Tree(None, grace, reaper=False, main_over=lambda: True, group_safe=lambda: False,
+                     pgid=identity.pgid, also=lambda: _left_by(identity, since))
+        return tree.terminate()
+    main = shim  # named again for the lambdas: not None
     # Not our child: once it is gone and reaped by init, its group id may be reused; stop using it then.
-    tree = _Tree(
-        main,
-        grace,
-        reaper=True,
-        main_over=lambda: not _alive(main),
-        group_safe=lambda: leader and _alive(main),
-    )
+    tree = _Tree(main, grace, reaper=True, main_over=lambda: not _alive(main),
+                 group_safe=lambda: leader and _alive(main), also=lambda: _marked(identity.token, since))
     return tree.terminate()
+
+
+def _recorded_main(identity: RunIdentity) -> tuple[psutil.Process | None, bool]:
+    """The recorded process if it still runs (that pid, that creation time), and whether it leads its group."""
+    try:
+        main = psutil.Process(identity.pid)
+        if abs(main.create_time() - identity.create_time) <= _CREATE_TIME_SLACK_S and _alive(main):
+            return main, os.getpgid(identity.pid) == identity.pid
+    except (psutil.Error, OSError):
+        pass
+    return None, False  # gone, or its pid was reused
+
+
+def _left_by(identity: RunIdentity, since: float) -> list[psutil.Process]:
+    """What a run whose leader is gone left: its marked processes, and its group and session if one is marked."""
+    marked = _marked(identity.token, since)
+    members = [p for p in _members(identity.pgid) if _created_since(p, since)]
+    return [*marked, *members] if any(p in marked for p in members) else marked
+
+
+def _marked(token: str, since: float) -> list[psutil.Process]:
+    """Live processes created at or after ``since`` whose environment holds ``RUN_MARK=token`` (and this user may read)."""
+    if not token:
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.create_time() >= since and proc.environ().get(RUN_MARK) == token:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return [p for p in found if _alive(p)]
+
+
+def _created_since(proc: psutil.Process, since: float) -> bool:
+    try:
+        return proc.create_time() >= since
+    except psutil.Error:
+        return False
 
 
 def _argv(spec: RunSpec) -> list[str]:
@@ -968,12 +1038,16 @@ def _alive(proc: psutil.Process) -> bool:
         return True
 
 
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Live processes of process group ``pgid``; cheap (one getpgid per process)."""
+def _members(leader: int) -> list[psutil.Process]:
+    """Live processes of process group ``leader`` or of session ``leader``; cheap (two syscalls per process).
+
+    The runner's main process leads both (``start_new_session``); a child
+    that moved to a group of its own (``setpgid``) is still in the session.
+    """
     members = []
     for pid in psutil.pids():
         try:
-            if os.getpgid(pid) == pgid:
+            if os.getpgid(pid) == leader or os.getsid(pid) == leader:
                 members.append(psutil.Process(pid))
         except (OSError, psutil.Error):
             continue

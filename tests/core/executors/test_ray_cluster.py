@@ -399,10 +399,12 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
     from arsup.core.events import Notice
     from arsup.core.experiment import Status
     from tests.conftest import TOY_TRAIN, write_script
+    from tests.faults.conftest import assert_invariants, fingerprint
 
     marker = tmp_path / "lost-once"
     env = {MARK: MARK_VALUE, "LOSE_ONCE": str(marker)}
     root = make_project(tmp_path / "repo", train=LOSE_ONCE + TOY_TRAIN, project={"env": env})
+    protected = fingerprint(root, ["prepare.py"])
     overrides = {"executor": {"kind": "ray", "address": cluster}, "acceptance": {"mode": "greedy"}}
     engine = Engine(config.load(root, overrides), root, ScriptAgent(write_script(root)), tag="lost")
     notices: list[str] = []
@@ -417,6 +419,7 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
     (attempt,) = [e for e in engine.journal.events() if e["event"] == "run_lost"]  # journaled as an attempt
     assert (attempt["experiment"], attempt["seed"], attempt["log"]) == (baseline.id, 0, str(lost))
     assert attempt["reason"].startswith("node lost: the Ray worker running it died")
+    assert_invariants(root, protected)
 
 
 def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: Path) -> None:
@@ -425,8 +428,10 @@ def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: 
     from arsup.core.events import SessionEnded
     from arsup.core.experiment import Status
     from tests.conftest import TOY_TRAIN, write_script
+    from tests.faults.conftest import assert_invariants, fingerprint
 
     root = make_project(tmp_path / "repo", train=LOSE_ALWAYS + TOY_TRAIN, project={"env": {MARK: MARK_VALUE}})
+    protected = fingerprint(root, ["prepare.py"])
     overrides = {"executor": {"kind": "ray", "address": cluster}, "acceptance": {"mode": "greedy"}}
     engine = Engine(config.load(root, overrides), root, ScriptAgent(write_script(root)), tag="twice")
     ended: list[SessionEnded] = []
@@ -438,6 +443,7 @@ def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: 
     (end,) = ended
     assert end.error and "lost twice" in end.reason and "check the cluster's nodes" in end.reason, end.reason
     assert "fix the training script" not in end.reason
+    assert_invariants(root, protected)
 
 
 def test_two_runs_at_once_on_the_cluster_each_in_its_slot(cluster: str, tmp_path: Path) -> None:

@@ -38,6 +38,15 @@ TOY_TRAIN = textwrap.dedent(
 SANDBOX = os.environ.get("ARSUP_TEST_SANDBOX", "none")
 
 
+def _bwrap_problem() -> str:
+    from arsup.core import sandbox
+
+    return sandbox.problem_with()
+
+
+needs_bwrap = pytest.mark.skipif(bool(_bwrap_problem()), reason=f"bubblewrap cannot run here: {_bwrap_problem()}")
+
+
 def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 

@@ -23,10 +23,8 @@ from arsup.config import SandboxConfig
 from arsup.core import runner, sandbox
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import TOY_TRAIN, git, make_engine, make_project, write_script
+from tests.conftest import TOY_TRAIN, git, make_engine, make_project, needs_bwrap, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
-
-needs_bwrap = pytest.mark.skipif(bool(sandbox.problem_with()), reason=f"bubblewrap cannot run here: {sandbox.problem_with()}")
 
 # Before the metric: what the run can see of arsup (JSON on one line). A hidden folder is an empty one
 # (a mount point cannot be removed); a hidden file cannot be read.

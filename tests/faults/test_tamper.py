@@ -6,7 +6,7 @@ from pathlib import Path
 
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import edit, make_engine, results_rows, write_script
+from tests.conftest import edit, make_engine, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records
 
 # Better constants plus a line that rewrites the evaluator while training.
@@ -35,14 +35,31 @@ def test_a_run_that_rewrites_a_protected_file_is_a_crash_and_the_file_is_restore
     assert_invariants(project, protected)
 
 
-def test_a_run_that_deletes_the_journal_is_a_crash_and_the_journal_is_restored(project: Path) -> None:
+WIPE_THE_LEDGER = edit("LR = 0.0001", "LR = 0.003\nimport shutil\nshutil.rmtree('.arsup', ignore_errors=True)")
+
+
+def test_a_run_that_deletes_the_journal_is_a_crash_and_the_journal_is_restored(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "repo", sandbox={"kind": "none"})  # in a sandbox it cannot reach .arsup
     protected = fingerprint(project, ["prepare.py"])
-    wipe = edit("LR = 0.0001", "LR = 0.003\nimport shutil\nshutil.rmtree('.arsup', ignore_errors=True)")
-    engine, _ = make_engine(project, write_script(project, {"hypothesis": "wipe the ledger", "edits": wipe}))
+    engine, _ = make_engine(project, write_script(project, {"hypothesis": "wipe the ledger", "edits": WIPE_THE_LEDGER}))
     engine.run()
 
     baseline, wiped = engine.history
     assert wiped.status == Status.CRASH and ".arsup/journal.jsonl" in wiped.reason
+    recorded = [r["experiment"]["id"] for r in journal_records(project) if r["event"] == "experiment"]
+    assert baseline.id in recorded and wiped.id in recorded
+    assert_invariants(project, protected)
+
+
+@needs_bwrap
+def test_a_sandboxed_run_that_deletes_the_journal_deletes_nothing(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "repo", sandbox={"kind": "bwrap"})
+    protected = fingerprint(project, ["prepare.py"])
+    engine, _ = make_engine(project, write_script(project, {"hypothesis": "wipe the ledger", "edits": WIPE_THE_LEDGER}))
+    engine.run()
+
+    baseline, wiped = engine.history
+    assert wiped.status == Status.KEEP, "its .arsup was an empty folder of its own: the journal was never touched"
     recorded = [r["experiment"]["id"] for r in journal_records(project) if r["event"] == "experiment"]
     assert baseline.id in recorded and wiped.id in recorded
     assert_invariants(project, protected)

@@ -18,7 +18,7 @@ process, and what it gets back means the same. The rules this module keeps:
 * A Ray system failure while the run is live (worker or node died, output
   lost) is a crash: ``kill_reason`` starts with "node lost:".
 * arsup, not Ray, says when a cluster is gone. Ray's driver ends its whole
-  process (exit 1, no message) 60 s after it lost the cluster's GCS, and
+  process (``_exit(1)``, no word from arsup) 60 s after it lost the GCS, and
   stays attached to a dead cluster when a new head comes up at the same
   address: so the GCS reconnect timeout is set past any night, and every
   run first checks that the connection still reaches its cluster. One that
@@ -361,7 +361,7 @@ def _reaches_its_cluster(address: str) -> bool:
 
 
 def _drop(ray: Any, deadline: float, stopped: Callable[[], bool]) -> None:
-    """Shut a connection whose cluster was lost down, once the runs on it ended (theirs were lost too)."""
+    """Shut down a connection whose cluster was lost, once the runs on it ended (they were lost with it)."""
     with _live_changed:
         while _live and not stopped() and time.monotonic() < deadline:
             _live_changed.wait(ray_task.POLL_S)
@@ -385,6 +385,7 @@ def _come_back(address: str, deadline: float, stopped: Callable[[], bool]) -> st
 
 
 def _count_live(change: int) -> None:
+    """One more, or one fewer, task supervised on the connection."""
     global _live
     with _live_changed:
         _live += change

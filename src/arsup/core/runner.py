@@ -16,7 +16,10 @@ session. The rules this module keeps:
   this list describes.
 * The main process gets its own session (and so its own process group) so
   the whole group can be signalled at once; descendants are also tracked with
-  psutil, because a descendant may leave the group with ``setsid``.
+  psutil, because a descendant may leave the group with ``setsid``. Each
+  run's environment also holds a marker of its own (``RUN_MARK``, recorded
+  in ``RunIdentity``), by which a restart finds what a reaper killed along
+  with the supervisor left under init (``end_recorded``).
 * Output is drained continuously by a thread, in large chunks, so a chatty
   child never blocks on a full pipe; the raw bytes go to the log file and the
   decoded lines go to one optional subscriber, batched per chunk. Nothing on

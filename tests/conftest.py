@@ -47,6 +47,16 @@ def _bwrap_problem() -> str:
 needs_bwrap = pytest.mark.skipif(bool(_bwrap_problem()), reason=f"bubblewrap cannot run here: {_bwrap_problem()}")
 
 
+def blocked_bwrap(folder: Path) -> Path:
+    """A folder holding a bwrap that fails as Ubuntu's AppArmor makes the real one fail (put it first on PATH):
+    the machine, not the unit under test."""
+    folder.mkdir()
+    tool = folder / "bwrap"
+    tool.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    tool.chmod(0o755)
+    return folder
+
+
 def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from arsup.core.engine import Engine
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal, RepoBusy
 from arsup.core.vcs import GitError
-from tests.conftest import git, make_project
+from tests.conftest import blocked_bwrap, git, make_project
 
 ADDITIVE = (
     "import os\nA = 0\nB = 0\nNOISE = {0: 0.0, 1: 0.02, 2: -0.02, 3: 0.01}\n"
@@ -53,6 +54,14 @@ def test_verify_the_best_beside_the_baseline(night: Path) -> None:
     assert len(lines) == 4 and (night / "train.py").read_text() == before
     assert git(night, "status", "--porcelain") == ""
     assert [e for e in Journal(night).events() if e["event"] == "verify"][-1]["mean"] == pytest.approx(0.8525)
+
+
+def test_verify_where_bwrap_is_blocked_says_so_before_its_runs(night: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{blocked_bwrap(night.parent / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    lines: list[str] = []
+    report = verify(config.load(night, {"sandbox": {"kind": "auto"}}), night, "night", None, seeds=1, progress=lines.append)
+    assert lines[0].startswith("runs are not sandboxed: bwrap fails here (bwrap: setting up uid map: Permission denied)")
+    assert len(lines) == 2 and report.measured.values == pytest.approx({0: 0.85})
 
 
 def test_verify_an_older_commit_puts_the_tree_back(night: Path) -> None:

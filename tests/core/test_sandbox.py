@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import socket
-import stat
 import sys
 import textwrap
 from pathlib import Path
@@ -23,7 +22,7 @@ from arsup.config import SandboxConfig
 from arsup.core import runner, sandbox
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import TOY_TRAIN, git, make_engine, make_project, needs_bwrap, write_script
+from tests.conftest import TOY_TRAIN, blocked_bwrap, git, make_engine, make_project, needs_bwrap, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 # Before the metric: what the run can see of arsup (JSON on one line). A hidden folder is an empty one
@@ -178,17 +177,8 @@ def test_a_sandboxed_run_past_its_timeout_is_ended_with_all_it_started(tmp_path:
     assert_invariants(root, protected)
 
 
-def _fake_bwrap(folder: Path) -> Path:
-    """A bwrap that fails as Ubuntu's AppArmor makes the real one fail: the machine, not the unit under test."""
-    folder.mkdir()
-    tool = folder / "bwrap"
-    tool.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
-    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
-    return folder
-
-
 def test_auto_where_bwrap_is_blocked_says_so_once_and_runs_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{_fake_bwrap(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{blocked_bwrap(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
     train = LOOKS_AROUND.replace("SUPERVISOR", str(os.getpid())) + TOY_TRAIN
     root = make_project(tmp_path / "repo", train=train, sandbox={"kind": "auto"})
     protected = fingerprint(root, ["prepare.py"])

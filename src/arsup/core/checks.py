@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from arsup.config import Config
-from arsup.core import acceptance, journal, measure
+from arsup.core import acceptance, journal, measure, sandbox
 from arsup.core.experiment import Experiment
 from arsup.core.vcs import GitError, branch_name
 from arsup.core.workspace import HeldRepo
@@ -96,6 +96,7 @@ class _Bench:
             self.repo.close()
             raise GitError(f"uncommitted changes in {', '.join(dirty)}; commit or stash them first")
         self.log_dir = self.journal.dir / kind / time.strftime("%Y%m%d-%H%M%S")
+        self.unsandboxed = sandbox.warning(config.sandbox)  # said once, before the first run
 
     def close(self) -> None:
         self.repo.close()
@@ -108,6 +109,9 @@ class _Bench:
 
     def run_seeds(self, label: str, seeds: int, progress: Progress) -> Measured:
         measured = Measured()
+        if self.unsandboxed:
+            progress(self.unsandboxed)
+            self.unsandboxed = ""
         for index in range(seeds):
             seed = self.config.project.seed + index
             progress(f"{label}: run {index + 1} of {seeds} (seed {seed})")

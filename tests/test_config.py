@@ -140,3 +140,21 @@ def test_a_ray_executor_without_ray_installed_names_the_extra(project: Path, mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(config.ConfigError, match=r"\[executor\] kind: .*pip install 'arsup\[ray\]'"):
         config.load(project, {"executor": {"kind": "ray"}})
+
+
+def test_sandbox_bwrap_where_bwrap_is_missing_is_a_config_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(project / "no-such-folder"))
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(project, {"sandbox": {"kind": "bwrap"}})
+    assert str(raised.value).endswith(
+        '[sandbox]: kind = "bwrap" but bubblewrap (bwrap) is not installed; install bubblewrap (apt install '
+        'bubblewrap) and allow it, or set kind = "auto" to run unsandboxed where it cannot run'
+    )
+
+
+def test_sandbox_writable_paths_lie_outside_the_project(project: Path) -> None:
+    cfg = config.load(project, {"sandbox": {"writable": ["/data/cache", "~/.cache/torch"]}})
+    assert cfg.sandbox.writable == ["/data/cache", "~/.cache/torch"] and cfg.sandbox.network
+    assert config.SandboxConfig().kind == "auto" and config.SandboxConfig().writable == ["~/.cache", "~/.triton"]
+    with pytest.raises(config.ConfigError, match=r"\[sandbox\] writable: 'data' is relative; the project folder is writable"):
+        config.load(project, {"sandbox": {"writable": ["data"]}})

@@ -9,7 +9,7 @@ import pytest
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from arsup.core.vcs import GitError
-from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, write_script
+from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, needs_bwrap, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 
@@ -175,8 +175,10 @@ time.sleep(120)
 """
 
 
-def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path: Path) -> None:
-    """`pkill -9 -f arsup`, the OOM killer: the reaper dies first, so nothing takes the tree down; the restart does."""
+@pytest.mark.parametrize("kind", ["none", pytest.param("bwrap", marks=needs_bwrap)])
+def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path: Path, kind: str) -> None:
+    """`pkill -9 -f arsup`, the OOM killer: the reaper dies first, so nothing takes the tree down; the restart does.
+    In a sandbox the PID namespace goes with the reaper (bubblewrap's --die-with-parent)."""
     import signal
     import subprocess
     import sys
@@ -184,7 +186,7 @@ def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path
 
     import psutil
 
-    project = make_project(tmp_path / "repo", sandbox={"kind": "none"})  # bwrap's PID namespace would end it at once
+    project = make_project(tmp_path / "repo", sandbox={"kind": kind})
     protected = fingerprint(project, ["prepare.py"])
     script = write_script(project, {"hypothesis": "slow", "files": {"train.py": ORPHANED}})
     command = [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", "t1"]
@@ -206,7 +208,10 @@ def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path
         psutil.wait_procs([reaper], timeout=5)
         time.sleep(0.5)  # what would end by itself has ended
         alive = [p for p in run if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert alive and all(p.ppid() not in (reaper.pid, arsup.pid) for p in alive)  # orphans, re-parented
+        if kind == "none":
+            assert alive and all(p.ppid() not in (reaper.pid, arsup.pid) for p in alive)  # orphans, re-parented
+        else:
+            assert alive == []
 
         engine, events = make_engine(project, script)
         engine.close()
@@ -218,6 +223,7 @@ def test_nothing_of_a_run_survives_arsup_and_its_reaper_killed_together(tmp_path
                 proc.kill()
             except psutil.Error:
                 pass
-    assert any("left running by an arsup that was killed" in getattr(e, "text", "") for e in events)
+    if kind == "none":
+        assert any("left running by an arsup that was killed" in getattr(e, "text", "") for e in events)
     assert engine.history[-1].status == Status.CRASH
     assert_invariants(project, protected)

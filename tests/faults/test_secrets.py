@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arsup.core import sandbox
-from tests.conftest import TOY_TRAIN, make_project, results_rows, write_script
+from tests.conftest import TOY_TRAIN, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 # What a thief prints: every NAME=value its ancestors' environment blocks and stacks give away,
@@ -56,10 +55,7 @@ SECRETS = {
     "DATABASE_URL": f"postgres://arsup:pw{uuid.uuid4().hex}@db.example/night",
 }
 
-KINDS = [
-    "none",
-    pytest.param("bwrap", marks=pytest.mark.skipif(bool(sandbox.problem_with()), reason="bubblewrap cannot run here")),
-]
+KINDS = ["none", pytest.param("bwrap", marks=needs_bwrap)]
 
 
 @pytest.mark.parametrize("kind", KINDS)

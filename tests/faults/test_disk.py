@@ -16,10 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-from arsup.core.events import Notice, SessionEnded
+from arsup.core.events import ExperimentStarted, Notice, SessionEnded
 from arsup.core.experiment import Status
 from tests.conftest import edit, fill, git, make_engine, make_project, results_rows, write_script
-from tests.faults.conftest import assert_invariants, fingerprint, journal_records
+from tests.faults.conftest import assert_invariants, fingerprint, journal_records, leftover_processes
 
 # Waits, when the test asks for it, until the disk is full; then prints its metric and exits 0.
 WAITS_FOR_A_FULL_DISK = textwrap.dedent(
@@ -171,4 +171,56 @@ def test_a_disk_full_when_arsup_records_the_run_is_one_message(small_disk: Path)
     assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP]
     assert all(e.agent != "person" for e in engine.history)
     assert [row[3] for row in results_rows(root)] == ["keep", "keep"]
+    assert_invariants(root, protected)
+
+
+def test_a_disk_that_fills_as_a_run_starts_is_the_disk_s_problem(small_disk: Path) -> None:
+    """Filled right after the run is recorded as started, before arsup journals its process: whichever write
+    fails first (the journal's, the log's) the loop ends with the disk's message and nothing of the run is left."""
+    root = make_project(small_disk / "repo", train=WAITS_FOR_A_FULL_DISK)
+    protected = fingerprint(root, ["prepare.py"])
+    script = write_script(root, {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
+    engine, events = make_engine(root, script)
+    engine.subscribe(lambda event: fill(small_disk) if isinstance(event, ExperimentStarted) and event.experiment.id == "0002" else None)
+    engine.run()
+    ended = [e for e in events if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0].state_folder and f"the disk at {small_disk} is full" in ended[0].reason
+    assert "experiment 0002 is measured again" in ended[0].reason
+
+    (small_disk / "filler.bin").unlink()
+    engine, events = make_engine(root, script, max_experiments=1)
+    engine.run()
+    assert [(e.id, e.status) for e in engine.history] == [("0001", Status.KEEP), ("0002", Status.KEEP)]
+    assert_invariants(root, protected)
+
+
+def test_a_journal_that_cannot_be_written_as_a_run_starts_ends_the_loop_and_the_run(small_disk: Path) -> None:
+    """The journal's own write fails (here a folder took its place) after the run started: one message naming
+    the journal, the state folder's exit code, and the run ended with the loop, not left behind."""
+    root = make_project(small_disk / "repo", train=WAITS_FOR_A_FULL_DISK)
+    protected = fingerprint(root, ["prepare.py"])
+    journal = root / ".arsup" / "journal.jsonl"
+    aside = small_disk / "journal.jsonl"
+    script = write_script(root, {"hypothesis": "higher LR", "edits": MORE_LR_AND_WAIT})
+    (small_disk / "fill-me").write_text("")  # the run waits 20 s for a disk that does not fill
+
+    def break_the_journal(event: object) -> None:
+        if isinstance(event, ExperimentStarted) and event.experiment.id == "0002":
+            journal.rename(aside)
+            journal.mkdir()
+
+    engine, events = make_engine(root, script)
+    engine.subscribe(break_the_journal)
+    engine.run()
+    assert leftover_processes(root) == []  # the run ended with the loop
+    ended = [e for e in events if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0].error and ended[0].state_folder, ended
+    assert ended[0].reason.startswith(f"cannot use {journal}: Is a directory")
+
+    journal.rmdir()
+    aside.rename(journal)
+    (small_disk / "fill-me").unlink()
+    engine, events = make_engine(root, script, max_experiments=1)
+    engine.run()
+    assert [(e.id, e.status) for e in engine.history][:1] == [("0001", Status.KEEP)]
     assert_invariants(root, protected)

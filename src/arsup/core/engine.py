@@ -1325,10 +1325,17 @@ class Engine:
                 run.kill(self._stop_reason)
         if run.identity is not None:  # so a restart after a kill -9 can end it if it still runs
             who = run.identity
-            self.journal.append(
-                "run_started", tag=self.tag, experiment=experiment.id, seed=seed,
-                pid=who.pid, pgid=who.pgid, create_time=who.create_time, token=who.token,
-            )
+            try:
+                self.journal.append(
+                    "run_started", tag=self.tag, experiment=experiment.id, seed=seed,
+                    pid=who.pid, pgid=who.pgid, create_time=who.create_time, token=who.token,
+                )
+            except journal.JournalError as exc:  # a run arsup cannot record must not outlive the loop it ends
+                run.kill(f"arsup cannot record its run: {exc}")
+                run.wait()
+                with self._run_lock:
+                    slot.run = None
+                raise
         outcome = run.wait()
         with self._run_lock:
             slot.run = None

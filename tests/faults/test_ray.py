@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -170,4 +171,25 @@ def test_a_restarted_head_is_reconnected_and_the_run_measured(head: Head, tmp_pa
     baseline = baseline_record(root)
     assert baseline["status"] == "keep" and baseline["metric"] == pytest.approx(3.25)
     assert len(baseline["runs"]) == 1  # the lost attempt is the journal's run_lost, not a run of the mean
+    assert_invariants(root, protected)
+
+
+def test_a_stop_while_a_lost_cluster_is_awaited_ends_at_once(head: Head, tmp_path: Path) -> None:
+    root = ray_project(tmp_path, head)
+    protected = fingerprint(root, ["prepare.py"])
+    proc = start_arsup(root, "wait")
+    head.kill()
+    deadline = time.monotonic() + 30
+    while not lost_runs(root):  # the run is lost; the next attempt waits for the cluster to answer again
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    asked = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - asked < 15, "the stop waited for the cluster"
+    assert "Traceback" not in err, err
+    baseline = baseline_record(root)
+    assert (baseline["status"], baseline["reason"]) == ("crash", "stopped by user")
     assert_invariants(root, protected)

@@ -194,3 +194,20 @@ def test_auto_where_bwrap_is_blocked_says_so_once_and_runs_unsandboxed(tmp_path:
     assert baseline.status == Status.KEEP and len(baseline.runs) == 3
     assert all("HEAD" in _seen(Path(run.log_path))["git"] for run in baseline.runs), "unsandboxed: the run sees .git"
     assert_invariants(root, protected)
+
+
+def test_auto_where_env_cannot_ignore_signals_names_coreutils(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bubblewrap runs with the ending signals ignored through coreutils' env (8.31 and later): an older one says so."""
+    old = tmp_path / "bin"
+    old.mkdir()
+    (old / "env").write_text("#!/bin/sh\necho \"env: unrecognized option '$1'\" >&2\nexit 125\n")
+    (old / "env").chmod(0o755)
+    (old / "bwrap").symlink_to("/bin/true")  # found, so the blame is env's
+    monkeypatch.setenv("PATH", f"{old}{os.pathsep}{os.environ['PATH']}")
+
+    assert sandbox.warning(SandboxConfig(kind="auto")) == (
+        "runs are not sandboxed: env cannot run bwrap with signals ignored (env: unrecognized option "
+        "'--ignore-signal=TERM,INT,HUP'); install coreutils 8.31 or later, or set [sandbox] kind = \"none\" to silence this"
+    )
+    assert sandbox.prefix(SandboxConfig(kind="auto"), tmp_path) == ()
+

@@ -73,6 +73,8 @@ def warning(settings: SandboxConfig) -> str:
         return ""
     if shutil.which("bwrap") is None:
         fix = "install bubblewrap (apt install bubblewrap)"
+    elif problem.startswith("env "):
+        fix = "install coreutils 8.31 or later"
     else:
         fix = f"where AppArmor restricts user namespaces, `{_USERNS_FIX}` allows them"
     return f"runs are not sandboxed: {problem}; {fix}, {_SILENCE}"
@@ -83,7 +85,7 @@ def problem_with(network: bool = True) -> str:
     tool = shutil.which("bwrap")
     if tool is None:
         return "bubblewrap (bwrap) is not installed"
-    return _probe(tool, network)
+    return _probe(tool, shutil.which("env") or "env", network)
 
 
 def exit_code(code: int) -> int:
@@ -99,8 +101,11 @@ def _tool(settings: SandboxConfig) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(tool: str, network: bool) -> str:
-    """Run ``true`` in the sandbox's namespaces; "" when it worked, else bwrap's last words (cached)."""
+def _probe(tool: str, env: str, network: bool) -> str:
+    """Run ``true`` in the sandbox's namespaces; "" when it worked, else why not in bwrap's (or env's) words.
+
+    Cached by the programs found (``env`` is the one that ignores the ending signals, see the module
+    docstring): a machine does not change its mind within a process, a PATH may."""
     argv = [*_outer(tool, network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--", *_inner(), "true"]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
@@ -109,7 +114,10 @@ def _probe(tool: str, network: bool) -> str:
     if done.returncode == 0:
         return ""
     said = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-    return f"bwrap fails here ({said[-1] if said else f'exit code {done.returncode}'})"
+    last = said[-1] if said else f"exit code {done.returncode}"
+    if last.startswith("env:"):  # coreutils before 8.31: no --ignore-signal
+        return f"env cannot run bwrap with signals ignored ({last})"
+    return f"bwrap fails here ({last})"
 
 
 def _outer(tool: str, network: bool) -> list[str]:

@@ -31,7 +31,7 @@ WAITS_FOR_A_FULL_DISK = textwrap.dedent(
     LR = 0.0001
     WAIT = 0
 
-    if WAIT and os.path.exists("../fill-me"):
+    if WAIT and os.path.exists("fill-me"):
         print("training", flush=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -56,7 +56,7 @@ FILLS_THE_DISK = textwrap.dedent(
 
     print("---")
     print(f"val_bpb: {(math.log10(LR) + 2.5) ** 2 + 1.0:.6f}", flush=True)
-    if WAIT and os.path.exists("../fill-me"):
+    if WAIT and os.path.exists("fill-me"):
         time.sleep(0.5)  # the metric is in the log
         try:
             with open("ckpt.bin", "ab", buffering=0) as checkpoint:
@@ -68,6 +68,16 @@ FILLS_THE_DISK = textwrap.dedent(
 )
 
 MORE_LR_AND_WAIT = edit("LR = 0.0001", "LR = 0.003") + edit("WAIT = 0", "WAIT = 1")
+
+
+def _project(disk: Path, train: str) -> Path:
+    """A project on the small disk; the test asks a run to wait or fill with `fill-me`, a file git ignores
+    (inside the project: a sandboxed run sees nothing beside it)."""
+    root = make_project(disk / "repo", train=train)
+    (root / ".gitignore").write_text("fill-me\nckpt.bin\n")
+    git(root, "add", ".gitignore")
+    git(root, "commit", "-qm", "ignore what the tests and the runs write")
+    return root
 
 
 def _arsup(root: Path, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,10 +102,10 @@ def _fill_once_training(disk: Path, log: Path) -> threading.Thread:
 
 
 def test_a_disk_that_fills_during_a_run_ends_the_loop_and_the_run_is_measured_again(small_disk: Path) -> None:
-    root = make_project(small_disk / "repo", train=WAITS_FOR_A_FULL_DISK)
+    root = _project(small_disk, WAITS_FOR_A_FULL_DISK)
     protected = fingerprint(root, ["prepare.py"])
     script = write_script(root, {"hypothesis": "higher LR", "edits": MORE_LR_AND_WAIT})
-    (small_disk / "fill-me").write_text("")
+    (root / "fill-me").write_text("")
     filling = _fill_once_training(small_disk, root / ".arsup" / "runs" / "0002" / "run.log")
 
     ended = _arsup(root, script)
@@ -117,7 +127,7 @@ def test_a_disk_that_fills_during_a_run_ends_the_loop_and_the_run_is_measured_ag
     assert (root / ".arsup" / "journal.jsonl").read_bytes() == journal
 
     (small_disk / "filler.bin").unlink()  # the person frees the disk, and starts again
-    (small_disk / "fill-me").unlink()
+    (root / "fill-me").unlink()
     again = _arsup(root, script, "--max-experiments", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "measuring it first" not in again.stdout  # arsup's own commit is not a person's
@@ -150,13 +160,10 @@ def test_a_run_that_floods_its_log_never_fills_the_disk(small_disk: Path) -> Non
 
 def test_a_disk_full_when_arsup_records_the_run_is_one_message(small_disk: Path) -> None:
     """The run prints its metric, then fills the disk: the journal, results.tsv and git have no room left."""
-    root = make_project(small_disk / "repo", train=FILLS_THE_DISK)
-    (root / ".gitignore").write_text("ckpt.bin\n")
-    git(root, "add", ".gitignore")
-    git(root, "commit", "-qm", "ignore checkpoints")
+    root = _project(small_disk, FILLS_THE_DISK)
     protected = fingerprint(root, ["prepare.py"])
     script = write_script(root, {"hypothesis": "higher LR", "edits": MORE_LR_AND_WAIT})
-    (small_disk / "fill-me").write_text("")
+    (root / "fill-me").write_text("")
     engine, events = make_engine(root, script)
     engine.run()
     ended = [e for e in events if isinstance(e, SessionEnded)]
@@ -165,7 +172,7 @@ def test_a_disk_full_when_arsup_records_the_run_is_one_message(small_disk: Path)
     assert "free some space" in ended[0].reason
 
     (root / "ckpt.bin").unlink()
-    (small_disk / "fill-me").unlink()
+    (root / "fill-me").unlink()
     engine, events = make_engine(root, script, max_experiments=1)
     engine.run()
     assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP]
@@ -177,7 +184,7 @@ def test_a_disk_full_when_arsup_records_the_run_is_one_message(small_disk: Path)
 def test_a_disk_that_fills_as_a_run_starts_is_the_disk_s_problem(small_disk: Path) -> None:
     """Filled right after the run is recorded as started, before arsup journals its process: whichever write
     fails first (the journal's, the log's) the loop ends with the disk's message and nothing of the run is left."""
-    root = make_project(small_disk / "repo", train=WAITS_FOR_A_FULL_DISK)
+    root = _project(small_disk, WAITS_FOR_A_FULL_DISK)
     protected = fingerprint(root, ["prepare.py"])
     script = write_script(root, {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
     engine, events = make_engine(root, script)
@@ -197,12 +204,12 @@ def test_a_disk_that_fills_as_a_run_starts_is_the_disk_s_problem(small_disk: Pat
 def test_a_journal_that_cannot_be_written_as_a_run_starts_ends_the_loop_and_the_run(small_disk: Path) -> None:
     """The journal's own write fails (here a folder took its place) after the run started: one message naming
     the journal, the state folder's exit code, and the run ended with the loop, not left behind."""
-    root = make_project(small_disk / "repo", train=WAITS_FOR_A_FULL_DISK)
+    root = _project(small_disk, WAITS_FOR_A_FULL_DISK)
     protected = fingerprint(root, ["prepare.py"])
     journal = root / ".arsup" / "journal.jsonl"
     aside = small_disk / "journal.jsonl"
     script = write_script(root, {"hypothesis": "higher LR", "edits": MORE_LR_AND_WAIT})
-    (small_disk / "fill-me").write_text("")  # the run waits 20 s for a disk that does not fill
+    (root / "fill-me").write_text("")  # the run waits 20 s for a disk that does not fill
 
     def break_the_journal(event: object) -> None:
         if isinstance(event, ExperimentStarted) and event.experiment.id == "0002":
@@ -219,7 +226,7 @@ def test_a_journal_that_cannot_be_written_as_a_run_starts_ends_the_loop_and_the_
 
     journal.rmdir()
     aside.rename(journal)
-    (small_disk / "fill-me").unlink()
+    (root / "fill-me").unlink()
     engine, events = make_engine(root, script, max_experiments=1)
     engine.run()
     assert [(e.id, e.status) for e in engine.history][:1] == [("0001", Status.KEEP)]

@@ -1,5 +1,9 @@
 """A run must not plant code in `.git` that arsup's git would run, nor move the kept line, nor leave a
-tracked file it replaced with a symlink, a folder or nothing."""
+tracked file it replaced with a symlink, a folder or nothing.
+
+The `.git` cases run unsandboxed (`NO_SANDBOX`): inside bubblewrap the run cannot see `.git` at all, so
+they are the checks that hold where it is missing; one case checks that bubblewrap keeps a plant out.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import pytest
 
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import edit, git, make_engine, make_project, results_rows, write_script
+from tests.conftest import edit, git, make_engine, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
 SECRET = "sk-must-not-leave-arsup"
+NO_SANDBOX = {"sandbox": {"kind": "none"}}
 
 
 def plant(path: str, text: str, mode: int = 0o644) -> str:
@@ -73,7 +78,7 @@ def test_what_a_run_plants_in_git_is_never_run_and_is_undone(
         {"hypothesis": "plant code in .git", "edits": edit("LR = 0.0001", "LR = 0.003\n" + code)},
         {"hypothesis": "honest LR change", "edits": edit("LR = 0.0001", "LR = 0.002")},
     )
-    engine, events = make_engine(project, script)
+    engine, events = make_engine(project, script, **NO_SANDBOX)
     before = git_files(project)
     engine.run()
 
@@ -89,6 +94,30 @@ def test_what_a_run_plants_in_git_is_never_run_and_is_undone(
     assert_invariants(project, protected)
 
 
+@needs_bwrap
+@pytest.mark.parametrize("planter", [planted_hook, planted_filter])
+def test_inside_bubblewrap_what_a_run_plants_never_reaches_git(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planter
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    marker = tmp_path / "stolen"
+    code, _ = planter(marker)
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(
+        project,
+        {"hypothesis": "plant code in .git", "edits": edit("LR = 0.0001", "LR = 0.003\n" + code)},
+        {"hypothesis": "honest", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.002")},
+    )
+    engine, _ = make_engine(project, script, sandbox={"kind": "bwrap"})
+    before = git_files(project)
+    engine.run()
+
+    assert not marker.exists(), marker.read_text()
+    assert [e.status for e in engine.history] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert git_files(project) == before
+    assert_invariants(project, protected)
+
+
 MOVE_BRANCH_BACK = "import subprocess\nsubprocess.run(['git', 'update-ref', 'refs/heads/autoresearch/t1', 'HEAD~2'])"
 
 
@@ -100,7 +129,7 @@ def test_a_run_that_moves_the_run_branch_is_a_crash_and_the_kept_line_stays(proj
         {"hypothesis": "drop the keep", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.003\n" + MOVE_BRANCH_BACK)},
         {"hypothesis": "honest", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.002")},
     )
-    engine, _ = make_engine(project, script)
+    engine, _ = make_engine(project, script, **NO_SANDBOX)
     engine.run()
 
     baseline, first, mover, honest = engine.history
@@ -121,7 +150,7 @@ def test_a_run_that_rewrites_head_is_a_crash_and_later_proposals_still_apply(pro
         {"hypothesis": "honest", "edits": edit("LR = 0.0001", "LR = 0.002")},
         {"hypothesis": "honest again", "edits": edit("WIDTH = 64", "WIDTH = 64\nLR = 0.004")},
     )
-    engine, _ = make_engine(project, script)
+    engine, _ = make_engine(project, script, **NO_SANDBOX)
     engine.run()
 
     baseline, rewriter, honest, again = engine.history
@@ -241,7 +270,7 @@ def _slots_night(tmp_path: Path, wait: float, *more: dict) -> tuple[Path, dict[s
     """Two slots: a quick honest keep beside a slow run that plants in `.git` after `wait` seconds."""
     from tests.core.test_slots import TWO_GAINS, TWO_SLOTS
 
-    root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS)
+    root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS, **NO_SANDBOX)
     protected = fingerprint(root, ["prepare.py"])
     plants = SLOT_PLANTS.format(wait=wait, thief=thief(tmp_path / "stolen"))
     script = write_script(
@@ -250,7 +279,7 @@ def _slots_night(tmp_path: Path, wait: float, *more: dict) -> tuple[Path, dict[s
         {"hypothesis": "plant", "edits": edit("B = 0", "B = 1\n" + plants)},
         *more,
     )
-    engine, _ = make_engine(root, script, **TWO_SLOTS)
+    engine, _ = make_engine(root, script, **TWO_SLOTS, **NO_SANDBOX)
     before = git_files(root)
     engine.run()
     assert not (tmp_path / "stolen").exists(), (tmp_path / "stolen").read_text()

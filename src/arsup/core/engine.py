@@ -9,12 +9,18 @@ committed ends with a journal record, a results.tsv row and a clean work tree.
 What it guarantees the person, whatever the agent or the training does:
 
 * Files it never writes, deletes or restores: anything git ignores or does
-  not track (but new files an edit creates), `.git/`, `.arsup/`,
-  `results.tsv`, `arsup.toml` and the instructions. A failed edit puts back
-  exactly the bytes it replaced.
+  not track (but new files an edit creates), `.git/` (but what a run changed
+  there), `.arsup/`, `results.tsv`, `arsup.toml` and the instructions. A
+  failed edit puts back exactly the bytes it replaced.
 * Protected files are fingerprinted at the start and checked after every
   run; a run that changed one is a crash, said loudly, and the file is
   restored from git. A run cannot change what scores it.
+* `.git` (hooks, config, HEAD, the run branch's ref: gitguard) is
+  fingerprinted before every run and compared after it, before any git
+  command; a run that changed it is a crash and the bytes are put back. A
+  tracked editable file is restored whatever the run made of it.
+* Only a descendant of the best that arsup did not commit is adopted as a
+  person's commit; a branch found anywhere else goes back on the best.
 * A restart after a kill finishes what was left half done (the branch back
   on the last measured commit, the record closed) but first refuses to touch
   any uncommitted change it did not make itself.

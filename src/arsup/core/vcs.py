@@ -92,7 +92,8 @@ class Vcs:
         )
         keys = out.split("\0") if status == 0 else []  # 1: no filter is configured
         names = {key.split(".", 1)[1].rsplit(".", 1)[0] for key in keys if key.count(".") >= 2}
-        return [f"filter.{name}.{key}" for name in sorted(names) for key in ("clean=", "smudge=", "process=", "required=false")]
+        emptied = ("clean=", "smudge=", "process=", "required=false")
+        return [f"filter.{name}.{key}" for name in sorted(names) for key in emptied]
 
     def _from_top(self, path: str) -> str:
         """A path git printed relative to the repository's top, made relative to the project."""

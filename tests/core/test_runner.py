@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -761,5 +762,18 @@ def test_a_flood_never_takes_the_disk_below_its_reserve(small_disk: Path) -> Non
     data = spec.log_path.read_bytes()
     assert outcome.exit_code == 0 and outcome.log_error == "" and outcome.unlogged == ""
     assert data.endswith(b"val_bpb: 1.009\n") and b"[arsup: log cut here; " in data
-    assert free > total * 0.4  # at most about half of what was free went to the log
+    assert free > total * 0.4  # the reserve (half of a small disk) stays free, less the log's end
     assert str(spec.log_path) in outcome.log_capped and "free" in outcome.log_capped
+
+
+def test_a_disk_already_below_its_reserve_gets_only_the_end_of_the_log(small_disk: Path) -> None:
+    """The reserve is the disk's (half of a small one), not half of whatever is left: run after run, a flood
+    would otherwise take half the rest each time."""
+    (small_disk / "someone-else.bin").write_bytes(bytes(20 << 20))  # 10 MB free, under the 15 MB reserve
+    spec = _spec(small_disk, METRIC_AFTER_A_FLOOD.format(lines=100_000))  # 5 MB
+    before = shutil.disk_usage(small_disk).free
+    outcome = run(spec)
+    data = spec.log_path.read_bytes()
+    assert outcome.exit_code == 0 and data.endswith(b"val_bpb: 1.009\n") and data.startswith(b"[arsup: log cut here; ")
+    assert len(data) <= (1 << 20) + 200 and before - shutil.disk_usage(small_disk).free <= (1 << 20) + (64 << 10)
+    assert "cut at 0 MB to keep 15 MB of its disk free" in outcome.log_capped

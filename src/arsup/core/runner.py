@@ -153,6 +153,7 @@ _LOG_TAIL_BYTES = 1 << 20  # a log cut short keeps this much of the end of the o
 _LOG_MARKER_RESERVE = 128  # room kept under the cap for the "log cut here" line
 _DISK_RESERVE_BYTES = 64 << 20  # a log leaves at least this much of its disk free (see _disk_reserve)
 _DISK_RESERVE_SHARE = 0.05  # ... or this share of the disk, if more
+_DISK_RESERVE_MAX = 1 << 30  # ... but the share never asks for more than this
 _FREE_CHECK_BYTES = 1 << 20  # a log asks for its disk's free space again after writing this much
 _QUOTE_CHARS = 120  # an abort reason quotes at most this much of the matching line
 _CREATE_TIME_SLACK_S = 1.0  # see end_recorded
@@ -441,18 +442,20 @@ class _LogFile:
 
 
 def _disk_reserve(fd: int) -> int:
-    """How much of its disk a run's log leaves free: max(64 MiB, 5 %), at most half of what is free now.
+    """How much of its disk a run's log leaves free: max(64 MiB, 5 % up to 1 GiB), at most half the disk.
 
     The reserve is room for arsup's own writes (the journal, git) and for
-    everyone else on the disk; on a small disk half of the free space still
-    goes to the log. 0 when the file system does not say (no check then).
+    everyone else on the disk. It is the disk's, not a share of what is free
+    now: on a disk already below it a log keeps only its end, and run after
+    run of floods cannot take half of the rest each time. 0 when the file
+    system does not say (no check then).
     """
     try:
         stats = os.fstatvfs(fd)
     except OSError:
         return 0
-    total, free = stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
-    return int(min(max(_DISK_RESERVE_BYTES, total * _DISK_RESERVE_SHARE), free / 2))
+    total = stats.f_blocks * stats.f_frsize
+    return int(min(max(_DISK_RESERVE_BYTES, min(total * _DISK_RESERVE_SHARE, _DISK_RESERVE_MAX)), total / 2))
 
 
 def _free_bytes(fd: int) -> int:

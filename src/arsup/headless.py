@@ -33,7 +33,7 @@ from arsup.remote import describe_question
 from arsup.view import SessionView
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
-EXPORT_WAIT_S = 60  # at the end, how long the last experiments may take to reach the tracker
+EXPORT_WAIT_S = 30  # at the end, how long the last experiments may take to reach the tracker (Ctrl-C cuts it short)
 
 
 def _format_metric(value: float | None) -> str:
@@ -106,6 +106,22 @@ class Printer:
         say(line, self.out)
 
 
+def _close_export(exporter: LiveExport, out: TextIO) -> None:
+    """The experiments still on their way to MLflow get EXPORT_WAIT_S, and the person is told what is waited
+    for; Ctrl-C gives up the wait. Whatever did not get through is said with the command that sends it."""
+    uri = exporter.exporter.uri
+    if exporter.pending:
+        say(f"arsup: waiting up to {EXPORT_WAIT_S} s for the MLflow server at {uri} "
+            f"({exporter.pending} experiments to send; Ctrl-C gives up)", out)
+    try:
+        unsent = exporter.close(EXPORT_WAIT_S)
+    except KeyboardInterrupt:
+        unsent = exporter.unsent
+    if unsent:
+        say(f"arsup: {unsent} experiments did not reach the MLflow server at {uri}; "
+            f"`arsup export mlflow --uri {uri}` sends them", out)
+
+
 def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = False) -> int:
     """Prepare and run to the end: 0 when the loop ended normally, 1 on an error, 2 on one with arsup's own
     files or their disk (a full disk), 128+N after signal N.
@@ -150,7 +166,7 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if notifier is not None:
         notifier.wait(hook.timeout)
     if exporter is not None:
-        exporter.close(EXPORT_WAIT_S)
+        _close_export(exporter, out)
     if printer.ended is None or printer.ended.error:
         return 2 if printer.ended is not None and printer.ended.state_folder else 1
     return 128 + stopped_by if stopped_by else 0

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import http.server
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from arsup.core.events import ExperimentFinished, Notice
 from arsup.core.experiment import Experiment, RunResult, Status
-from arsup.core.mlflow_export import ExportError, LiveExport, MlflowExport, tracking_uri
+from arsup.core.mlflow_export import FAIL_FAST, ExportError, LiveExport, MlflowExport, tracking_uri
 
 MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
 
@@ -219,3 +225,126 @@ def test_a_live_night_and_the_export_command_agree(
     assert "exported 0 new of 3 experiments of tag live" in capsys.readouterr().out  # nothing twice
     assert cli.main(["export", "mlflow", "--dir", str(root), "--tag", "nope", "--uri", uri]) == 2
     assert "no experiments of tag 'nope'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def mlflow_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own HTTP retry settings, as a person who set none has them (and put back after the test)."""
+    for name in FAIL_FAST:
+        monkeypatch.delenv(name, raising=False)
+
+
+def dead_port() -> int:
+    """A port on this machine that nothing listens on: every connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def unavailable() -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 that answers 503 to everything; its URL and the paths it was asked."""
+    asked: list[str] = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 -- http.server's naming
+            asked.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.usefixtures("mlflow_defaults")
+def test_live_export_to_a_dead_server_gives_up_in_seconds_and_counts_what_it_missed() -> None:
+    # MLflow's defaults retry a refused connection for about 4 minutes; the exit used to wait 60 s, then say nothing.
+    warned: list[Notice] = []
+    live = LiveExport(f"http://127.0.0.1:{dead_port()}", "val_bpb", warned.append)
+    for experiment in experiments()[:3]:
+        live(ExperimentFinished(experiment, None))
+    started = time.monotonic()
+    assert live.close(timeout=60) == 3  # none reached it
+    assert time.monotonic() - started < 15
+    assert [notice.level for notice in warned] == ["warning"]
+
+
+def test_live_export_to_a_server_answering_503_is_short_and_a_persons_own_settings_win(
+    mlflow_defaults: None, unavailable: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, asked = unavailable
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    live = LiveExport(url, "val_bpb", lambda notice: None)
+    live(ExperimentFinished(experiments()[0], None))
+    started = time.monotonic()
+    assert live.close(timeout=60) == 1
+    assert time.monotonic() - started < 15 and asked  # it was asked, and the answer taken as final soon
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == FAIL_FAST["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_night_ending_with_experiments_on_their_way_says_what_it_waits_for(
+    tmp_path: Path, mlflow_defaults: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from arsup import config
+    from arsup.core.agents.script import ScriptAgent
+    from arsup.core.engine import Engine
+    from arsup.headless import EXPORT_WAIT_S, run_headless
+    from tests.conftest import edit, make_project, write_script
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with socket.socket() as silent:  # takes connections and never answers: each request waits its timeout
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        root = make_project(tmp_path / "repo")
+        cfg = config.load(root, {"export": {"mlflow": True, "mlflow_uri": url}, "acceptance": {"mode": "greedy"}})
+        script = write_script(root, {"hypothesis": "raise LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
+        out = io.StringIO()
+        started = time.monotonic()
+        assert run_headless(Engine(cfg, root, ScriptAgent(script), tag="live"), out) == 0
+        took = time.monotonic() - started
+    said = out.getvalue()
+    assert f"arsup: waiting up to {EXPORT_WAIT_S} s for the MLflow server at {url}" in said, said
+    assert f"did not reach the MLflow server at {url}; `arsup export mlflow --uri {url}` sends them" in said
+    assert took < 30, said
+
+
+def test_ctrl_c_gives_up_the_wait_for_a_server_that_never_answers(tmp_path: Path, mlflow_defaults: None) -> None:
+    import signal
+
+    from tests.conftest import edit, make_project, write_script
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        root = make_project(tmp_path / "repo", export={"mlflow": True, "mlflow_uri": url})
+        script = write_script(root, {"hypothesis": "raise LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
+        night = subprocess.Popen(
+            [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", "live"],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"},  # each request would wait two minutes
+        )
+        assert night.stdout is not None
+        said = []
+        while "waiting up to" not in (line := night.stdout.readline()):
+            assert line, "".join(said)
+            said.append(line)
+        interrupted = time.monotonic()
+        night.send_signal(signal.SIGINT)
+        rest = night.communicate(timeout=30)[0]
+    assert time.monotonic() - interrupted < 10
+    assert f"did not reach the MLflow server at {url}" in rest and "Traceback" not in rest, rest
+    assert night.returncode == 0

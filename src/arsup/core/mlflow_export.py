@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MISSING = "MLflow is not installed: pip install 'arsup[mlflow]'"
+# MLflow's HTTP client retries a dead server for about 4 minutes by default (7 retries, backoff 2,
+# 120 s a request); a live export gives up in seconds, and `arsup export` sends what it missed.
+FAIL_FAST = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
 
 
 class ExportError(Exception):
@@ -173,31 +180,68 @@ class MlflowExport:
 
 
 class LiveExport:
-    """An engine subscriber for `[export] mlflow = true`: each finished experiment, in order, from one worker thread."""
+    """An engine subscriber for `[export] mlflow = true`: each finished experiment, in order, from one worker thread.
+
+    Invariants: the loop never waits for the tracker; a dead one costs
+    seconds, not minutes (`FAIL_FAST`, where the person set nothing of
+    their own); once the session closes, the first failure ends the
+    attempts, and what did not get through is counted for the person to
+    send later with `arsup export`."""
 
     def __init__(self, uri: str, metric: str, warn: Callable[[Notice], None]) -> None:
         self.exporter = MlflowExport(uri, metric)  # a missing MLflow is a config error at start, not at 3 a.m.
         self.warn = warn  # how a failure is said (the engine's emit)
+        for name, value in FAIL_FAST.items():
+            os.environ.setdefault(name, value)  # MLflow reads them at each request
         self._failed = False
+        self._closing = False
+        self._gave_up = False  # a failure once the session closed: the rest is not tried
+        self._counts = threading.Lock()
+        self._pending = 0  # queued or being sent
+        self._missed = 0  # failed, or given up on at the close
         self._queue: queue.Queue[Experiment | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="arsup-mlflow", daemon=True)
         self._thread.start()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ExperimentFinished):
+            with self._counts:
+                self._pending += 1
             self._queue.put(event.experiment)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Export what is queued, then stop the worker (at the end of a session)."""
+    @property
+    def pending(self) -> int:
+        """Finished experiments not sent yet: queued, or on their way."""
+        with self._counts:
+            return self._pending
+
+    @property
+    def unsent(self) -> int:
+        """Finished experiments the tracker does not have from this session: failed, or still pending."""
+        with self._counts:
+            return self._missed + self._pending
+
+    def close(self, timeout: float | None = None) -> int:
+        """Export what is queued, giving up at the first failure, then stop the worker (at the end of a
+        session); the experiments that did not get through (`unsent`), those still pending after `timeout` too."""
+        self._closing = True
         self._queue.put(None)
         self._thread.join(timeout)
+        return self.unsent
 
     def _work(self) -> None:
         while (experiment := self._queue.get()) is not None:
-            try:
-                self.exporter.export([experiment])
-            except Exception as exc:  # noqa: BLE001 -- the worker outlives any failure; the next may get through
-                if not self._failed:  # once: an unreachable server would otherwise fill the log
-                    self._failed = True
-                    logger.warning("[export] mlflow failed: %s", exc)
-                    self.warn(Notice(f"[export] {exc}; later failures are not reported", "warning"))
+            sent = False
+            if not self._gave_up:
+                try:
+                    self.exporter.export([experiment])
+                    sent = True
+                except Exception as exc:  # noqa: BLE001 -- the worker outlives any failure; the next may get through
+                    if not self._failed:  # once: an unreachable server would otherwise fill the log
+                        self._failed = True
+                        logger.warning("[export] mlflow failed: %s", exc)
+                        self.warn(Notice(f"[export] {exc}; later failures are not reported", "warning"))
+                    self._gave_up = self._closing
+            with self._counts:
+                self._pending -= 1
+                self._missed += not sent

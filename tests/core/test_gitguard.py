@@ -100,3 +100,20 @@ def test_what_arsup_changed_itself_is_accepted(project: Path) -> None:
     assert guard.changed() == [guard.branch_ref]
     guard.accept([guard.branch_ref])
     assert guard.changed() == []
+
+
+def test_a_ref_folder_replaced_by_a_symlink_is_not_followed(project: Path, tmp_path: Path) -> None:
+    git(project, "checkout", "-q", "-b", "autoresearch/t1")
+    branch = git(project, "rev-parse", "HEAD")
+    guard = _print(project)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "t1").write_text("0" * 40 + "\n")
+    folder = project / ".git" / "refs" / "heads" / "autoresearch"
+    (folder / "t1").unlink()
+    folder.rmdir()
+    os.symlink(outside, folder)
+    assert guard.changed() == [".git/refs/heads/autoresearch"]
+    guard.restore(guard.changed())
+    assert not folder.is_symlink() and git(project, "rev-parse", "autoresearch/t1") == branch
+    assert (outside / "t1").read_text() == "0" * 40 + "\n"

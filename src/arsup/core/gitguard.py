@@ -95,6 +95,8 @@ class GitPrint:
         taken = cls(top, common.name, own, branch)
         names = [f"{taken.base}/{name}" for name in FILES] + [taken.branch_ref]
         names += [f"{own}/{name}" for name in WORKTREE_FILES] if own else []
+        folders = {"/".join(name.split("/")[:depth]) for name in names for depth in range(2, name.count("/") + 1)}
+        names += sorted(folders)  # `.git/refs/heads`, ...: one a run made a symlink leads nothing outside
         names += [os.path.relpath(lead, top) for lead in leads or []]
         taken.entries = {name: _entry(top / name) for name in names}
         for tree in taken.trees:

@@ -31,7 +31,7 @@ WAITS_FOR_A_FULL_DISK = textwrap.dedent(
     LR = 0.0001
     WAIT = 0
 
-    if WAIT and os.path.exists("fill-me"):
+    if WAIT and (os.path.exists("fill-me") or os.environ.get("FILL_ME")):
         print("training", flush=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -230,4 +230,31 @@ def test_a_journal_that_cannot_be_written_as_a_run_starts_ends_the_loop_and_the_
     engine, events = make_engine(root, script, max_experiments=1)
     engine.run()
     assert [(e.id, e.status) for e in engine.history][:1] == [("0001", Status.KEEP)]
+    assert_invariants(root, protected)
+
+
+def test_with_slots_a_full_disk_ends_every_run_and_one_is_measured_again(small_disk: Path) -> None:
+    root = _project(small_disk, WAITS_FOR_A_FULL_DISK)
+    protected = fingerprint(root, ["prepare.py"])
+    script = write_script(
+        root,
+        {"hypothesis": "higher LR", "edits": MORE_LR_AND_WAIT},
+        {"hypothesis": "lower LR", "edits": edit("LR = 0.0001", "LR = 0.001") + edit("WAIT = 0", "WAIT = 1")},
+    )
+    filling = _fill_once_training(small_disk, root / ".arsup" / "runs" / "0002" / "run.log")
+    two = {"slots": {"cpu": 2}, "acceptance": {"mode": "greedy"}}
+    engine, events = make_engine(root, script, project={"env": {"FILL_ME": "1"}}, **two)  # worktrees: no fill-me
+    engine.run()
+    filling.join()
+    ended = [e for e in events if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0].state_folder, ended
+    assert "experiments 0002, 0003 are measured again" in ended[0].reason
+
+    (small_disk / "filler.bin").unlink()
+    engine, events = make_engine(root, script, max_experiments=1, **two)
+    engine.run()
+    finished = {e.id: (e.status, e.reason) for e in engine.history}
+    assert finished["0002"][0] == Status.KEEP
+    assert finished["0003"] == (Status.SKIPPED, "not measured (a full disk)")
+    assert all(status != Status.CRASH for status, _ in finished.values())
     assert_invariants(root, protected)

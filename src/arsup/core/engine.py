@@ -197,6 +197,7 @@ class Engine:
         self._fatal = ""  # why the loop must end after the current experiment
         self._reserve = disk.Reserve(self.journal.dir)  # room for the last lines, should the disk fill
         self._disk_full: disk.DiskFull | None = None  # why the loop ends, once the disk is found full
+        self._state_error: journal.JournalError | None = None  # a slot's, raised when the slots are done
         self._measure_again: Experiment | None = None  # its run proved nothing (a full disk, a lost cluster): trained first
         self._stop_reason = STOPPED_BY_USER  # what a stop is recorded as (a person, or a signal)
         self.interactive = False  # a person watches (the screen): pause and ask where headless would stop
@@ -810,6 +811,8 @@ class Engine:
             worker.start()  # its runs die with it (PR_SET_PDEATHSIG follows the starting thread)
         for worker in workers:
             worker.join()
+        if self._state_error is not None:  # arsup's own files or their disk: the loop ends as with one slot
+            raise self._state_error
         return self._ending or ((self._stop_reason, False) if self._stop.is_set() else ("the loop ended", False))
 
     def _slot_loop(self, slot: Slot) -> None:
@@ -845,6 +848,8 @@ class Engine:
                     f"internal error in slot {slot.name}: {exc!r} (the journal holds everything up to here)"
                 )
                 self._ending = self._ending or (reason, True)
+                if isinstance(exc, journal.JournalError):
+                    self._state_error = self._state_error or exc
             self._winding_down.set()
             self._proposals_cancel.set()
             self._kill_runs(reason)

@@ -47,3 +47,13 @@ def test_the_reserve_holds_real_room_and_gives_it_back(small_disk: Path) -> None
     assert disk.free_bytes(small_disk) == 0
     reserve.release()
     assert not reserve.path.exists() and disk.free_bytes(small_disk) >= disk.RESERVE_BYTES
+
+
+def test_a_disk_with_room_is_not_called_full(small_disk: Path) -> None:
+    """A log the OS refused on a disk with room (a quota, an I/O error): the message says what failed."""
+    root = small_disk / "repo"
+    (root / ".arsup").mkdir(parents=True)
+    why = "cannot write the log .arsup/runs/0002/run.log: Disk quota exceeded"
+    message = disk.full_message(root, root / ".arsup", 20 << 20, ["0002"], why)
+    assert message.startswith(f"{why} (the disk at {small_disk}: 20 MB free of 30 MB); .arsup/runs holds 0 bytes;")
+    assert "is full" not in message and message.endswith("experiment 0002 is measured again")

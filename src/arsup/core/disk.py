@@ -81,14 +81,21 @@ def biggest_files(folder: Path, count: int = _BIGGEST) -> tuple[int, list[tuple[
     return sum(size for size, _ in sizes), [(path, size) for size, path in sorted(sizes, reverse=True)[:count]]
 
 
-def full_message(root: Path, state_dir: Path, free: int, unmeasured: list[str]) -> str:
-    """One sentence: which disk is full (``free`` bytes left), what arsup's runs hold on it, and what to do."""
+def full_message(root: Path, state_dir: Path, free: int, unmeasured: list[str], why: str = "") -> str:
+    """One sentence: which disk is full (``free`` bytes left), what arsup's runs hold on it, and what to do.
+
+    ``why``: the write that failed, said first when the disk still has room
+    (a quota, an I/O error), since "full" would then be wrong."""
     disk = mount_point(state_dir)
     try:
         stats = os.statvfs(state_dir)
-        size = f" ({_size(free)} free of {_size(stats.f_blocks * stats.f_frsize)})"
+        size = f"{_size(free)} free of {_size(stats.f_blocks * stats.f_frsize)}"
     except OSError:
-        size = ""
+        size = f"{_size(free)} free"
+    if why and free >= FULL_BELOW_BYTES:
+        what = f"{why} (the disk at {disk}: {size})"
+    else:
+        what = f"the disk at {disk} is full ({size})"
     runs = state_dir / "runs"
     total, biggest = biggest_files(runs)
     named = ", ".join(f"{path.relative_to(runs)} {_size(nbytes)}" for path, nbytes in biggest)
@@ -97,7 +104,7 @@ def full_message(root: Path, state_dir: Path, free: int, unmeasured: list[str]) 
         f"; experiment {unmeasured[0]} is measured again" if len(unmeasured) == 1
         else f"; experiments {', '.join(unmeasured)} are measured again" if unmeasured else ""
     )
-    return f"the disk at {disk} is full{size}; {held}; free some space on it, then start arsup again{again}"
+    return f"{what}; {held}; free some space on it, then start arsup again{again}"
 
 
 class Reserve:

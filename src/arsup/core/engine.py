@@ -678,8 +678,9 @@ class Engine:
             self._close_slots()
             self._record_unrun(unrun, ended)
 
-    def _stop_on_a_full_disk(self) -> disk.DiskFull:
-        """The loop ends: the disk has no room for what it records. Said once, with what fills the disk.
+    def _stop_on_a_full_disk(self, why: str = "") -> disk.DiskFull:
+        """The loop ends: the disk has no room for what it records (`why`: the write that failed, if one
+        did). Said once, with what fills the disk.
 
         The reserve is given back first, so the lines that follow have room:
         each experiment recorded as running is marked to be measured again at
@@ -696,7 +697,7 @@ class Engine:
                     marked.append(experiment_id)
             except journal.JournalError:
                 pass  # not even the reserve's room: the restart finds it interrupted, a crash
-            self._disk_full = disk.DiskFull(disk.full_message(self.root, self.journal.dir, free, marked))
+            self._disk_full = disk.DiskFull(disk.full_message(self.root, self.journal.dir, free, marked, why))
         return self._disk_full
 
     def _record_unrun(self, unrun: list[Prepared], ended: str) -> None:
@@ -1354,7 +1355,7 @@ class Engine:
             self._emit(Notice(f"experiment {experiment.id}: {outcome.log_capped}", "warning"))
         # A full disk during the run (the log refused output) or after it: the disk's problem, not the code's.
         full = bool(outcome.log_error) or disk.is_full(self.journal.dir)
-        stop = self._stop_on_a_full_disk() if full else None
+        stop = self._stop_on_a_full_disk(outcome.log_error) if full else None
         record, tail = measure.result(self.config, spec, outcome, seed, holdout)
         if pruner is not None:
             record.curve = pruner.curve

@@ -428,7 +428,7 @@ class _LogFile:
         try:
             while view:
                 done = os.write(self._fd, view)  # the log is read while the run goes on: no buffer
-                self._head_ends_line = view[done - 1 : done] == b"\n" if done else self._head_ends_line
+                self._head_ends_line = view[done - 1] == ord("\n")  # a file takes at least a byte, or raises
                 self._written += done
                 view = view[done:]
         except OSError as exc:

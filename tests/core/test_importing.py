@@ -7,6 +7,7 @@ import shutil
 import tracemalloc
 from pathlib import Path
 
+import psutil
 import pytest
 
 from arsup.core import importing, journal
@@ -123,6 +124,7 @@ def test_git_is_asked_through_the_same_few_processes_for_300_rows_as_for_30(
         importing.import_results(root, synthetic_log(tmp_path / f"{rows}.tsv", rows, commits))
         started.append(calls.read_text().splitlines())
     assert started[0] == started[1] and len(started[0]) <= 6, started
+    assert psutil.Process().children(recursive=True) == []  # the kept-open ones ended with the import
     imported = journal.Journal(root).experiments("imported2")
     assert len(imported) == 300 and "+LR = 2 * " in imported[1].diff and imported[2].diff == ""
 

@@ -110,7 +110,10 @@ class Vcs:
     def close(self) -> None:
         if self._differ is not None:
             self._differ.proc.stdin.close()
-            self._differ.wait()
+            try:
+                self._differ.wait()
+            except git.GitCommandError:
+                pass  # it failed a request already, which said so (diff_commits' GitError)
             self._differ = None
         self.git.clear_cache()  # commit_of's cat-file
         self.repo.close()

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the config imports this module to check kind = "bwrap"; the
 
 HIDDEN = (".git", ".arsup")
 _ENDING = "TERM,INT,HUP"  # the signals a tree kill or a reaper sends first; SIGKILL needs no help
-_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/kfd", "/dev/dri")  # NVIDIA's nodes, then AMD's
+_DEVICES = ("/dev/nvidia*", "/dev/kfd", "/dev/dri")  # NVIDIA's nodes (nvidia-caps, a folder, too), then AMD's
 _PROBE_TIMEOUT_S = 10.0
 _SILENCE = 'or set [sandbox] kind = "none" to silence this'
 _USERNS_FIX = "sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0"

@@ -9,7 +9,8 @@ import pytest
 
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
-from tests.conftest import edit, make_engine, results_rows, write_script
+from arsup.core.journal import Journal, JournalError
+from tests.conftest import edit, fill, make_engine, make_project, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records
 from tests.test_cli import arsup
 
@@ -96,3 +97,27 @@ def test_a_record_of_the_wrong_shape_is_skipped_not_fatal(project: Path) -> None
     assert sum("skipped" in text for text in said) == 2
     assert [e.status for e in engine.history] == [Status.KEEP]
     assert_invariants(project, protected, bad=1)  # [1, 2]; the shapeless experiment is JSON, skipped on reading
+
+
+def test_a_line_torn_by_a_real_full_disk_is_set_aside_once_the_disk_is_freed(small_disk: Path) -> None:
+    project = make_project(small_disk / "repo")
+    protected = fingerprint(project, ["prepare.py"])
+    script = write_script(project, {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
+    engine, _ = make_engine(project, script, max_experiments=1)
+    engine.run()
+    journal = project / ".arsup" / "journal.jsonl"
+    whole = journal.read_bytes()
+    filler = fill(small_disk)
+    with open(filler, "r+b") as handle:
+        handle.truncate(filler.stat().st_size - 8192)  # two pages left: a long line is cut short
+    with pytest.raises(JournalError, match="No space left on device"):
+        Journal(project).append("note", tag="t1", text="x" * 100_000)
+    torn = journal.read_bytes()[len(whole):]
+    assert torn and b"\n" not in torn and journal.read_bytes().startswith(whole)
+    filler.unlink()  # the person frees the disk and starts again
+    engine, events = make_engine(project, script)
+    engine.run()
+    said = [e.text for e in events if isinstance(e, Notice) and "not JSON" in e.text]
+    assert len(said) == 1 and f"its {len(torn)} bytes were moved to" in said[0], said
+    assert (project / ".arsup" / "journal.torn").read_bytes().endswith(b":\n" + torn + b"\n")
+    assert_invariants(project, protected)  # the journal parses

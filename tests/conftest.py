@@ -151,6 +151,57 @@ def marked_processes(name: str, value: str) -> list[Any]:
     return found
 
 
+class RayHead:
+    """A local Ray head node (no dashboard) on a free port and its own temp folder, to start, kill and start again.
+
+    `kill` ends only this head's processes (they name its temp folder) and the workers they started:
+    `ray stop --force` would end every Ray cluster of the machine, other tests' too.
+    """
+
+    def __init__(self, cpus: int = 1, gpus: int = 1, env: dict[str, str] | None = None) -> None:
+        import socket
+        import sys
+        import tempfile
+
+        self.temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+        self.command = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={self.port}"]
+        self.command += [f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--include-dashboard=false"]
+        self.command += ["--disable-usage-stats", f"--temp-dir={self.temp}"]
+
+    def start(self) -> None:
+        subprocess.run(self.command, env=self.env, check=True, capture_output=True, timeout=120)
+
+    def kill(self) -> None:
+        """SIGKILL to the head's processes and the workers and agents they started, as `ray stop --force`
+        does: Ray's processes, not what runs under them (a task's own children die with their worker)."""
+        import psutil
+
+        own = [p for p in psutil.process_iter(["cmdline"]) if self.temp in " ".join(p.info["cmdline"] or [])]
+        victims = set(own)
+        for proc in own:
+            try:
+                victims.update(proc.children())
+            except psutil.NoSuchProcess:
+                continue
+        for proc in victims:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(list(victims), timeout=10)
+
+    def close(self) -> None:
+        import shutil
+
+        self.kill()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Any:
     """A 30 MB tmpfs to fill, unmounted at the end; skipped where this user may not mount one (not root)."""

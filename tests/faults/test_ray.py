@@ -7,22 +7,17 @@ Each test has its own head (one CPU, one fake GPU, no dashboard) and kills only 
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import TOY_TRAIN, make_project, marked_processes, write_script
+from tests.conftest import TOY_TRAIN, RayHead, make_project, marked_processes, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records
 
 pytest.importorskip("ray")
@@ -42,49 +37,14 @@ LOST_ONCE = (
 ) + TOY_TRAIN
 
 
-class Head:
-    """A local Ray head node on its own port and temp folder, which a test can kill and start again."""
-
-    def __init__(self) -> None:
-        self.temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        self.cli = str(Path(sys.executable).with_name("ray"))
-
-    def start(self) -> None:
-        command = [self.cli, "start", "--head", "--num-cpus=1", "--num-gpus=1", f"--port={self.port}"]
-        command += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp}"]
-        subprocess.run(command, env=self.env, check=True, capture_output=True, timeout=120)
-
-    def kill(self) -> None:
-        """SIGKILL to the head's processes (they name its temp folder) and to everything they started."""
-        own = [p for p in psutil.process_iter(["cmdline"]) if self.temp in " ".join(p.info["cmdline"] or [])]
-        victims = set(own)
-        for proc in own:
-            try:
-                victims.update(proc.children(recursive=True))
-            except psutil.NoSuchProcess:
-                continue
-        for proc in victims:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                continue
-        psutil.wait_procs(list(victims), timeout=10)
-
-
 @pytest.fixture
-def head() -> Iterator[Head]:
-    node = Head()
+def head() -> Iterator[RayHead]:
+    node = RayHead()
     node.start()
     try:
         yield node
     finally:
-        node.kill()
-        shutil.rmtree(node.temp, ignore_errors=True)
+        node.close()
         leftovers = marked_processes(MARK, MARK_VALUE)
         for proc in leftovers:
             proc.kill()
@@ -106,7 +66,7 @@ def start_arsup(root: Path, tag: str) -> subprocess.Popen[str]:
     return proc
 
 
-def ray_project(tmp_path: Path, head: Head) -> Path:
+def ray_project(tmp_path: Path, head: RayHead) -> Path:
     env = {MARK: MARK_VALUE, "LOST_ONCE": str(tmp_path / "lost-once")}
     executor = {"kind": "ray", "address": head.address}
     return make_project(
@@ -122,7 +82,7 @@ def baseline_record(root: Path) -> dict:
     return [r["experiment"] for r in journal_records(root) if r["event"] == "experiment"][-1]
 
 
-def test_a_lost_head_ends_the_loop_with_one_message_and_a_restart_measures_it(head: Head, tmp_path: Path) -> None:
+def test_a_lost_head_ends_the_loop_with_one_message_and_a_restart_measures_it(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
     proc = start_arsup(root, "gone")
@@ -157,7 +117,7 @@ def test_a_lost_head_ends_the_loop_with_one_message_and_a_restart_measures_it(he
     assert_invariants(root, protected)
 
 
-def test_a_restarted_head_is_reconnected_and_the_run_measured(head: Head, tmp_path: Path) -> None:
+def test_a_restarted_head_is_reconnected_and_the_run_measured(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
     proc = start_arsup(root, "back")
@@ -174,7 +134,7 @@ def test_a_restarted_head_is_reconnected_and_the_run_measured(head: Head, tmp_pa
     assert_invariants(root, protected)
 
 
-def test_a_stop_while_a_lost_cluster_is_awaited_ends_at_once(head: Head, tmp_path: Path) -> None:
+def test_a_stop_while_a_lost_cluster_is_awaited_ends_at_once(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
     proc = start_arsup(root, "wait")

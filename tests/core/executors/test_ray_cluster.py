@@ -13,7 +13,6 @@ import ast
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ from arsup.core import measure
 from arsup.core.executors import ray_cluster, ray_task
 from arsup.core.executors.ray_cluster import RayRun
 from arsup.core.runner import RunOutcome, RunSpec, build_env
-from tests.conftest import make_project, marked_processes
+from tests.conftest import RayHead, make_project, marked_processes
 
 ray = pytest.importorskip("ray")
 
@@ -75,20 +74,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A local head node, its address; stopped, and every run's process checked gone, at the end."""
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", LEAK: "leaked"}
-    port = _free_port()
-    start = [ray_cli, "start", "--head", "--num-cpus=2", "--num-gpus=2", f"--port={port}"]
-    start += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    """A local head node, its address; stopped (only it), and every run's process checked gone, at the end."""
+    head = RayHead(cpus=2, gpus=2, env={LEAK: "leaked"})
     try:
-        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
-        yield f"127.0.0.1:{port}"
+        head.start()
+        yield head.address
     finally:
         ray.shutdown()
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False)
-        shutil.rmtree(temp, ignore_errors=True)
+        head.close()
         leftovers = marked_processes(MARK, MARK_VALUE)
         for proc in leftovers:
             proc.kill()

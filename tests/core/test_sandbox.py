@@ -124,6 +124,13 @@ def test_a_sandboxed_run_writes_only_its_folder_tmp_and_the_writable_paths(tmp_p
 
 
 @needs_bwrap
+def test_a_writable_path_that_cannot_be_made_is_left_out_and_the_run_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    outcome = _sandboxed(tmp_path, "print('trained')", writable=[str(tmp_path / "a-file" / "cache")])
+    assert outcome.exit_code == 0 and (tmp_path / "run.log").read_text() == "trained\n"
+
+
+@needs_bwrap
 def test_network_false_leaves_the_run_without_the_machines_network(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]

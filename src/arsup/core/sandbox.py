@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import logging
 import os
 import shutil
 import subprocess
@@ -48,7 +49,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the config imports this module to check kind = "bwrap"; the runner, which imports it, needs no config
     from arsup.config import SandboxConfig
 
-HIDDEN = (".git", ".arsup")
+logger = logging.getLogger(__name__)
+
+_HIDDEN = (".git", ".arsup")
 _ENDING = "TERM,INT,HUP"  # the signals a tree kill or a reaper sends first; SIGKILL needs no help
 _DEVICES = ("/dev/nvidia*", "/dev/kfd", "/dev/dri")  # NVIDIA's nodes (nvidia-caps, a folder, too), then AMD's
 _PROBE_TIMEOUT_S = 10.0
@@ -140,7 +143,11 @@ def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
     argv += ["--proc", "/proc", "--tmpfs", "/tmp"]
     for entry in settings.writable:
         path = Path(os.path.expanduser(entry)).resolve()
-        path.mkdir(parents=True, exist_ok=True)  # a cache not made yet: its parent is read-only inside
+        try:
+            path.mkdir(parents=True, exist_ok=True)  # a cache not made yet: its parent is read-only inside
+        except OSError as exc:  # the run then finds it read-only, or missing, and says so in its log
+            _unwritable(path, exc.strerror or str(exc))
+            continue
         argv += ["--bind", str(path), str(path)]
     for ancestor in reversed(folder.parents):
         argv += _hide(ancestor)
@@ -148,10 +155,16 @@ def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
     return argv
 
 
+@functools.lru_cache(maxsize=None)
+def _unwritable(path: Path, reason: str) -> None:
+    """Say once per process, not once per run, that a writable path could not be made."""
+    logger.warning("[sandbox] writable: cannot make %s (%s); runs cannot write there", path, reason)
+
+
 def _hide(folder: Path) -> list[str]:
     """Binds that hide ``folder``'s ``.git`` and ``.arsup``, whichever of them exist."""
     argv: list[str] = []
-    for name in HIDDEN:
+    for name in _HIDDEN:
         path = folder / name
         if path.is_dir():
             argv += ["--tmpfs", str(path.resolve())]

@@ -983,7 +983,8 @@ def _created_since(proc: psutil.Process, since: float) -> bool:
 
 
 def _argv(spec: RunSpec) -> list[str]:
-    """The command line to start: the shell, under the reaper shim where there is one."""
+    """The command line to start: the shell (in the spec's sandbox, if any), under the reaper shim where there is
+    one; the sandbox goes inside the shim, so that the shim's tree kill covers it like any descendant."""
     shell = [*spec.sandbox, "/bin/sh", "-c", spec.command]
     if not _USE_REAPER:
         return shell

@@ -139,11 +139,12 @@ def test_a_stop_while_a_lost_cluster_is_awaited_ends_at_once(head: RayHead, tmp_
     protected = fingerprint(root, ["prepare.py"])
     proc = start_arsup(root, "wait")
     head.kill()
+    waiting = f"arsup: the Ray cluster at {head.address} does not answer: waiting up to 30 s for it to come back"
+    log = root / ".arsup" / "runs" / "0001" / "run.log"  # the next attempt's: the lost one is run.log.lost
     deadline = time.monotonic() + 30
-    while not lost_runs(root):  # the run is lost; the next attempt waits for the cluster to answer again
+    while not (lost_runs(root) and log.exists() and waiting in log.read_text()):  # the screen's log says it too
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     asked = time.monotonic()
     out, err = proc.communicate(timeout=60)

@@ -135,7 +135,7 @@ class RayRun:
         if not self._start_called:
             raise RuntimeError("RayRun.wait() called before start()")
         if self._log is not None and not self._kill_reason:
-            self._start_error = _connect(self.address, lambda: bool(self._kill_reason)) or self._submit()
+            self._start_error = _connect(self.address, lambda: bool(self._kill_reason), self._say) or self._submit()
             if self._gen is None and self._kill_reason:
                 self._start_error = ""  # killed while the cluster was awaited: the kill is what happened
             self._submitted_at = time.monotonic()
@@ -254,6 +254,10 @@ class RayRun:
             return "abort"
         return ""
 
+    def _say(self, text: str) -> None:
+        """A line of arsup's own into the run's log and output, as the runner writes its start error."""
+        self._take(f"arsup: {text}\n".encode())
+
     def _take(self, item: object) -> None:
         """One item of the stream: the start notice, a chunk of output or the exit status."""
         self._last_output = time.monotonic()
@@ -292,10 +296,11 @@ class RayRun:
         self._log.write(data)  # never raises: what a full disk refuses is kept in memory
 
 
-def _connect(address: str, stopped: Callable[[], bool]) -> str:
+def _connect(address: str, stopped: Callable[[], bool], say: Callable[[str], None]) -> str:
     """Connect this process to the cluster, or again after it was lost; '' or why it cannot.
 
-    ``stopped`` ends the wait for a lost cluster early (the run was killed meanwhile).
+    ``stopped`` ends the wait for a lost cluster early (the run was killed
+    meanwhile); ``say`` tells the run's log that it waits.
     """
     global _connected, _dropped
     os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # read by import ray: no call may start a local cluster
@@ -314,7 +319,7 @@ def _connect(address: str, stopped: Callable[[], bool]) -> str:
             _dropped, _connected = (address, time.monotonic()), None
             _drop(ray, _dropped[1] + COME_BACK_S, stopped)
         if _dropped is not None and _dropped[0] == address:
-            problem = _come_back(address, _dropped[1] + COME_BACK_S, stopped)
+            problem = _come_back(address, _dropped[1] + COME_BACK_S, stopped, say)
         else:
             unreachable = _unreachable(address)
             problem = f"ray: cannot reach the cluster at {address}: {unreachable}" if unreachable else _init(address)
@@ -368,8 +373,9 @@ def _drop(ray: Any, deadline: float, stopped: Callable[[], bool]) -> None:
     ray.shutdown()
 
 
-def _come_back(address: str, deadline: float, stopped: Callable[[], bool]) -> str:
+def _come_back(address: str, deadline: float, stopped: Callable[[], bool], say: Callable[[str], None]) -> str:
     """Connect again to a cluster that was lost, trying until ``deadline``; '' or ``GONE``'s error."""
+    said = False
     while True:
         problem = _unreachable(address) or _init(address)
         if not problem:
@@ -377,6 +383,9 @@ def _come_back(address: str, deadline: float, stopped: Callable[[], bool]) -> st
             return ""
         if stopped() or time.monotonic() >= deadline:
             break
+        if not said:
+            said = True
+            say(f"the Ray cluster at {address} does not answer: waiting up to {COME_BACK_S:g} s for it to come back")
         time.sleep(1.0)
     logger.info("the Ray cluster at %s did not come back: %s", address, problem)
     _, _, port = address.rpartition(":")

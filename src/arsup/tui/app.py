@@ -594,7 +594,7 @@ class SupervisorApp(App[int]):
         self.bridge.detach()
         if self.monitor is not None:
             self.monitor.stop()
-        self.exit(self._exit_code())
+        self.exit(return_code=self._exit_code())
 
     def _exit_code(self) -> int:
         ended = self.view.ended

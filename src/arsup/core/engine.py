@@ -24,6 +24,10 @@ What it guarantees the person, whatever the agent or the training does:
 * A restart after a kill finishes what was left half done (the branch back
   on the last measured commit, the record closed) but first refuses to touch
   any uncommitted change it did not make itself.
+* A full disk is arsup's problem, never the run's: the loop looks before each
+  experiment and after each run, and on a full disk records nothing more but
+  which experiments are to be measured again (room kept for that: disk.py),
+  then ends with the state folder's error (exit 2).
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ session. The rules this module keeps:
 * Output is drained continuously by a thread, in large chunks, so a chatty
   child never blocks on a full pipe; the raw bytes go to the log file and the
   decoded lines go to one optional subscriber, batched per chunk. Nothing on
-  the drain path may wait: a capped log keeps its tail in memory, the abort
-  pattern is one regex search per completed line.
+  the drain path may wait or raise: a capped log keeps its tail in memory,
+  and so does one the disk refuses (full) or whose disk is low (see
+  ``_LogFile``); the abort pattern is one regex search per completed line.
 * The main process is waited for with ``WNOWAIT`` and reaped only after the
   tree is gone: while it is an unreaped zombie its pid, which is also the
   process group id, cannot be reused, so signalling the group never hits a

@@ -187,8 +187,13 @@ def test_a_disk_that_fills_as_a_run_starts_is_the_disk_s_problem(small_disk: Pat
     root = _project(small_disk, WAITS_FOR_A_FULL_DISK)
     protected = fingerprint(root, ["prepare.py"])
     script = write_script(root, {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")})
+
+    def fill_as_it_starts(event: object) -> None:
+        if isinstance(event, ExperimentStarted) and event.experiment.id == "0002":
+            fill(small_disk)
+
     engine, events = make_engine(root, script)
-    engine.subscribe(lambda event: fill(small_disk) if isinstance(event, ExperimentStarted) and event.experiment.id == "0002" else None)
+    engine.subscribe(fill_as_it_starts)
     engine.run()
     ended = [e for e in events if isinstance(e, SessionEnded)]
     assert len(ended) == 1 and ended[0].state_folder and f"the disk at {small_disk} is full" in ended[0].reason

@@ -92,7 +92,7 @@ def test_a_loop_that_ended_on_its_state_folder_leaves_the_screen_with_exit_2() -
     async def go() -> None:
         async with app.run_test() as pilot:
             await until(pilot, lambda: app.view.branch, what="the session")
-            bridge(SessionEnded("the disk at /data is full (0 bytes free of 30 MB); ...", error=True, state_folder=True))
+            bridge(SessionEnded("the disk at /data is full (0 bytes free of 30 MB)", error=True, state_folder=True))
             await until(pilot, lambda: app.screen is not app.main, what="the error")
             await pilot.press("escape", "q")  # the error read, then leave
             await until(pilot, lambda: not app.is_running, what="the screen to close")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,3 +63,19 @@ def assert_invariants(root: Path, protected: dict[str, str], settle_s: float = 3
     assert leftover_processes(root) == [], "a process of the run is still alive"
     journal_records(root, bad)
     assert git(root, "status", "--porcelain") == "", "the work tree is not clean"
+
+
+def start_arsup(root: Path, script: Path, tag: str, experiment: str, timeout: float = 60.0) -> subprocess.Popen[str]:
+    """`arsup run --headless` in its own process, returned once `experiment`'s run printed a `training` line.
+
+    A whole line, not the text: the toy training's `training_seconds:` would match at the end of its run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", tag],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    log = root / ".arsup" / "runs" / experiment / "run.log"
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and "training" in log.read_text(errors="replace").splitlines()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOY_TRAIN, RayHead, make_project, marked_processes, write_script
-from tests.faults.conftest import assert_invariants, fingerprint, journal_records
+from tests.faults.conftest import assert_invariants, fingerprint, journal_records, start_arsup
 
 pytest.importorskip("ray")
 
@@ -51,19 +51,9 @@ def head() -> Iterator[RayHead]:
         assert leftovers == [], f"processes left behind: {leftovers}"
 
 
-def start_arsup(root: Path, tag: str) -> subprocess.Popen[str]:
+def start_on_cluster(root: Path, tag: str) -> subprocess.Popen[str]:
     """`arsup run --headless` on the cluster, once the baseline's first attempt trains."""
-    script = write_script(root)  # no proposals: the baseline, then "the agent has no more ideas"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", tag],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    log = root / ".arsup" / "runs" / "0001" / "run.log"
-    deadline = time.monotonic() + 90
-    while not (log.exists() and "training" in log.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    return proc
+    return start_arsup(root, write_script(root), tag, "0001", timeout=90)  # no proposals: the baseline, then no more ideas
 
 
 def ray_project(tmp_path: Path, head: RayHead) -> Path:
@@ -85,7 +75,7 @@ def baseline_record(root: Path) -> dict:
 def test_a_lost_head_ends_the_loop_with_one_message_and_a_restart_measures_it(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
-    proc = start_arsup(root, "gone")
+    proc = start_on_cluster(root, "gone")
     head.kill()
     killed_at = time.monotonic()
     out, err = proc.communicate(timeout=180)
@@ -120,7 +110,7 @@ def test_a_lost_head_ends_the_loop_with_one_message_and_a_restart_measures_it(he
 def test_a_restarted_head_is_reconnected_and_the_run_measured(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
-    proc = start_arsup(root, "back")
+    proc = start_on_cluster(root, "back")
     head.kill()
     head.start()
     out, err = proc.communicate(timeout=180)
@@ -137,7 +127,7 @@ def test_a_restarted_head_is_reconnected_and_the_run_measured(head: RayHead, tmp
 def test_a_stop_while_a_lost_cluster_is_awaited_ends_at_once(head: RayHead, tmp_path: Path) -> None:
     root = ray_project(tmp_path, head)
     protected = fingerprint(root, ["prepare.py"])
-    proc = start_arsup(root, "wait")
+    proc = start_on_cluster(root, "wait")
     head.kill()
     waiting = f"arsup: the Ray cluster at {head.address} does not answer: waiting up to 30 s for it to come back"
     log = root / ".arsup" / "runs" / "0001" / "run.log"  # the next attempt's: the lost one is run.log.lost

@@ -5,31 +5,21 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.conftest import TOY_TRAIN, write_script
-from tests.faults.conftest import assert_invariants, fingerprint, journal_records
+from tests.faults.conftest import assert_invariants, fingerprint, journal_records, start_arsup
 
 SILENT = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(120)\n"
 
 
-def start_arsup(project: Path, tag: str) -> subprocess.Popen[str]:
-    """`arsup run --headless` in its own process, stopped once experiment 0002 trains (silently)."""
+def start_slow(project: Path, tag: str) -> subprocess.Popen[str]:
+    """`arsup run --headless` in its own process, once experiment 0002 trains (silently)."""
     script = write_script(project, {"hypothesis": "slow", "files": {"train.py": SILENT}})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", f"script:{script}", "--tag", tag],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    log = project / ".arsup" / "runs" / "0002" / "run.log"
-    deadline = time.monotonic() + 60
-    while not (log.exists() and "training" in log.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    return proc
+    return start_arsup(project, script, tag, "0002")
 
 
 def final_statuses(project: Path) -> dict[str, tuple[str, str]]:
@@ -47,7 +37,7 @@ def final_statuses(project: Path) -> dict[str, tuple[str, str]]:
 )
 def test_a_stop_signal_records_the_run_and_leaves_nothing(project: Path, number: int, code: int, reason: str) -> None:
     protected = fingerprint(project, ["prepare.py"])
-    proc = start_arsup(project, "sig")
+    proc = start_slow(project, "sig")
     proc.send_signal(number)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, out + err
@@ -60,7 +50,7 @@ def test_a_stop_signal_records_the_run_and_leaves_nothing(project: Path, number:
 
 def test_kill_9_takes_the_training_down_and_a_restart_recovers(project: Path) -> None:
     protected = fingerprint(project, ["prepare.py"])
-    proc = start_arsup(project, "k9")
+    proc = start_slow(project, "k9")
     training = [p for p in psutil.Process(proc.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
     assert training
     proc.kill()  # SIGKILL: no handler runs in arsup

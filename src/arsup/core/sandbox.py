@@ -43,6 +43,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,6 +142,8 @@ def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
         for device in sorted(glob.glob(pattern)):
             argv += ["--dev-bind", device, device]
     argv += ["--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in _interpreter_under_tmp():  # the private /tmp would hide the Python that `{python}` names
+        argv += ["--ro-bind", path, path]
     for entry in settings.writable:
         path = Path(os.path.expanduser(entry)).resolve()
         try:
@@ -156,6 +159,16 @@ def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def _interpreter_under_tmp() -> list[str]:
+    """arsup's Python installation where it lies under /tmp (a venv in a fresh clone there), outermost first."""
+    found = {
+        os.path.realpath(path)
+        for path in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)))
+    }
+    under = sorted(path for path in found if Path(path).is_relative_to("/tmp") and path != "/tmp")
+    return [path for path in under if not any(Path(path).is_relative_to(other) for other in under if other != path)]
+
+
 def _unwritable(path: Path, reason: str) -> None:
     """Say once per process, not once per run, that a writable path could not be made."""
     logger.warning("[sandbox] writable: cannot make %s (%s); runs cannot write there", path, reason)

@@ -110,10 +110,10 @@ def _close_export(exporter: LiveExport, out: TextIO) -> None:
     """The experiments still on their way to MLflow get EXPORT_WAIT_S, and the person is told what is waited
     for; Ctrl-C gives up the wait. Whatever did not get through is said with the command that sends it."""
     uri = exporter.exporter.uri
-    if exporter.pending:
-        say(f"arsup: waiting up to {EXPORT_WAIT_S} s for the MLflow server at {uri} "
-            f"({exporter.pending} experiments to send; Ctrl-C gives up)", out)
-    try:
+    try:  # the line too: a Ctrl-C the instant it is out (before the wait began) still gives up the wait
+        if exporter.pending:
+            say(f"arsup: waiting up to {EXPORT_WAIT_S} s for the MLflow server at {uri} "
+                f"({exporter.pending} experiments to send; Ctrl-C gives up)", out)
         unsent = exporter.close(EXPORT_WAIT_S)
     except KeyboardInterrupt:
         unsent = exporter.unsent

@@ -348,3 +348,29 @@ def test_ctrl_c_gives_up_the_wait_for_a_server_that_never_answers(tmp_path: Path
     assert time.monotonic() - interrupted < 10
     assert f"did not reach the MLflow server at {url}" in rest and "Traceback" not in rest, rest
     assert night.returncode == 0
+
+
+@pytest.mark.usefixtures("mlflow_defaults")
+def test_a_ctrl_c_the_instant_the_wait_is_said_still_says_what_was_not_sent() -> None:
+    # CI sent SIGINT right after reading the wait line; it landed before the wait began and the count was lost.
+    import io
+
+    from arsup.headless import _close_export
+
+    class InterruptedOnceSaid(io.StringIO):
+        def write(self, text: str) -> int:
+            written = super().write(text)
+            if "waiting up to" in self.getvalue() and not getattr(self, "interrupted", False):
+                self.interrupted = True
+                raise KeyboardInterrupt
+            return written
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        live = LiveExport(url, "val_bpb", lambda notice: None)
+        live(ExperimentFinished(experiments()[0], None))
+        out = InterruptedOnceSaid()
+        _close_export(live, out)
+    assert f"1 experiments did not reach the MLflow server at {url}" in out.getvalue(), out.getvalue()

@@ -53,8 +53,9 @@ from arsup.core import acceptance, disk, gitguard, journal, manifest, measure, p
 from arsup.core import changes as changes_
 from arsup.core import policy
 from arsup.core.agents.base import Agent, AgentContext, Proposal
-from arsup.core.agents.edits import (
-    EditError,
+from arsup.core.agents.edits import EditError
+from arsup.core.controls import NOTE_MAX_CHARS
+from arsup.core.editing import (
     carry_over,
     decode_text,
     may_edit,
@@ -63,7 +64,6 @@ from arsup.core.agents.edits import (
     render_changes,
     write_changes,
 )
-from arsup.core.controls import NOTE_MAX_CHARS
 from arsup.core.events import (
     AgentText,
     ApprovalRequested,

@@ -17,8 +17,9 @@ from typing import Iterable, Mapping, Sequence
 
 from arsup.core.experiment import Experiment, Status
 
-_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
-_ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=\s*(.+?)\s*(?:#.*)?$")
+CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+"""A top-level constant's name (match it whole): what a signature names and what the tuner tunes."""
+_ASSIGNMENT = re.compile(rf"^({CONSTANT_NAME.pattern})\s*(?::[^=]+)?=\s*(.+?)\s*(?:#.*)?$")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def place(diff: str) -> frozenset[str]:
 
 def describe_place(where: frozenset[str]) -> str:
     names = sorted(where)
-    if all(_NAME.fullmatch(name) for name in names):
+    if all(CONSTANT_NAME.fullmatch(name) for name in names):
         return ", ".join(names)
     return "; ".join(f"`{line}`" for line in names[:3]) + (f" and {len(names) - 3} more lines" if len(names) > 3 else "")
 

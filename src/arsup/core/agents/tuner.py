@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from arsup.core import acceptance
 from arsup.core.agents.base import AgentContext, Proposal
+from arsup.core.changes import CONSTANT_NAME
 from arsup.core.experiment import Experiment, Status
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 _Number = int | float
 _Value = int | float | str  # what a tunable constant holds
 
-_CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _QUOTED = re.compile(r""""([^"\\]*)"|'([^'\\]*)'""")
 
 # Default search window: a factor of 4 either side of the current value (16x in
@@ -633,7 +633,7 @@ def _find_constants(files: Mapping[str, str]) -> list[_Constant]:
                 target, node = stmt.target, stmt.value
             else:
                 continue
-            if not isinstance(target, ast.Name) or not _CONSTANT_NAME.match(target.id):
+            if not isinstance(target, ast.Name) or not CONSTANT_NAME.fullmatch(target.id):
                 continue
             value = _literal(node)
             if value is None or bound[target.id] > 1 or target.id in found:

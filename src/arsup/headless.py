@@ -28,8 +28,7 @@ from arsup.core.experiment import Experiment, Status
 from arsup.core.mlflow_export import LiveExport, tracking_uri
 from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
-from arsup.output import locations, say
-from arsup.remote import describe_question
+from arsup.output import locations, say, waiting_line
 from arsup.view import SessionView
 from arsup.signals import STOP_SIGNALS, Signalled, stop_signals
 
@@ -78,7 +77,7 @@ class Printer:
             case ExperimentFinished():
                 self._say(experiment_line(event.experiment, event.best, self.view.metric))
             case ApprovalRequested():
-                self._say(f"arsup: waiting: {describe_question(event)} answer with `arsup approve` or `arsup skip`")
+                self._say(f"arsup: {waiting_line(event)}")
             case Notice():
                 self._say(f"arsup: {'error: ' if event.level == 'error' else ''}{event.text}")
             case Paused():

@@ -12,20 +12,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from arsup.core.events import ApprovalRequested
 from arsup.core.experiment import Status
 from arsup.core.service import ControlClient, LoopNotRunning
+from arsup.output import describe_question, waiting_line
 from arsup.view import SessionView
 
 EXIT_OK, EXIT_REFUSED, EXIT_NO_LOOP = 0, 1, 3
-_ASKS = {"edit": "commit the edit of", "run": "train", "keep": "keep"}
-
-
-def describe_question(question: ApprovalRequested) -> str:
-    """One line: what the loop waits for a person to decide."""
-    experiment = question.experiment
-    what = "the baseline" if experiment.is_baseline else repr(" ".join(experiment.hypothesis.split())[:120])
-    return f"{_ASKS.get(question.kind, question.kind)} {experiment.id} ({what})?"
 
 
 def status_lines(view: SessionView, loop_pid: int) -> list[str]:
@@ -42,7 +34,7 @@ def status_lines(view: SessionView, loop_pid: int) -> list[str]:
         where = f" [{slot}]" if len(view.slots) > 1 else ""
         out.append(f"running{where}: {experiment.id} {' '.join(experiment.hypothesis.split())[:100]}")
     if view.pending is not None:
-        out.append(f"waiting: {describe_question(view.pending)} answer with `arsup approve` or `arsup skip`")
+        out.append(waiting_line(view.pending))
     counts = view.counts()
     out.append(
         f"experiments: {len(view.history)} ({counts[Status.KEEP]} keep, {counts[Status.DISCARD]} discard, "

@@ -17,7 +17,7 @@ import re
 
 from arsup.core.events import ApprovalRequested
 from arsup.core.experiment import Experiment
-from arsup.remote import describe_question
+from arsup.output import describe_question
 from arsup.tui import text
 
 TITLE = "arsup"

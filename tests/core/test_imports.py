@@ -1,4 +1,8 @@
-"""The engine is a library: importing it must not pull in the TUI; litellm, MLflow and matplotlib load only when used."""
+"""The engine is a library: importing it must not pull in the TUI; litellm, MLflow and matplotlib load only when used.
+
+That no module of the core imports a front end or textual is an import-linter contract (`pyproject.toml`);
+a contract cannot tell an import made when used from one made on import, so what loads is checked here.
+"""
 
 import subprocess
 import sys

@@ -26,14 +26,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from arsup.core.executors.output import Ended
 from arsup.core.runner import (
     RUN_MARK,
     Run,
     RunIdentity,
     RunOutcome,
     RunSpec,
-    _LineAssembler,
-    _LogFile,
     build_env,
     end_recorded,
     run,
@@ -158,26 +157,6 @@ def test_carriage_returns_collapse_to_what_a_terminal_shows(tmp_path: Path) -> N
     assert "progress 20%" in collector.partials
     assert collector.partials[-1] == ""
     assert (tmp_path / "logs" / "run.log").read_bytes() == b"step 1\rstep 2\rstep 3\ndone\r\nprogress 10%\rprogress 20%"
-
-
-def test_line_assembler_handles_splits_between_chunks() -> None:
-    assembler = _LineAssembler()
-    euro = "€".encode()
-    assert assembler.feed(b"a\r") == ([], "a")
-    assert assembler.feed(b"\nb" + euro[:1]) == (["a"], "b")  # "\r\n" split across chunks
-    assert assembler.feed(euro[1:] + b"\rc\r") == ([], "c")  # a character split across chunks
-    assert assembler.feed(b"\xffd\n") == (["\ufffdd"], "")  # undecodable bytes do not stop anything
-    assert assembler.feed(b"tail") == ([], "tail")
-    assert assembler.close() == ["tail"]
-
-
-def test_line_assembler_keeps_endless_progress_and_huge_lines_bounded() -> None:
-    assembler = _LineAssembler()
-    for i in range(10_000):
-        assert assembler.feed(f"\rstep {i}".encode()) == ([], f"step {i}")
-    assert len(assembler._tail) < 20  # overwritten updates are not kept
-    huge = "x" * (2 << 20)
-    assert assembler.feed(f"\n{huge}".encode()) == (["step 9999", huge], "")
 
 
 def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
@@ -670,7 +649,7 @@ def test_kill_after_an_abort_keeps_the_abort(tmp_path: Path) -> None:
     job = Run(spec)
     job.start()
     deadline = time.monotonic() + 10
-    while not job._abort_reason and time.monotonic() < deadline:
+    while job._latch.stopped is not Ended.ABORT and time.monotonic() < deadline:
         time.sleep(0.01)
     job.kill("user stop")
     outcome = job.wait()
@@ -709,19 +688,6 @@ def test_capped_log_keeps_its_head_a_marker_and_the_metric_at_the_end(tmp_path: 
     whole_line = re.compile(r"step \d{6} \| loss \S+ \| a line of a flood|\[arsup: log cut here.*\]|---|val_bpb: .*")
     assert all(whole_line.fullmatch(line) for line in data.decode().splitlines())  # no line cut in two
     assert len(data) > cap - (1 << 16)  # the cap is used, not wasted
-
-
-def test_log_file_under_its_cap_is_whole(tmp_path: Path) -> None:
-    path = tmp_path / "log"
-    chunks = [f"line {i}\n".encode() * 10 for i in range(30)]
-    # Far under the cap; then past the head (about 170 bytes) but short of losing anything.
-    for cap, count in [(1 << 20, 30), (600, 6)]:
-        with open(path, "wb") as file:
-            log = _LogFile(file, cap)
-            for chunk in chunks[:count]:
-                log.write(chunk)
-            log.close()
-        assert path.read_bytes() == b"".join(chunks[:count])
 
 
 # -- a full disk -------------------------------------------------------------------

@@ -24,8 +24,10 @@ session. The rules this module keeps:
   child never blocks on a full pipe; the raw bytes go to the log file and the
   decoded lines go to one optional subscriber, batched per chunk. Nothing on
   the drain path may wait or raise: a capped log keeps its tail in memory,
-  and so does one the disk refuses (full) or whose disk is low (see
-  ``_LogFile``); the abort pattern is one regex search per completed line.
+  and so does one the disk refuses (full) or whose disk is low; the abort
+  pattern is one regex search per completed line. That path, and the rule
+  that the first stop wins, are ``executors.output``'s (``OutputSink``,
+  ``StopLatch``), shared with the Ray executor.
 * The main process is waited for with ``WNOWAIT`` and reaped only after the
   tree is gone: while it is an unreaped zombie its pid, which is also the
   process group id, cannot be reused, so signalling the group never hits a
@@ -40,11 +42,9 @@ session. The rules this module keeps:
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import fcntl
 import logging
-import math
 import os
 import re
 import secrets
@@ -57,12 +57,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import psutil
 
 from arsup.core import sandbox
-from arsup.core.terminal import collapse_progress
+from arsup.core.executors.output import Ended, LogUnavailable, OutputCallback, OutputSink, StopLatch, size_text
 
 logger = logging.getLogger(__name__)
 
@@ -145,18 +145,10 @@ _DRAIN_POLL_S = 0.1  # how often an idle drain thread checks whether to give up
 _DRAIN_SETTLE_S = 0.5  # after the tree is gone, how long EOF may take to arrive
 _REAP_POLL_S = 0.02  # while waiting for signalled processes to disappear
 _SIGKILL_WAIT_S = 30.0  # SIGKILL cannot be ignored; only a process stuck in the kernel outlives this
-_MAX_LINE_CHARS = 1 << 20  # a "line" this long without a newline is passed on as is
 _REAPER_PATH = Path(__file__).with_name("reaper.py")
 # The shim needs prctl (Linux) and an interpreter to run it with; elsewhere the shell is the main process.
 _USE_REAPER = sys.platform.startswith("linux") and bool(sys.executable) and _REAPER_PATH.is_file()
 _REAPER_EXIT_S = 1.0  # once its tree is gone, how long the shim may take to exit on its own
-_LOG_TAIL_BYTES = 1 << 20  # a log cut short keeps this much of the end of the output
-_LOG_MARKER_RESERVE = 128  # room kept under the cap for the "log cut here" line
-_DISK_RESERVE_BYTES = 64 << 20  # a log leaves at least this much of its disk free (see _disk_reserve)
-_DISK_RESERVE_SHARE = 0.05  # ... or this share of the disk, if more
-_DISK_RESERVE_MAX = 1 << 30  # ... but the share never asks for more than this
-_FREE_CHECK_BYTES = 1 << 20  # a log asks for its disk's free space again after writing this much
-_QUOTE_CHARS = 120  # an abort reason quotes at most this much of the matching line
 _CREATE_TIME_SLACK_S = 1.0  # see end_recorded
 RUN_MARK = "ARSUP_RUN"
 """The variable that marks each process of a run (``RunIdentity.token``), so a restart finds what a dead shim left."""
@@ -267,10 +259,6 @@ class RunIdentity:
     token: str = ""
 
 
-OutputCallback = Callable[[list[str], str], None]
-"""Receives (complete new lines, the current partial line) once per chunk read."""
-
-
 class RunHandle(Protocol):
     """What the engine needs of a run wherever it executes: this `Run`, or a task on a cluster."""
 
@@ -284,220 +272,39 @@ class RunHandle(Protocol):
     def kill(self, reason: str) -> None: ...
 
 
-class _LineAssembler:
-    """Turns raw output into display lines, the way a terminal would show them.
-
-    ``\\n`` ends a line; ``\\r`` returns to its start, so only the text after
-    the last ``\\r`` remains (progress bars), where a ``\\r`` right before the
-    ``\\n`` does not count (``\\r\\n`` line ends). Work is per chunk with
-    ``str`` methods, never per character, to keep up with a flood.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._tail = ""  # text after the last newline, kept short (see _compact)
-
-    def feed(self, data: bytes) -> tuple[list[str], str] | None:
-        """The lines completed by ``data`` and the partial line after them, or None if no new text."""
-        text = self._decoder.decode(data)
-        if not text:
-            return None
-        buf = self._tail + text
-        lines = buf.split("\n")
-        tail = lines.pop()
-        if "\r" in buf:
-            lines = [collapse_progress(line) for line in lines]
-            tail = _compact(tail)
-        if len(tail) > _MAX_LINE_CHARS:
-            lines.append(collapse_progress(tail))
-            tail = ""
-        self._tail = tail
-        return lines, collapse_progress(tail)
-
-    def close(self) -> list[str]:
-        """At EOF: what is left becomes a complete line, since nothing will follow it."""
-        rest = self._tail + self._decoder.decode(b"", final=True)  # the tail never holds a "\n"
-        self._tail = ""
-        return [collapse_progress(rest)] if rest else []
-
-
-def _compact(tail: str) -> str:
-    """Drop progress updates that a later ``\\r`` already overwrote, so an endless bar costs no memory."""
-    cut = tail.rstrip("\r").rfind("\r")
-    return tail[cut + 1 :]
-
-
-class _LogFile:
-    """The run's log on disk: all of it, or its head, a marker line and its end.
-
-    A script that floods for hours must not fill the disk, and a disk that
-    fills while it runs (whoever filled it) must not cost the run its result,
-    yet the summary it prints last (the metric) must still end the log. The
-    head goes to disk until one of three things ends it, at a line end where
-    it can: the cap (about ``cap - 1 MiB``), the disk's reserve (the log never
-    takes its disk below ``_disk_reserve`` free; statvfs is asked every
-    ``_FREE_CHECK_BYTES`` written), or a write that fails (a full disk: what
-    the disk refused is kept, not lost). What follows goes into a bounded
-    in-memory ring instead of the disk (so the drain never slows down), and
-    ``close()`` appends a marker line and the ring's last whole lines. What
-    close cannot write either stays in ``unwritten``: the file's bytes and
-    then those are the log as it should read, which is what the metric is
-    read from. Nothing here raises: ``error`` and ``cut_for_space`` say what
-    happened.
-    """
-
-    def __init__(self, file: BinaryIO, cap: int = 0) -> None:
-        self._file = file
-        self._fd = file.fileno()  # written with os.write: each byte is on disk or in memory, never in between
-        self._tail_max = min(_LOG_TAIL_BYTES, cap // 2) if cap > 0 else _LOG_TAIL_BYTES
-        # Bytes the head may still take under the cap.
-        self._head_left = max(0, cap - self._tail_max - _LOG_MARKER_RESERVE) if cap > 0 else math.inf
-        self._reserve = _disk_reserve(self._fd)
-        self._next_check = 0  # bytes written when the free space is asked next
-        self._written = 0
-        self._cut = False  # the head is complete; output goes to the ring
-        self._head_ends_line = True
-        self._ring = bytearray()
-        self._past_head = 0  # bytes that came after the head
-        self.error: OSError | None = None  # the first write the disk refused
-        self.cut_for_space = ""  # why the head ended early to keep the disk's reserve free, in a few words
-        self.unwritten = b""  # what close() could not write: it belongs after the file's bytes
-
-    def write(self, data: bytes) -> None:
-        if not self._cut and self._written >= self._next_check:
-            self._check_free()
-        if not self._cut:
-            if len(data) <= self._head_left:
-                self._head_left -= len(data)
-                data = self._to_disk(data)  # what the disk refused, if it did (then the head is over)
-                if not data:
-                    return
-            else:
-                end = data.rfind(b"\n", 0, int(self._head_left)) + 1  # the head ends with a whole line if it can
-                data = self._to_disk(data[:end]) + data[end:]
-                self._cut = True
-        self._past_head += len(data)
-        self._ring += data
-        if len(self._ring) > 2 * self._tail_max:  # trimmed in bulk: amortised O(1) per byte
-            del self._ring[: len(self._ring) - self._tail_max]
-
-    def close(self) -> None:
-        """Append the marker and the kept end of the output (if the head was cut short), then close."""
-        if self._cut:
-            self.unwritten = self._to_disk(self._end())
-        try:
-            self._file.close()
-        except OSError as exc:  # nothing is buffered: only the file system can say no here
-            self._fail(exc)
-
-    def tell(self, outcome: RunOutcome, path: Path) -> RunOutcome:
-        """``outcome`` with what this closed log adds to it: what the disk refused, why the log was cut early."""
-        error = self.error
-        return dataclasses.replace(
-            outcome,
-            log_error=f"cannot write the log {path}: {error.strerror or error}" if error is not None else "",
-            unlogged=self.unwritten.decode("utf-8", errors="replace"),
-            log_capped=f"the log {path} was {self.cut_for_space}; the run went on" if self.cut_for_space else "",
-        )
-
-    def _end(self) -> bytes:
-        kept = bytes(self._ring[-self._tail_max :])
-        if len(kept) == self._past_head:  # nothing was dropped after all: the log is whole
-            return kept
-        newline = kept.find(b"\n")
-        if newline >= 0:
-            kept = kept[newline + 1 :]  # the first line is cut in the middle: drop it
-        dropped = self._past_head - len(kept)
-        start = b"" if self._head_ends_line else b"\n"
-        marker = f"[arsup: log cut here; {dropped} bytes dropped; the run went on]\n".encode()
-        return start + marker + kept
-
-    def _check_free(self) -> None:
-        """End the head now if going on could take the disk below its reserve (the end still has room)."""
-        self._next_check = self._written + _FREE_CHECK_BYTES
-        try:
-            free = _free_bytes(self._fd)
-        except OSError:
-            return
-        if self._reserve and free < self._reserve + self._tail_max + _LOG_MARKER_RESERVE + _FREE_CHECK_BYTES:
-            self._cut = True
-            self.cut_for_space = f"cut at {_size(self._written)} to keep {_size(self._reserve)} of its disk free"
-
-    def _to_disk(self, data: bytes) -> bytes:
-        """Write what the disk takes; the rest comes back (a refused write ends the head, see ``_fail``)."""
-        view = memoryview(data)
-        try:
-            while view:
-                done = os.write(self._fd, view)  # the log is read while the run goes on: no buffer
-                self._head_ends_line = view[done - 1] == ord("\n")  # a file takes at least a byte, or raises
-                self._written += done
-                view = view[done:]
-        except OSError as exc:
-            self._fail(exc)
-        return bytes(view)
-
-    def _fail(self, exc: OSError) -> None:
-        if self.error is None:
-            self.error = exc
-        self._cut = True
-
-
-def _disk_reserve(fd: int) -> int:
-    """How much of its disk a run's log leaves free: max(64 MiB, 5 % up to 1 GiB), at most half the disk.
-
-    The reserve is room for arsup's own writes (the journal, git) and for
-    everyone else on the disk. It is the disk's, not a share of what is free
-    now: on a disk already below it a log keeps only its end, and run after
-    run of floods cannot take half of the rest each time. 0 when the file
-    system does not say (no check then).
-    """
-    try:
-        stats = os.fstatvfs(fd)
-    except OSError:
-        return 0
-    total = stats.f_blocks * stats.f_frsize
-    return int(min(max(_DISK_RESERVE_BYTES, min(total * _DISK_RESERVE_SHARE, _DISK_RESERVE_MAX)), total / 2))
-
-
-def _free_bytes(fd: int) -> int:
-    stats = os.fstatvfs(fd)
-    return stats.f_bavail * stats.f_frsize
-
-
 class Run:
     """One training process: start it, stream its output, and end it with all its descendants.
 
-    ``wait()`` runs in one thread; ``kill()`` may come from any other. The
-    output callback runs on the drain thread and should hand work off quickly:
-    while it runs, nothing reads the pipe.
+    ``start()`` and ``wait()`` run in one thread; ``kill()`` may come from any
+    other. The output goes through an ``OutputSink``, fed by the drain thread;
+    the output callback runs there and should hand work off quickly: while it
+    runs, nothing reads the pipe. Stops go through a ``StopLatch`` (a kill, or
+    a watchdog's abort from the drain thread or the waiting one: the first
+    wins), which wakes the waiting thread. ``_lock`` guards ``_start_called``
+    only; everything else is written by ``start()`` before the threads start,
+    or by one thread alone.
     """
 
     def __init__(self, spec: RunSpec, on_output: OutputCallback | None = None) -> None:
         self.spec = spec
         self._on_output = on_output
-        # Lines are assembled for the subscriber, and for the abort pattern even without one.
-        wants_lines = on_output is not None or spec.abort_pattern is not None
-        self._lines = _LineAssembler() if wants_lines else None
         self._lock = threading.Lock()
-        self._wake = threading.Event()  # set by kill(), by a watchdog and by the exit watcher
+        self._wake = threading.Event()  # set by kill(), by a watchdog (through the latch) and by the exit watcher
+        self._latch = StopLatch(self._wake.set)
         self._exited = threading.Event()  # the main process has exited (not yet reaped)
         self._stop_drain = threading.Event()  # the pipe is held by something we could not end
         self._start_called = False
-        self._kill_reason = ""
-        self._abort_reason = ""  # at most one of these two is ever set: the first stop wins
         self._start_error = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._main: psutil.Process | None = None
         self._tree: _Tree | None = None
         self._identity: RunIdentity | None = None
-        self._log: _LogFile | None = None
+        self._sink: OutputSink | None = None  # the log and the lines; None until start() opened the log
         self._drain_thread: threading.Thread | None = None
         self._exit_thread: threading.Thread | None = None
         self._started_at = 0.0
         self._ended_at = 0.0
-        self._last_output = 0.0  # monotonic time of the last byte read (stall_s)
         self._peak_rss = 0  # bytes
-        self._callback_failed = False
         self._log_error = ""  # the log could not be opened
         self._outcome: RunOutcome | None = None
 
@@ -514,15 +321,15 @@ class Run:
             if self._start_called:
                 raise RuntimeError("Run.start() called twice")
             self._start_called = True
-            if self._kill_reason:  # stopped before it began: nothing to launch
+            if self._latch.stopped is not None:  # killed before it began: nothing to launch
                 return
         spec = self.spec
         token = secrets.token_hex(8)
-        try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = _LogFile(open(spec.log_path, "wb"), spec.max_log_bytes)  # closed by _finish_output()
-        except OSError as exc:
-            self._start_error = self._log_error = f"cannot open log {spec.log_path}: {exc}"
+        try:  # closed by _finish_output()
+            self._sink = OutputSink.open(spec.log_path, spec.max_log_bytes, self._latch, on_output=self._on_output,
+                                         abort_pattern=spec.abort_pattern, name=lambda: f"run {self._pgid}")
+        except LogUnavailable as exc:
+            self._start_error = self._log_error = str(exc)
             return
         try:
             self._proc = subprocess.Popen(
@@ -538,10 +345,10 @@ class Run:
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._start_error = f"cannot start {spec.command!r} in {spec.cwd}: {exc}"
-            self._log.write(f"arsup: {self._start_error}\n".encode())
-            self._log.close()
+            self._sink.note(self._start_error)
+            self._sink.close()
             return
-        self._started_at = self._last_output = time.monotonic()
+        self._started_at = self._sink.last_output = time.monotonic()  # the stall clock starts with the run
         assert self._proc.stdout is not None  # stdout=PIPE
         _widen_pipe(self._proc.stdout.fileno())
         pid = self._proc.pid
@@ -571,43 +378,34 @@ class Run:
         if not self._start_called:
             raise RuntimeError("Run.wait() called before start()")
         if self._proc is None:  # failed to start, or killed before it started
+            ended = Ended.KILL if self._latch.stopped is Ended.KILL else Ended.START
             self._outcome = RunOutcome(
                 exit_code=None,
-                killed=bool(self._kill_reason),
-                kill_reason=self._kill_reason,
                 start_error=self._start_error,
                 log_error=self._log_error,
+                **self._latch.ending(ended, timeout=self.spec.timeout),
             )
-            if self._log is not None:
-                self._outcome = self._log.tell(self._outcome, self.spec.log_path)
+            if self._sink is not None:
+                self._outcome = dataclasses.replace(self._outcome, **self._sink.report())
             return self._outcome
-        assert self._tree is not None
-        ended_by = "interrupted"
+        assert self._tree is not None and self._sink is not None
+        ended = Ended.INTERRUPTED
         try:
-            ended_by = self._supervise()
+            ended = self._supervise()
         finally:
             leftovers = self._tree.terminate()
-            if leftovers and ended_by == "exit":
+            if leftovers and ended is Ended.EXIT:
                 logger.warning("run %s exited but left %d process(es) behind; killed them", self._proc.pid, leftovers)
             self._exited.wait()
             self._finish_output()  # may still signal the group: reap only after it
             exit_code = self._reap()
-        reasons = {
-            "timeout": f"timed out after {self.spec.timeout:g} s",
-            "kill": self._kill_reason,
-            "abort": self._abort_reason,
-        }
         self._outcome = RunOutcome(
             exit_code=exit_code,
             wall_s=self._ended_at - self._started_at,
             peak_rss_mb=self._peak_rss / (1024 * 1024),
-            timed_out=ended_by == "timeout",
-            killed=ended_by == "kill",
-            kill_reason=reasons.get(ended_by, ""),
-            aborted=ended_by == "abort",
+            **self._latch.ending(ended, timeout=self.spec.timeout),
+            **self._sink.report(),
         )
-        assert self._log is not None
-        self._outcome = self._log.tell(self._outcome, self.spec.log_path)
         return self._outcome
 
     def kill(self, reason: str) -> None:
@@ -616,51 +414,32 @@ class Run:
         It takes effect only while the main process is running: a run that has
         already exited on its own is reported as such.
         """
-        with self._lock:
-            if not self._kill_reason and not self._abort_reason:
-                self._kill_reason = reason or "killed"
-        self._wake.set()
+        self._latch.kill(reason)  # wakes the waiting thread
 
     # -- waiting --------------------------------------------------------------
 
-    def _supervise(self) -> str:
+    def _supervise(self) -> Ended:
         """Sleep on events until the main process exits, a stop comes or the time is up.
 
-        Returns "exit", "kill", "abort" or "timeout". RSS is sampled on the way.
+        Returns how: EXIT, KILL, ABORT or TIMEOUT. RSS is sampled on the way.
         """
+        assert self._sink is not None
         deadline = self._started_at + self.spec.timeout
         next_sample = 0.0
         while not self._exited.is_set():
-            if self._kill_reason:
-                return "kill"
-            if self._abort_reason:
-                return "abort"
+            stopped = self._latch.stopped
+            if stopped is not None:
+                return stopped
             now = time.monotonic()
             if now >= deadline:
-                return "timeout"
+                return Ended.TIMEOUT
             if now >= next_sample:
                 self._sample()
                 next_sample = now + _SAMPLE_EVERY_S
-            wake_at = min(next_sample, deadline, self._check_stall(now))
+            wake_at = min(next_sample, deadline, self._sink.check_stall(now, self.spec.stall_s))
             self._wake.wait(max(0.0, wake_at - now))
             self._wake.clear()  # safe: the conditions are re-checked before the next wait
-        return "exit"
-
-    def _check_stall(self, now: float) -> float:
-        """Abort if the run has been silent for stall_s; when to look again."""
-        if self.spec.stall_s <= 0:
-            return float("inf")
-        silent_until = self._last_output + self.spec.stall_s
-        if now >= silent_until:
-            self._abort(f"aborted: no output for {self.spec.stall_s:g} s (stall_s)")
-        return silent_until
-
-    def _abort(self, reason: str) -> None:
-        """A watchdog's kill: the same ending as kill(), reported as an abort."""
-        with self._lock:
-            if not self._kill_reason and not self._abort_reason:
-                self._abort_reason = reason
-        self._wake.set()
+        return Ended.EXIT
 
     def _watch_exit(self) -> None:
         """Block until the main process exits, without reaping it (see the module docstring)."""
@@ -713,7 +492,7 @@ class Run:
         self._peak_rss = max(self._peak_rss, total)
         limit = self.spec.max_rss_mb * (1024 * 1024)
         if limit > 0 and total > limit:
-            self._abort(f"aborted: memory {_size(total)} above the limit of {_size(limit)} (memory_gb)")
+            self._latch.abort(f"aborted: memory {size_text(total)} above the limit of {size_text(limit)} (memory_gb)")
 
     @property
     def _pgid(self) -> int:
@@ -723,8 +502,8 @@ class Run:
     # -- output ---------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Read the pipe until EOF so the child never blocks on it; log raw bytes, pass lines on."""
-        assert self._proc is not None and self._proc.stdout is not None and self._log is not None
+        """Read the pipe until EOF so the child never blocks on it; the sink logs the bytes and passes lines on."""
+        assert self._proc is not None and self._proc.stdout is not None and self._sink is not None
         fd = self._proc.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
@@ -734,38 +513,12 @@ class Run:
                 chunk = os.read(fd, _CHUNK)
                 if not chunk:
                     break
-                self._last_output = time.monotonic()
-                self._log.write(chunk)  # never blocks on a full disk: what it refuses is kept in memory
-                if self._lines is not None:
-                    batch = self._lines.feed(chunk)
-                    if batch is not None:
-                        self._lines_out(*batch)
+                self._sink.feed(chunk)  # never blocks on a full disk: what it refuses is kept in memory
                 if len(chunk) < _CHUNK:
                     # The pipe was nearly empty: let output gather instead of waking per write,
                     # which would cost the child (and the subscriber) a wake-up per line.
                     self._stop_drain.wait(_BATCH_S)
-        if self._lines is not None:
-            rest = self._lines.close()
-            if rest:
-                self._lines_out(rest, "")
-
-    def _lines_out(self, lines: list[str], partial: str) -> None:
-        """Completed lines go to the subscriber and past the abort pattern."""
-        if self._on_output is not None:
-            self._emit(lines, partial)
-        if not self._abort_reason:
-            reason = abort_reason(self.spec.abort_pattern, lines)
-            if reason:
-                self._abort(reason)
-
-    def _emit(self, lines: list[str], partial: str) -> None:
-        assert self._on_output is not None
-        try:
-            self._on_output(lines, partial)
-        except Exception:
-            if not self._callback_failed:  # once: a broken subscriber would otherwise flood the log
-                self._callback_failed = True
-                logger.exception("output callback of run %s failed; it keeps being called", self._pgid)
+        self._sink.eof()
 
     def _finish_output(self) -> None:
         """Wait for EOF on the pipe, then close everything.
@@ -790,8 +543,8 @@ class Run:
         assert self._exit_thread is not None
         self._exit_thread.join()
         self._proc.stdout.close()
-        assert self._log is not None
-        self._log.close()  # a log cut short writes its end here
+        assert self._sink is not None
+        self._sink.close()  # a log cut short writes its end here
 
 
 class _Tree:
@@ -1005,28 +758,6 @@ def _await_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Pro
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(_REAP_POLL_S)
-
-
-def _size(nbytes: float) -> str:
-    """A memory size for a one-line reason: GB from 1 GB up, MB below."""
-    mib = nbytes / (1024 * 1024)
-    return f"{round(mib / 1024, 1):g} GB" if mib >= 1024 else f"{mib:.0f} MB"
-
-
-def abort_reason(pattern: re.Pattern[str] | None, lines: list[str]) -> str:
-    """Why a run must end, when a completed line matches the spec's abort pattern; "" otherwise."""
-    if pattern is None or not lines:
-        return ""
-    hit = next(filter(pattern.search, lines), None)  # the loop runs in C: a flood stays cheap
-    return "" if hit is None else f"aborted early: the log says {_quote(hit)}"
-
-
-def _quote(line: str) -> str:
-    """A log line for a one-line reason: stripped, cut to _QUOTE_CHARS, quoted."""
-    line = line.strip()
-    if len(line) > _QUOTE_CHARS:
-        line = line[: _QUOTE_CHARS - 3] + "..."
-    return f"'{line}'"
 
 
 def run(spec: RunSpec, on_output: OutputCallback | None = None) -> RunOutcome:

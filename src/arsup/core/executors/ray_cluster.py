@@ -11,10 +11,11 @@ process, and what it gets back means the same. The rules this module keeps:
 * What runs on the worker, and how it leaves nothing behind, is
   ``ray_task``'s (it travels by value: workers need no arsup). The task is
   never retried (``max_retries=0``): a run must not silently start twice.
-* Output streams back as raw chunks; the driver writes them to
-  ``spec.log_path`` (capped like the runner's) and passes lines on as the
-  runner does. Timeout, kill, abort pattern and stall are enforced here; the
-  timeout counts from the process's start on the worker.
+* Output streams back as raw chunks; the driver feeds them to the same
+  ``output.OutputSink`` as the runner (the capped log at ``spec.log_path``,
+  the lines, the abort pattern), and stops go through the same
+  ``output.StopLatch``. Timeout, kill, abort pattern and stall are enforced
+  here; the timeout counts from the process's start on the worker.
 * A Ray system failure while the run is live (worker or node died, output
   lost) is a crash: ``kill_reason`` starts with "node lost:".
 * arsup, not Ray, says when a cluster is gone. Ray's driver ends its whole
@@ -34,6 +35,7 @@ process, and what it gets back means the same. The rules this module keeps:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -45,6 +47,7 @@ from typing import Any, Callable
 
 from arsup.core import reaper, runner
 from arsup.core.executors import ray_task
+from arsup.core.executors.output import Ended, LogUnavailable, OutputCallback, OutputSink, StopLatch
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +76,16 @@ class RayRun:
     """One training command on a Ray cluster: ``runner.Run``'s start/identity/wait/kill.
 
     ``snapshot`` is a tar of the commit to run (``git archive --format=tar``);
-    ``spec.cwd`` is not used. ``wait()`` runs in one thread and calls
-    ``on_output`` there; ``kill()`` may come from any other.
+    ``spec.cwd`` is not used. ``start()`` and ``wait()`` run in one thread,
+    which feeds the output sink and so calls ``on_output``; ``kill()`` may
+    come from any other, and goes through the latch (its own lock). ``_lock``
+    guards ``_start_called`` only; the rest is the waiting thread's.
     """
 
     def __init__(
         self,
         spec: runner.RunSpec,
-        on_output: runner.OutputCallback | None = None,
+        on_output: OutputCallback | None = None,
         *,
         address: str,
         snapshot: bytes,
@@ -91,20 +96,16 @@ class RayRun:
         self.num_gpus = num_gpus
         self._snapshot = snapshot
         self._on_output = on_output
-        wants_lines = on_output is not None or spec.abort_pattern is not None
-        self._lines = runner._LineAssembler() if wants_lines else None
         self._lock = threading.Lock()
+        self._latch = StopLatch()  # wait() polls it; nothing to wake
         self._start_called = False
-        self._kill_reason = ""
-        self._abort_reason = ""  # at most one of these two is set: the first stop wins
         self._start_error = ""
         self._lost = ""  # why the task failed while the run was live ("node lost: ...")
-        self._log: runner._LogFile | None = None
+        self._sink: OutputSink | None = None  # the log and the lines; None until start() opened the log
         self._gen: Any = None  # the task's ObjectRefGenerator
         self._where = ""  # "host pid N" once the process started
-        self._submitted_at = self._started_at = self._last_output = 0.0  # driver's monotonic clock
+        self._submitted_at = self._started_at = 0.0  # driver's monotonic clock
         self._exit: dict[str, Any] | None = None  # {"exit_code", "wall_s"} from the worker
-        self._callback_failed = False
         self._outcome: runner.RunOutcome | None = None
 
     def start(self) -> None:
@@ -113,15 +114,14 @@ class RayRun:
             if self._start_called:
                 raise RuntimeError("RayRun.start() called twice")
             self._start_called = True
-            if self._kill_reason:
+            if self._latch.stopped is not None:  # killed before it began
                 return
-        try:
-            self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(self.spec.log_path, "wb")  # noqa: SIM115 -- closed by wait()
-        except OSError as exc:
-            self._start_error = f"cannot open log {self.spec.log_path}: {exc}"
-            return
-        self._log = runner._LogFile(log, self.spec.max_log_bytes)
+        try:  # closed by wait()
+            self._sink = OutputSink.open(self.spec.log_path, self.spec.max_log_bytes, self._latch,
+                                         on_output=self._on_output, abort_pattern=self.spec.abort_pattern,
+                                         name=lambda: f"ray run {self._where}")
+        except LogUnavailable as exc:
+            self._start_error = str(exc)
 
     @property
     def identity(self) -> runner.RunIdentity | None:
@@ -134,41 +134,36 @@ class RayRun:
             return self._outcome
         if not self._start_called:
             raise RuntimeError("RayRun.wait() called before start()")
-        if self._log is not None and not self._kill_reason:
-            self._start_error = _connect(self.address, lambda: bool(self._kill_reason), self._say) or self._submit()
-            if self._gen is None and self._kill_reason:
+        killed = self._killed
+        if self._sink is not None and not killed():
+            self._start_error = _connect(self.address, killed, self._say) or self._submit()
+            if self._gen is None and killed():
                 self._start_error = ""  # killed while the cluster was awaited: the kill is what happened
             self._submitted_at = time.monotonic()
-        ended_by = "kill" if self._kill_reason and not self._start_error else "start"  # if nothing was submitted
+        ended = Ended.KILL if killed() and not self._start_error else Ended.START  # if nothing was submitted
         if self._gen is not None:
             try:
-                ended_by = self._supervise()
+                ended = self._supervise()
             except BaseException:
                 _cancel(self._gen, force=True)  # interrupted: the worker goes, the shim takes the tree with it
                 raise
             finally:
                 _count_live(-1)
-                rest = self._lines.close() if self._lines is not None else []
-                if rest:
-                    self._lines_out(rest, "")
-        if self._log is not None:
+                assert self._sink is not None
+                self._sink.eof()
+        if self._sink is not None:
             if self._start_error:
-                self._write(f"arsup: {self._start_error}\n".encode())
-            self._log.close()
-        reasons = {"kill": self._kill_reason, "abort": self._abort_reason, "lost": self._lost}
-        reasons["timeout"] = f"timed out after {self.spec.timeout:g} s"
+                self._sink.note(self._start_error)
+            self._sink.close()
         status = self._exit or {}
         self._outcome = runner.RunOutcome(
             exit_code=status.get("exit_code"),
             wall_s=status.get("wall_s", time.monotonic() - self._started_at if self._started_at else 0.0),
-            timed_out=ended_by == "timeout",
-            killed=ended_by == "kill",
-            kill_reason=reasons.get(ended_by, ""),
             start_error=self._start_error,
-            aborted=ended_by == "abort",
+            **self._latch.ending(ended, timeout=self.spec.timeout, lost=self._lost),
         )
-        if self._log is not None:  # what a full disk refused to the log, read with it (see runner._LogFile)
-            self._outcome = self._log.tell(self._outcome, self.spec.log_path)
+        if self._sink is not None:  # what a full disk refused to the log, read with it (see output.CappedLog)
+            self._outcome = dataclasses.replace(self._outcome, **self._sink.report())
         return self._outcome
 
     def kill(self, reason: str) -> None:
@@ -176,9 +171,11 @@ class RayRun:
 
         Like the runner's, it takes effect only while the process runs.
         """
-        with self._lock:
-            if not self._kill_reason and not self._abort_reason:
-                self._kill_reason = reason or "killed"
+        self._latch.kill(reason)
+
+    def _killed(self) -> bool:
+        """Whether kill() was called (and came before any abort)."""
+        return self._latch.stopped is Ended.KILL
 
     def _submit(self) -> str:
         """Send the task off; '' or why it could not be."""
@@ -191,15 +188,16 @@ class RayRun:
         _count_live(+1)
         return ""
 
-    def _supervise(self) -> str:
+    def _supervise(self) -> Ended:
         """Take the stream until it ends, cancelling on a stop; how the run ended.
 
-        "exit", "kill", "abort", "timeout", "lost" (``_lost`` says why) or
-        "start" (``_start_error`` says why: no node took it, or it failed to start).
+        EXIT, KILL, ABORT, TIMEOUT, LOST (``_lost`` says why) or START
+        (``_start_error`` says why: no node took it, or it failed to start).
         """
         import ray
 
-        stop, force_at = "", float("inf")
+        stop: Ended | None = None
+        force_at = float("inf")
         while True:
             now = time.monotonic()
             if not stop:
@@ -224,35 +222,35 @@ class RayRun:
                 detail = f"the task failed: {type(cause).__name__}: {_first_line(cause)}"
                 if not self._started_at and not stop:
                     self._start_error = f"ray: cannot start the run on the worker: {type(cause).__name__}: {_first_line(cause)}"
-                    return "start"
+                    return Ended.START
             except ray.exceptions.RayError as exc:
                 detail = _LOST.get(type(exc).__name__, f"{type(exc).__name__}: {_first_line(exc)}")
             if self._exit is not None:
-                return "exit"
+                return Ended.EXIT
             if not stop:
                 self._lost = f"node lost: {detail}" + (f" (on {self._where})" if self._where else "")
-            return stop or "lost"
+            return stop or Ended.LOST
 
-    def _stop_wanted(self, now: float) -> str:
-        """Whether to end the task now, and why: "kill", "abort", "timeout", "start" or ""."""
+    def _stop_wanted(self, now: float) -> Ended | None:
+        """Whether to end the task now, and why: KILL, ABORT, TIMEOUT, START or None."""
         if self._exit is not None:  # the process exited on its own: report it as it ended
-            return ""
-        with self._lock:
-            if self._kill_reason or self._abort_reason:
-                return "kill" if self._kill_reason else "abort"
+            return None
+        assert self._sink is not None
+        stopped = self._latch.stopped
+        if stopped is not None:
+            return stopped
         timeout = self.spec.timeout
         if not self._started_at:
             if now - self._submitted_at < timeout:
-                return ""
+                return None
             self._start_error = f"ray: no node of the cluster at {self.address} started the run within {timeout:g} s"
             self._start_error += f" (it asks for {self.num_gpus:g} GPU)"
-            return "start"
+            return Ended.START
         if now - self._started_at >= timeout:
-            return "timeout"
-        if 0 < self.spec.stall_s <= now - self._last_output:
-            self._abort(f"aborted: no output for {self.spec.stall_s:g} s (stall_s)")
-            return "abort"
-        return ""
+            return Ended.TIMEOUT
+        if self._sink.check_stall(now, self.spec.stall_s) <= now:
+            return self._latch.stopped  # ABORT, or a kill that came first
+        return None
 
     def _say(self, text: str) -> None:
         """A line of arsup's own into the run's log and output, as the runner writes its start error."""
@@ -260,40 +258,17 @@ class RayRun:
 
     def _take(self, item: object) -> None:
         """One item of the stream: the start notice, a chunk of output or the exit status."""
-        self._last_output = time.monotonic()
+        assert self._sink is not None
         if isinstance(item, bytes):
-            self._write(item)
-            batch = self._lines.feed(item) if self._lines is not None else None
-            if batch is not None:
-                self._lines_out(*batch)
-        elif isinstance(item, dict) and "pid" in item:
-            self._started_at = self._last_output
+            self._sink.feed(item)
+            return
+        self._sink.last_output = time.monotonic()  # a notice is output too, for stall_s
+        if isinstance(item, dict) and "pid" in item:
+            self._started_at = self._sink.last_output
             self._where = f"{item.get('host')} pid {item['pid']}"
             logger.info("run %s started on %s", self.spec.log_path, self._where)
         elif isinstance(item, dict) and "exit_code" in item:
             self._exit = item
-
-    def _abort(self, reason: str) -> None:
-        with self._lock:
-            if not self._kill_reason and not self._abort_reason:
-                self._abort_reason = reason
-
-    def _lines_out(self, lines: list[str], partial: str) -> None:
-        """Completed lines go to the subscriber and past the abort pattern, as in the runner."""
-        if self._on_output is not None:
-            try:
-                self._on_output(lines, partial)
-            except Exception:
-                if not self._callback_failed:  # once: a broken subscriber would flood the log
-                    self._callback_failed = True
-                    logger.exception("output callback of ray run %s failed; it keeps being called", self._where)
-        reason = runner.abort_reason(self.spec.abort_pattern, lines)
-        if reason:
-            self._abort(reason)
-
-    def _write(self, data: bytes) -> None:
-        assert self._log is not None
-        self._log.write(data)  # never raises: what a full disk refuses is kept in memory
 
 
 def _connect(address: str, stopped: Callable[[], bool], say: Callable[[str], None]) -> str:

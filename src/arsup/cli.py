@@ -216,7 +216,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def _run_loop(root: Path, args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> int:
     from arsup import config
     from arsup.core.agents import create_agent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
 
     cfg = config.load(root, overrides)  # a broken config is said here, before anything starts
     tag = args.tag or default_tag()

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import TextIO
 
-from arsup.core.engine import STOPPED_BY_USER, Engine
+from arsup.core.loop import STOPPED_BY_USER, Engine
 from arsup.core.events import (
     ApprovalRequested,
     Event,

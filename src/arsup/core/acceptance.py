@@ -19,9 +19,12 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from arsup.core.experiment import Experiment, Status
+
+if TYPE_CHECKING:
+    from arsup.config import AcceptanceConfig
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class Rule:
     threshold_sigma: float = 1.0
     alpha: float = 0.05
     min_effect: float = 0.0
+
+    @classmethod
+    def from_config(cls, accept: AcceptanceConfig) -> Rule:
+        return cls(accept.mode, accept.confirm_runs, accept.threshold_sigma, accept.alpha, accept.min_effect)
 
     def mean_bar(self, sigma: float, runs: int) -> float:
         """The least mean gain over `runs` paired runs that is kept: the screen's bar for one run, scaled to a
@@ -144,6 +151,36 @@ def confirm(
             "too small to tell from the noise", p, in_sigma,
         )
     return Decision(True, f"{summary}: a real gain of {metric}", p, in_sigma)
+
+
+@dataclass(frozen=True)
+class MoreRuns:
+    """The screen passed: the candidate earns runs (`runs` in all, one per seed) and is judged again on them."""
+
+    runs: int
+
+
+def judge(
+    candidate: Experiment, reference: Experiment | None, rule: Rule, sigma: float, metric: str, goal: str,
+) -> Decision | MoreRuns:
+    """The keep decision over measured runs: the whole tree, with no git, process or config in it.
+
+    `reference` is what the candidate started from (None: nothing to beat
+    yet); `sigma` the noise floor. Under `confirm` a candidate with fewer
+    runs than `rule.confirm_runs` is screened on its mean; one that passes
+    gets MoreRuns, and once it has them the paired test decides."""
+    if reference is None:
+        return Decision(True, "the first result on this branch: the reference to beat")
+    if candidate.by_person:
+        return Decision(True, "a person's commit on the run branch, measured: the new reference")
+    if candidate.metric is None or reference.metric is None:
+        raise ValueError(f"judge: experiment {candidate.id} or its reference {reference.id} has no {metric}")
+    if rule.mode == "greedy":
+        return decide_greedy(candidate.metric, reference.metric, goal, metric)
+    if len(candidate.runs) < rule.confirm_runs:
+        screened = screen(candidate.metric, reference.metric, goal, sigma, rule, metric)
+        return screened if screened is not None else MoreRuns(rule.confirm_runs)
+    return confirm(values_by_seed(candidate, metric), values_by_seed(reference, metric), goal, sigma, rule, metric)
 
 
 def head_of_line(history: Iterable[Experiment]) -> Experiment | None:

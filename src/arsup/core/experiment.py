@@ -7,6 +7,7 @@ them on resume, and so that events can carry copies across threads.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import re
 import reprlib
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 
-class Status:
-    """Experiment statuses; strings so they read the same in the journal and results.tsv."""
+class Status(enum.StrEnum):
+    """Experiment statuses; their values read the same in the journal and results.tsv."""
 
     QUEUED = "queued"  # made by the proposer, waiting for its turn: journaled, nothing written yet
     PROPOSED = "proposed"  # its turn came; the edit is being written and committed
@@ -28,8 +29,28 @@ class Status:
     INVALID = "invalid"  # the edit could not be applied; it never trained
     SKIPPED = "skipped"  # a person declined it before it trained
 
-    FINAL = frozenset({KEEP, DISCARD, CRASH, INVALID, SKIPPED})
-    TRAINED = frozenset({KEEP, DISCARD, CRASH})
+    FINAL = enum.nonmember(frozenset({KEEP, DISCARD, CRASH, INVALID, SKIPPED}))
+    TRAINED = enum.nonmember(frozenset({KEEP, DISCARD, CRASH}))
+
+
+class Cause(enum.StrEnum):
+    """Why a run crashed, where the loop acts on it (the reason says it in words)."""
+
+    TAMPERED = "tampered"  # it changed a protected file: restored, a crash
+    GIT_CHANGED = "git changed"  # it changed `.git` (a hook, config, a ref): put back, a crash
+    NODE_LOST = "node lost"  # its cluster node went away: the host's failure, run again once
+    CLUSTER_GONE = "cluster gone"  # the whole cluster is gone: not measured, the loop ends
+
+
+PERSON = "person"  # the agent name of a commit a person made on the run branch
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How an experiment ends, and why in words: what the recorder writes."""
+
+    status: Status
+    reason: str
 
 
 @dataclass
@@ -47,6 +68,11 @@ class RunResult:
     crash_reason: str = ""
     pruned: str = ""  # why it was stopped as hopeless (a discard, not a crash)
     curve: list[list[float]] = field(default_factory=list)  # [fraction of the steps, loss], when pruning is on
+    cause: Cause | None = None  # what the loop does about a crash, where it does something
+
+    def __post_init__(self) -> None:
+        if self.cause is not None:
+            self.cause = Cause(self.cause)  # from the journal: its value
 
 
 @dataclass
@@ -62,7 +88,7 @@ class Experiment:
     diff: str = ""
     files: list[str] = field(default_factory=list)
     written: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 of the bytes arsup wrote, for recovery
-    status: str = Status.PROPOSED
+    status: Status = Status.PROPOSED
     reason: str = ""
     metric: float | None = None  # the value the decision used: the mean over the runs
     metric_std: float | None = None  # spread over the runs (None with one run)
@@ -99,7 +125,14 @@ class Experiment:
         values = _known_fields(cls, data, "", dropped)
         runs = enumerate(values.get("runs", []))
         values["runs"] = [RunResult(**_known_fields(RunResult, run, f"runs[{i}]", dropped)) for i, run in runs]
+        if "status" in values:
+            values["status"] = Status(values["status"])
         return cls(**values)
+
+    @property
+    def by_person(self) -> bool:
+        """A commit a person made on the run branch, measured like a baseline: never judged, taken as the best."""
+        return self.agent == PERSON
 
     def copy(self) -> Experiment:
         return Experiment.from_json(self.to_json())
@@ -161,6 +194,8 @@ def _checker(hint: Any) -> Callable[[Any], bool]:
     if origin is dict:
         entry = _checker(args[1])
         return lambda value: isinstance(value, dict) and all(isinstance(k, str) and entry(v) for k, v in value.items())
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):  # its value, as the journal writes it
+        return lambda value: value in hint._value2member_map_
     if dataclasses.is_dataclass(hint):
         return lambda value: isinstance(value, dict)  # its own fields are checked when it is built
     if hint in (int, float):

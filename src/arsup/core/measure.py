@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from arsup.config import Config
@@ -16,24 +17,50 @@ from arsup.core import metrics, runner, sandbox
 from arsup.core.experiment import RunResult
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a run measures and how: the validation run's command and metric, or the holdout's.
+
+    `streams`: its output goes to the screen, it may be pruned, and its crash
+    tail is kept for the agent; a holdout run does none of these (a score the
+    agent could see is a score it could fit)."""
+
+    command: str
+    env: dict[str, str]
+    metric: str
+    pattern: str
+    record: tuple[str, ...]
+    streams: bool
+
+    @classmethod
+    def validation(cls, config: Config) -> Target:
+        metric = config.metric
+        return cls(config.project.run, {}, metric.name, metric.pattern, tuple(metric.record), True)
+
+    @classmethod
+    def holdout(cls, config: Config) -> Target:
+        """The `[holdout]` command and environment; its own metric line when it names one (the metric's
+        pattern is for the metric's), its own pattern when it has one."""
+        holdout, metric = config.holdout, config.metric
+        name, pattern = metric.name, metric.pattern
+        if holdout.name and holdout.name != name:
+            name, pattern = holdout.name, ""
+        return cls(holdout.run or config.project.run, dict(holdout.env), name, holdout.pattern or pattern, (), False)
+
+
 def run_spec(
-    config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str], holdout: bool = False,
+    config: Config, root: Path, python: str, log_path: Path, seed: int, labels: dict[str, str],
+    target: Target | None = None,
 ) -> runner.RunSpec:
     """The run command with the supervisor's environment (allow-listed, seeded, budgeted), watchdogs and
-    sandbox (in `root`, which is the project or a slot's worktree); `holdout`: the `[holdout]` command and
-    environment instead."""
+    sandbox (in `root`, which is the project or a slot's worktree), for `target` (the validation run's
+    by default)."""
     project = config.project
-    extra = {
-        **project.env,
-        **(config.holdout.env if holdout else {}),
-        "ARSUP_SEED": str(seed),
-        "ARSUP_TIME_BUDGET": f"{project.time_budget:g}",
-        **labels,
-    }
+    target = target or Target.validation(config)
+    extra = {**project.env, **target.env, "ARSUP_SEED": str(seed), "ARSUP_TIME_BUDGET": f"{project.time_budget:g}", **labels}
     watchdog = config.watchdog
-    command = (config.holdout.run if holdout else "") or project.run
     return runner.RunSpec(
-        command=command.replace("{python}", shlex.quote(python)),
+        command=target.command.replace("{python}", shlex.quote(python)),
         cwd=root,
         log_path=log_path,
         env=runner.build_env(os.environ, project.pass_env, extra),
@@ -49,23 +76,19 @@ def run_spec(
 
 
 def result(
-    config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int, holdout: bool = False,
+    config: Config, spec: runner.RunSpec, outcome: runner.RunOutcome, seed: int, target: Target | None = None,
 ) -> tuple[RunResult, str]:
     """The run's record and, when it crashed, its log tail for the agent (a holdout run's: for nobody).
 
     The metric is read from the output, not only from the file: what a full
     disk refused to the log (``unlogged``, its end) is read after the file's
     bytes, so a run that printed its metric is never a crash for want of disk."""
-    name, pattern = config.metric.name, config.metric.pattern
-    if holdout and config.holdout.name and config.holdout.name != name:
-        name, pattern = config.holdout.name, ""  # its own line: the metric's pattern is for the metric's
-    if holdout and config.holdout.pattern:
-        pattern = config.holdout.pattern
+    target = target or Target.validation(config)
     parsed = metrics.parse_log(
         metrics.read_log(spec.log_path) + outcome.unlogged,
-        name,
-        pattern,
-        () if holdout else config.metric.record,
+        target.metric,
+        target.pattern,
+        target.record,
         outcome.exit_code,
         outcome.start_error or outcome.kill_reason,
     )

@@ -230,6 +230,17 @@ class Journal:
             )
         return experiments
 
+    def unmeasured(self) -> dict[str, str]:
+        """Experiments a loop left running when it stopped on a full disk or a lost cluster (and not recorded
+        since), with what stopped it: a restart measures them again."""
+        marked: dict[str, str] = {}
+        for event in self.events():
+            if event.get("event") == "unmeasured":
+                marked[str(event.get("experiment"))] = str(event.get("reason") or "")
+            elif event.get("event") == "experiment" and isinstance(event.get("experiment"), dict):
+                marked.pop(str(event["experiment"].get("id")), None)
+        return marked
+
     def next_number(self, experiments: Iterable[Experiment] | None = None) -> int:
         """Ids are numbers, unique across tags, so run folders and refs never collide.
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from arsup.core import disk, journal
 from arsup.core.experiment import Status
-from arsup.core.loop.recovery import unmeasured
 
 
 class DiskWatch:
@@ -28,7 +27,7 @@ class DiskWatch:
 
     def at_start(self) -> disk.DiskFull:
         """A start on a full disk: said like the loop's stop, with what is still to be measured again."""
-        marked = sorted(unmeasured(self.journal))
+        marked = sorted(self.journal.unmeasured())
         return disk.DiskFull(disk.full_message(self.root, self.journal.dir, disk.free_bytes(self.journal.dir), marked))
 
     def stop(self, why: str = "") -> disk.DiskFull:

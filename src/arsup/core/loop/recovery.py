@@ -43,18 +43,6 @@ class Session:
     measure_again: Experiment | None = None  # its run proved nothing (a full disk, a lost cluster): trained first
 
 
-def unmeasured(log: journal.Journal) -> dict[str, str]:
-    """Experiments the loop left running when it stopped on a full disk or a lost cluster (and not recorded
-    since), with what stopped it."""
-    marked: dict[str, str] = {}
-    for event in log.events():
-        if event.get("event") == "unmeasured":
-            marked[str(event.get("experiment"))] = str(event.get("reason") or "")
-        elif event.get("event") == "experiment" and isinstance(event.get("experiment"), dict):
-            marked.pop(str(event["experiment"].get("id")), None)
-    return marked
-
-
 class _Opening:
     """One start's recovery: the repo, the journal and the events it says what it did through."""
 
@@ -186,7 +174,7 @@ class _Opening:
             last.finished_at = time.time()
             self.journal.record(last)
             recovered = True
-        elif last.status == Status.RUNNING and (why := unmeasured(self.journal).get(last.id)) is not None:
+        elif last.status == Status.RUNNING and (why := self.journal.unmeasured().get(last.id)) is not None:
             self._recover_unmeasured(last, why)
         elif last.status == Status.RUNNING:
             last.status, last.reason = Status.CRASH, "interrupted: arsup stopped before the run finished"

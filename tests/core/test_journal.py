@@ -240,3 +240,15 @@ def test_torn_lines_are_set_aside_with_their_bytes_and_the_journal_parses_again(
     assert journal.set_aside_torn() == [] and not journal.repair()
     journal.append("note", text="after")
     assert journal.path.read_bytes().endswith(b'"text":"after"}\n') and len(journal.events()) == 3
+
+
+def test_an_experiment_marked_unmeasured_stays_so_until_it_is_recorded_again(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    running = Experiment(id="0003", tag="t", parent="p", hypothesis="h", agent="llm", status=Status.RUNNING)
+    journal.record(running)
+    journal.append("unmeasured", tag="t", experiment="0003", reason="a full disk")
+    journal.append("unmeasured", tag="t", experiment="0004", reason="a lost Ray cluster")
+    assert journal.unmeasured() == {"0003": "a full disk", "0004": "a lost Ray cluster"}
+    running.status = Status.KEEP
+    journal.record(running)  # measured at last
+    assert journal.unmeasured() == {"0004": "a lost Ray cluster"}

@@ -8,6 +8,7 @@ went. Agents never touch git, files or processes: the engine applies edits.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -50,6 +51,9 @@ class AgentContext:
     check: Callable[[Proposal], str] = lambda proposal: ""  # why the engine would refuse it ("" if it would not)
     on_text: Callable[[str], None] = lambda text: None  # the reply as it streams, for the screen
     notify: Callable[[str], None] = lambda message: None  # a notice for the person (retries, overflow)
+    # Writes the best commit's project folder into an empty folder (no .git, no .arsup): a scratch copy a coding
+    # agent may work in; what it changes there becomes its proposal.
+    export: Callable[[Path], None] = lambda folder: None
 
 
 class Agent(Protocol):

@@ -15,6 +15,8 @@ scheduler writes it when its turn comes. Invariants:
 
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 import time
 from collections import deque
@@ -184,6 +186,7 @@ class Proposer:
             check=lambda proposal: self.planner.refusal(proposal, base),
             on_text=lambda text: self.bus.emit(AgentText(self.numbering.peek(), text)),
             notify=lambda message: self.bus.notice(message, "warning"),
+            export=lambda folder: _export(self._vcs, best.commit, folder),
         )
 
     def _approve_edit(self, prepared: Prepared) -> None:
@@ -213,3 +216,12 @@ class Proposer:
             except Exception as exc:  # the agent's bookkeeping must not lose the experiment
                 self.bus.notice(f"agent {self.agent.name} failed to learn from {experiment.id}: {exc!r}", "warning")
 
+
+
+def _export(vcs: Vcs | None, commit: str, folder: Path) -> None:
+    """The project folder as `commit` holds it, written into `folder` (tracked files only: no .git, no .arsup,
+    nothing ignored); on the proposer thread, with its own git."""
+    assert vcs is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(vcs.archive(commit))) as tree:
+        tree.extractall(folder, filter="data")  # no link or path out of the folder

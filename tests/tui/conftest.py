@@ -8,14 +8,16 @@ here is stopped (or let go, if it never started) when the test ends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from arsup import config
@@ -130,6 +132,17 @@ class RecordingControls:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_project(tmp_path / "repo")
+
+
+def drive(app: App[Any], steps: Callable[[Pilot[Any]], Awaitable[None]], **run_test: Any) -> None:
+    """Run `app` headless (`app.run_test(**run_test)`, in an event loop of its own) and take `steps` with its
+    pilot; the app has closed when this returns, so what a test asserts after it is what the screen left."""
+
+    async def go() -> None:
+        async with app.run_test(**run_test) as pilot:
+            await steps(pilot)
+
+    asyncio.run(go())
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 20, what: str = "") -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future
+from typing import Any
+
+from textual.pilot import Pilot
 
 from arsup.config import NotifyConfig
 from arsup.core import policy
@@ -12,7 +14,7 @@ from arsup.core.experiment import Experiment, Status
 from arsup.tui.alerts import desktop_notification, new_best_words, question_words
 from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge
-from tests.tui.conftest import RecordingControls, until
+from tests.tui.conftest import RecordingControls, drive, until
 
 BASELINE = Experiment("0001", "t", "c0", "baseline", "arsup", commit="c0", status=Status.KEEP, metric=3.0,
                       is_baseline=True)
@@ -44,18 +46,17 @@ def alerts_of(notify: NotifyConfig) -> list[tuple[str, str]]:
     bridge(SessionStarted("t", "autoresearch/t", "c0", 0, project="/srv/tinylm"))
     bridge(ApprovalRequested(policy.RUN, BASELINE, Future(), {}, "q1"))  # from the snapshot: already known
 
-    async def go() -> None:
-        async with app.run_test() as pilot:
-            await until(pilot, lambda: app.view.pending is not None, what="the replayed question")
-            bridge(ExperimentFinished(BASELINE, BASELINE))
-            bridge(ExperimentFinished(WORSE, BASELINE))
-            bridge(ExperimentFinished(BETTER, BETTER))
-            bridge(ApprovalRequested(policy.RUN, WORSE, Future(), {}, "q4"))
-            await until(pilot, lambda: len(app.view.history) == 3 and app.view.pending is not None
-                        and app.view.pending.question_id == "q4", what="the events")
-            await pilot.pause(0.1)
+    async def go(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.view.pending is not None, what="the replayed question")
+        bridge(ExperimentFinished(BASELINE, BASELINE))
+        bridge(ExperimentFinished(WORSE, BASELINE))
+        bridge(ExperimentFinished(BETTER, BETTER))
+        bridge(ApprovalRequested(policy.RUN, WORSE, Future(), {}, "q4"))
+        await until(pilot, lambda: len(app.view.history) == 3 and app.view.pending is not None
+                    and app.view.pending.question_id == "q4", what="the events")
+        await pilot.pause(0.1)
 
-    asyncio.run(go())
+    drive(app, go)
     return heard
 
 
@@ -75,9 +76,8 @@ def test_each_alert_can_be_turned_off() -> None:
 def test_headless_writes_nothing_to_a_terminal() -> None:
     app = SupervisorApp(None, Bridge())
 
-    async def go() -> None:
-        async with app.run_test():
-            assert app.is_headless
-            app.write_to_terminal("\x1b]9;arsup: x\x07")  # no terminal to reach: nothing happens
+    async def go(pilot: Pilot[Any]) -> None:
+        assert app.is_headless
+        app.write_to_terminal("\x1b]9;arsup: x\x07")  # no terminal to reach: nothing happens
 
-    asyncio.run(go())
+    drive(app, go)

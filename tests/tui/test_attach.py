@@ -28,7 +28,7 @@ from arsup.tui.bridge import Bridge
 from arsup.tui.launch import run_attached, screen
 from arsup.tui.screens import ApprovalScreen, QuitScreen
 from tests.conftest import edit
-from tests.tui.conftest import SLOW, finish, quiet_monitor, script_engine, start, until
+from tests.tui.conftest import SLOW, drive, finish, quiet_monitor, script_engine, start, until
 
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}
@@ -68,31 +68,30 @@ def test_approve_from_the_screen_and_see_another_client_answer(repo: Path, loop_
     def pending_id() -> str:
         return app.view.pending.experiment.id if app.view.pending is not None else ""
 
-    async def go() -> None:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen), what="the baseline's question")
-            assert app.view.project_name == "repo" and app.view.policy == "runs" and app.view.pid > 0
-            await pilot.press("a")  # through the question's local future, then the socket
-            await until(pilot, lambda: pending_id() == "0002" and isinstance(app.screen, ApprovalScreen))
-            snapshot = await asyncio.to_thread(other.connect)
-            question = next(e for e in snapshot if isinstance(e, ApprovalRequested))
-            assert await asyncio.to_thread(other.answer, question.question_id, False)  # another client says no
-            # The answered question's dialog closes; the next question may open at once (made ahead), so
-            # what is checked is that no dialog asks about 0002 any more, and that 0003's question comes.
-            await until(
-                pilot,
-                lambda: not (isinstance(app.screen, ApprovalScreen) and app.screen.request.experiment.id == "0002"),
-                what="the answered question's dialog to close",
-            )
-            await until(pilot, lambda: pending_id() == "0003", what="the next question")
-            await pilot.press("escape", "P")  # runs -> keeps: the loop no longer asks about runs
-            await until(pilot, lambda: app.view.policy == "keeps", what="the policy, over the socket")
-            await finish(pilot, app)
-            await pilot.press("q")  # the loop ended: no dialog
-            await until(pilot, lambda: not app.is_running, what="the app to close")
+    async def go(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen), what="the baseline's question")
+        assert app.view.project_name == "repo" and app.view.policy == "runs" and app.view.pid > 0
+        await pilot.press("a")  # through the question's local future, then the socket
+        await until(pilot, lambda: pending_id() == "0002" and isinstance(app.screen, ApprovalScreen))
+        snapshot = await asyncio.to_thread(other.connect)
+        question = next(e for e in snapshot if isinstance(e, ApprovalRequested))
+        assert await asyncio.to_thread(other.answer, question.question_id, False)  # another client says no
+        # The answered question's dialog closes; the next question may open at once (made ahead), so
+        # what is checked is that no dialog asks about 0002 any more, and that 0003's question comes.
+        await until(
+            pilot,
+            lambda: not (isinstance(app.screen, ApprovalScreen) and app.screen.request.experiment.id == "0002"),
+            what="the answered question's dialog to close",
+        )
+        await until(pilot, lambda: pending_id() == "0003", what="the next question")
+        await pilot.press("escape", "P")  # runs -> keeps: the loop no longer asks about runs
+        await until(pilot, lambda: app.view.policy == "keeps", what="the policy, over the socket")
+        await finish(pilot, app)
+        await pilot.press("q")  # the loop ended: no dialog
+        await until(pilot, lambda: not app.is_running, what="the app to close")
 
     try:
-        asyncio.run(go())
+        drive(app, go, size=(120, 40))
     finally:
         other.close()
         client.close()

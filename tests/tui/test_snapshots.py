@@ -8,7 +8,6 @@ controls only record what they are asked.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -38,7 +37,7 @@ from arsup.tui.bridge import Bridge
 from arsup.tui.panes.gpu import GpuPane
 from arsup.tui.panes.header import HeaderPane
 from arsup.tui.panes.history import HistoryPane
-from tests.tui.conftest import RecordingControls, show_tab
+from tests.tui.conftest import RecordingControls, drive, show_tab
 
 T0 = 1_764_300_000.0
 SIZES = {"wide": (120, 40), "narrow": (80, 24)}
@@ -234,15 +233,14 @@ def test_two_slots(snap_compare: Any) -> None:
 def test_two_slots_say_which_gpu_trains_what() -> None:
     app, bridge, clock = screen()
 
-    async def go() -> None:
-        async with app.run_test(size=SIZES["wide"]) as pilot:
-            await feed(bridge, clock, slots_events())(pilot)
-            assert app.main.query_one(GpuPane).border_subtitle == "gpu0 0008  gpu1 0009"
-            header = str(app.main.query_one(HeaderPane).render())
-            assert "duty gpu0 11% · gpu1 7%" in header  # 12.6 of 112.6 s, 7.6 of 112.6 s
-            tree = app.main.query_one(HistoryPane).experiment_tree
-            assert sorted(tree._running_nodes) == ["0008", "0009"]
-            live = str(app.main.query_one("#hypothesis-text", Static).render())
-            assert "gpu0 0008" in live and "next 0010  a deeper model" in live
+    async def go(pilot: Pilot[Any]) -> None:
+        await feed(bridge, clock, slots_events())(pilot)
+        assert app.main.query_one(GpuPane).border_subtitle == "gpu0 0008  gpu1 0009"
+        header = str(app.main.query_one(HeaderPane).render())
+        assert "duty gpu0 11% · gpu1 7%" in header  # 12.6 of 112.6 s, 7.6 of 112.6 s
+        tree = app.main.query_one(HistoryPane).experiment_tree
+        assert sorted(tree._running_nodes) == ["0008", "0009"]
+        live = str(app.main.query_one("#hypothesis-text", Static).render())
+        assert "gpu0 0008" in live and "next 0010  a deeper model" in live
 
-    asyncio.run(go())
+    drive(app, go, size=SIZES["wide"])

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
 
 from arsup.tui.themes import DEFAULT_THEME, FALLBACK_THEME, load_themes, themes_dir
+from tests.tui.conftest import drive
 
 
 def test_shipped_themes_load() -> None:
@@ -46,8 +50,6 @@ def test_cycling() -> None:
 
 
 def test_the_screen_falls_back_and_says_so(tmp_path: Path) -> None:
-    import asyncio
-
     from arsup.tui.app import SupervisorApp
     from arsup.tui.bridge import Bridge
 
@@ -59,10 +61,9 @@ def test_the_screen_falls_back_and_says_so(tmp_path: Path) -> None:
     said: list[str] = []
     app.notify = lambda message, **_: said.append(message)  # type: ignore[method-assign]
 
-    async def go() -> None:
-        async with app.run_test() as pilot:
-            await pilot.pause()
-            assert app.theme == "dark"
+    async def go(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        assert app.theme == "dark"
 
-    asyncio.run(go())
+    drive(app, go)
     assert any("neon.toml: surface" in s for s in said) and any("using dark" in s for s in said)

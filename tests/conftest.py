@@ -13,6 +13,8 @@ import pytest
 
 from arsup import config
 
+pytest_plugins = ["tests.fast_tier"]  # the fast tier's guard: a test that starts a process is marked slow
+
 # A training script that is a pure function of its constants: fast, deterministic,
 # and its optimum (LR = 10**-2.5) is known, so decisions can be checked exactly.
 TOY_TRAIN = textwrap.dedent(

@@ -16,6 +16,8 @@ from arsup.background import LoopFailed, ensure_loop, running_loop
 from tests.conftest import TOY_TRAIN, git
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # starts arsup's detached loop on git repositories
+
 
 def _stop(root: Path, pid: int) -> None:
     done = subprocess.run([sys.executable, "-m", "arsup", "stop"], cwd=root, capture_output=True, text=True, timeout=30)

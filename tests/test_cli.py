@@ -25,10 +25,12 @@ def arsup(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPr
     return subprocess.run([*ARSUP, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_version(tmp_path: Path) -> None:
     assert arsup("--version", cwd=tmp_path).stdout.strip() == f"arsup {__version__}"
 
 
+@pytest.mark.slow
 def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys\nfrom arsup import cli\n"
@@ -40,6 +42,7 @@ def test_help_imports_nothing_heavy() -> None:
     assert "HEAVY []" in out
 
 
+@pytest.mark.slow
 def test_init_detects_autoresearch_layout(tmp_path: Path) -> None:
     for name in ("program.md", "train.py", "prepare.py", "pyproject.toml", "uv.lock"):
         (tmp_path / name).write_text("")
@@ -54,6 +57,7 @@ def test_init_detects_autoresearch_layout(tmp_path: Path) -> None:
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@pytest.mark.slow
 def test_init_overrides(tmp_path: Path) -> None:
     (tmp_path / "program.md").write_text("")
     (tmp_path / "fit.py").write_text("")
@@ -67,6 +71,7 @@ def test_init_overrides(tmp_path: Path) -> None:
     assert cfg.project.time_budget == 900 and cfg.project.timeout >= 900 and cfg.project.protected == []
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_with_one_clear_message(project: Path) -> None:
     text = (project / "arsup.toml").read_text().replace('goal = "minimize"', 'goal = "lower"')
     (project / "arsup.toml").write_text(text)
@@ -75,6 +80,7 @@ def test_bad_config_exits_2_with_one_clear_message(project: Path) -> None:
     assert "[metric] goal" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_not_a_git_repo_exits_2(tmp_path: Path) -> None:
     make_project(tmp_path / "repo")
     subprocess.run(["rm", "-rf", str(tmp_path / "repo" / ".git")], check=True)
@@ -90,6 +96,7 @@ def _script(root: Path, *entries: dict) -> str:
     return "script:proposals.jsonl"
 
 
+@pytest.mark.slow
 def test_run_headless_prints_a_line_per_experiment(project: Path) -> None:
     agent = _script(project, {"hypothesis": "raise LR", "files": {"train.py": TOY_TRAIN.replace("0.0001", "0.003")}})
     result = arsup("run", "--headless", "--agent", agent, "--tag", "cli", cwd=project)
@@ -103,6 +110,7 @@ def test_run_headless_prints_a_line_per_experiment(project: Path) -> None:
     assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/cli"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly(project: Path) -> None:
     slow = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
     agent = _script(project, {"hypothesis": "slow", "files": {"train.py": slow}})
@@ -128,6 +136,7 @@ def test_ctrl_c_stops_cleanly(project: Path) -> None:
     assert git(project, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow
 def test_demo_headless_trains_tinylm(tmp_path: Path) -> None:
     target = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -142,6 +151,7 @@ def test_demo_headless_trains_tinylm(tmp_path: Path) -> None:
     assert f"results in {target.resolve() / 'results.tsv'}" in result.stdout
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_non_empty_dir(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("mine")
     result = arsup("demo", "--headless", "--dir", str(tmp_path), cwd=tmp_path)
@@ -149,6 +159,7 @@ def test_demo_refuses_a_non_empty_dir(tmp_path: Path) -> None:
     assert (tmp_path / "x").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_llm_agent_trains_what_a_local_server_sends(tmp_path: Path) -> None:
     from tests.openai_server import OpenAIServer, reply
 
@@ -174,6 +185,7 @@ def test_llm_agent_trains_what_a_local_server_sends(tmp_path: Path) -> None:
     assert "a 6x higher learning rate" in log
 
 
+@pytest.mark.slow
 def test_verify_and_ablate_from_the_command_line(tmp_path: Path) -> None:
     from tests.core.test_checks import ADDITIVE
 
@@ -195,6 +207,7 @@ def _bad_project(tmp_path: Path, **project: object) -> Path:
     return make_project(tmp_path / "repo", project=project)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("project", "key"),
     [
@@ -216,6 +229,7 @@ def test_config_mistakes_end_in_one_error_line(
     assert err.startswith("arsup: error: ") and key in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_init_with_an_absolute_editable_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "program.md").write_text("")
     assert cli.main(["init", "--dir", str(tmp_path), "--editable", "/abs"]) == 2
@@ -226,6 +240,7 @@ def test_init_with_an_absolute_editable_exits_2(tmp_path: Path, capsys: pytest.C
     assert result.stderr.startswith("arsup: error: ") and "'/etc/hosts' is outside" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_broken_state_folder_exits_2_with_the_fix(project: Path) -> None:
     (project / ".arsup").write_text("")  # a file where arsup's folder belongs
     result = arsup("run", "--headless", cwd=project)
@@ -244,6 +259,7 @@ def _recorded(root: Path, *experiments: tuple[str, str, str, float]) -> journal.
     return ledger
 
 
+@pytest.mark.slow
 def test_rebuild_rewrites_results_tsv_from_the_journal(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ledger = _recorded(
         project, ("0001", "nov27", "keep", 1.0), ("0002", "nov27", "discard", 1.2), ("0003", "nov27", "invalid", 0.0),
@@ -262,6 +278,7 @@ def test_rebuild_rewrites_results_tsv_from_the_journal(project: Path, capsys: py
     assert [row.split("\t")[0] for row in results.read_text().splitlines()[1:]] == ["0004000"]
 
 
+@pytest.mark.slow
 def test_rebuild_refuses_an_unknown_tag_and_a_busy_repo(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _recorded(project, ("0001", "nov27", "keep", 1.0))
     (project / "results.tsv").write_text("mine\n")
@@ -278,6 +295,7 @@ def test_rebuild_refuses_an_unknown_tag_and_a_busy_repo(project: Path, capsys: p
     assert (project / "results.tsv").read_text() == "mine\n"
 
 
+@pytest.mark.slow
 def test_import_then_report_the_mar8_log(tmp_path: Path) -> None:
     from tests.core.test_importing import MAR8
 
@@ -292,6 +310,7 @@ def test_import_then_report_the_mar8_log(tmp_path: Path) -> None:
         "progress.png", "report.md", "results.tsv", "summary.json"]
 
 
+@pytest.mark.slow
 def test_a_bad_log_and_an_imported_tag_end_in_one_error_line(project: Path) -> None:
     bad = project.parent / "bad.tsv"
     bad.write_text("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t0.9\t1.0\tKEPT\tx\n")
@@ -349,6 +368,7 @@ def test_loop_options_before_the_command_are_kept(tmp_path: Path) -> None:
     assert (args.time_budget, args.agent, args.max_experiments) == (9, "tuner", None)
 
 
+@pytest.mark.slow
 def test_dir_before_the_command_is_where_it_acts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()
@@ -362,6 +382,7 @@ def test_dir_before_the_command_is_where_it_acts(tmp_path: Path, monkeypatch: py
     assert status.returncode == 3 and f"no arsup loop runs in {there}" in status.stdout, status.stdout
 
 
+@pytest.mark.slow
 def test_dir_before_stop_never_stops_the_loop_of_the_current_folder(tmp_path: Path) -> None:
     from tests.faults.conftest import assert_invariants, fingerprint
     from tests.core.test_service import SLOW, Loop

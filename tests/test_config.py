@@ -9,6 +9,7 @@ from arsup import config
 from tests.conftest import make_project
 
 
+@pytest.mark.slow
 def test_valid_config_loads_typed(project: Path) -> None:
     cfg = config.load(project)
     assert cfg.project.editable == ["train.py"]
@@ -18,12 +19,14 @@ def test_valid_config_loads_typed(project: Path) -> None:
     assert cfg.budget.max_experiments == 0
 
 
+@pytest.mark.slow
 def test_overrides_apply(project: Path) -> None:
     cfg = config.load(project, {"budget": {"max_experiments": 3}, "agent": {"kind": "llm"}})
     assert cfg.budget.max_experiments == 3
     assert cfg.agent.kind == "llm"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("section", "values", "expected"),
     [
@@ -61,6 +64,7 @@ def test_bad_config_names_the_key(tmp_path: Path, section: dict, values: None, e
     assert expected in str(info.value)
 
 
+@pytest.mark.slow
 def test_broken_toml_is_a_config_error(project: Path) -> None:
     (project / "arsup.toml").write_text("[project\nrun = ")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
@@ -97,6 +101,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     assert cfg.project.run == 'python "train.py" --x \\y'
 
 
+@pytest.mark.slow
 def test_watchdog_defaults_and_values(project: Path) -> None:
     watchdog = config.load(project).watchdog
     assert (watchdog.stall_s, watchdog.memory_gb, watchdog.max_log_mb, watchdog.crashes_in_a_row) == (0, 0, 1024, 3)
@@ -127,11 +132,13 @@ def test_default_abort_on_matches_failures_only(line: str, aborts: bool) -> None
     assert bool(re.search(config.WatchdogConfig().abort_on, line)) is aborts
 
 
+@pytest.mark.slow
 def test_numbers_still_accept_ints_for_floats(project: Path) -> None:
     cfg = config.load(project, {"project": {"time_budget": 7, "timeout": 8.5}, "acceptance": {"baseline_runs": 4}})
     assert (cfg.project.time_budget, cfg.project.timeout, cfg.acceptance.baseline_runs) == (7.0, 8.5, 4)
 
 
+@pytest.mark.slow
 def test_a_ray_executor_without_ray_installed_names_the_extra(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
@@ -142,6 +149,7 @@ def test_a_ray_executor_without_ray_installed_names_the_extra(project: Path, mon
         config.load(project, {"executor": {"kind": "ray"}})
 
 
+@pytest.mark.slow
 def test_sandbox_bwrap_where_bwrap_is_missing_is_a_config_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(project / "no-such-folder"))
     with pytest.raises(config.ConfigError) as raised:
@@ -152,6 +160,7 @@ def test_sandbox_bwrap_where_bwrap_is_missing_is_a_config_error(project: Path, m
     )
 
 
+@pytest.mark.slow
 def test_sandbox_writable_paths_lie_outside_the_project(project: Path) -> None:
     cfg = config.load(project, {"sandbox": {"writable": ["/data/cache", "~/.cache/torch"]}})
     assert cfg.sandbox.writable == ["/data/cache", "~/.cache/torch"] and cfg.sandbox.network

@@ -53,6 +53,8 @@ from tests.openai_server import (
     trickle,
 )
 
+pytestmark = pytest.mark.slow  # litellm over real HTTP with real timeouts: 5 s to import litellm
+
 litellm.suppress_debug_info = True  # litellm prints "Give Feedback" banners to stdout otherwise
 
 MESSAGES = [

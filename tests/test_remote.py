@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TOY_TRAIN, git, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
@@ -30,6 +32,7 @@ def journal(root: Path) -> list[dict]:
     return [json.loads(line) for line in (root / ".arsup" / "journal.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_headless_loop_is_steered_from_the_command_line(project: Path, tmp_path: Path) -> None:
     protected = fingerprint(project, ["prepare.py"])
     script = write_script(

@@ -59,6 +59,7 @@ def test_zero_variance_gives_a_certain_answer() -> None:
     assert decision.keep and decision.p_value == 0.0 and decision.gain_sigma is None
 
 
+@pytest.mark.slow
 def test_better_on_the_screen_but_worse_on_confirmation_is_discarded() -> None:
     best = {0: 1.00, 1: 1.00, 2: 1.00}
     candidate = {0: 0.98, 1: 1.01, 2: 1.02}
@@ -66,6 +67,7 @@ def test_better_on_the_screen_but_worse_on_confirmation_is_discarded() -> None:
     assert not decision.keep and "not significant" in decision.reason and decision.p_value > 0.05
 
 
+@pytest.mark.slow
 def test_a_real_gain_is_kept_with_its_p_value_and_sigma() -> None:
     best = {0: 1.000, 1: 1.010, 2: 0.990}
     candidate = {0: 0.950, 1: 0.962, 2: 0.938}
@@ -93,6 +95,7 @@ def test_a_significant_gain_under_the_bar_for_a_mean_is_not_kept() -> None:
     assert confirm(nudged, best, "minimize", 0.0, Rule(), "m").keep  # no noise: any strict gain is real
 
 
+@pytest.mark.slow
 def test_the_paired_test_holds_its_false_positive_rate() -> None:
     rng = random.Random(7)
     hits = sum(one_sided_p([rng.gauss(0, 1) for _ in range(3)]) < 0.05 for _ in range(4000))

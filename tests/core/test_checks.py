@@ -18,6 +18,8 @@ from arsup.core.journal import Journal, RepoBusy
 from arsup.core.vcs import GitError
 from tests.conftest import blocked_bwrap, git, make_project
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 ADDITIVE = (
     "import os\nA = 0\nB = 0\nNOISE = {0: 0.0, 1: 0.02, 2: -0.02, 3: 0.01}\n"
     "seed = int(os.environ['ARSUP_SEED'])\n"

@@ -5,9 +5,13 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import pytest
+
 from arsup.core import disk
 from arsup.core.journal import JournalError
 from tests.conftest import fill
+
+pytestmark = pytest.mark.slow  # mounts a small tmpfs to fill
 
 
 def test_a_full_disk_is_known_by_its_error_or_by_its_free_space(small_disk: Path) -> None:

@@ -19,6 +19,8 @@ from arsup.core.journal import Journal
 from arsup.core.vcs import GitError
 from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, results_rows, write_script
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 
 def test_full_cycle_keep_discard_crash_invalid(project: Path) -> None:
     script = write_script(

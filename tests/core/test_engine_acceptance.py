@@ -14,6 +14,8 @@ from arsup.core.events import Event, Notice, RunStarted
 from arsup.core.experiment import Status
 from tests.conftest import git, make_project
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 
 def train(values: dict[int, float], metric: str = "val_bpb", crash_on: int | None = None) -> str:
     """A script whose metric per seed is given: noise we control exactly."""

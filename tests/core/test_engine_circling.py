@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from arsup.core.events import Notice, Paused, SessionEnded
 from arsup.core.journal import Journal
 from tests.conftest import edit, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
+
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 LR_AGAIN = [edit("LR = 0.0001", f"LR = {value}") for value in ("0.00005", "0.00002", "0.00001", "0.000005", "0.000001")]
 

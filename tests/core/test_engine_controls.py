@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from arsup import config
 from arsup.core import policy
 from arsup.core.agents.script import ScriptAgent
@@ -15,6 +17,8 @@ from arsup.core.events import ApprovalRequested, Event, RunOutput, SessionEnded,
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from tests.conftest import TOY_TRAIN, edit, git, write_script
+
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 SLOW = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
 

@@ -13,6 +13,8 @@ from arsup.core.journal import Journal
 from tests.conftest import edit, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 # Wider scores better on the validation split and worse on the holdout: a loop that fits its val set.
 # The split is chosen by the protected prepare.py, from the environment only holdout runs get.
 PREPARE = textwrap.dedent("""\

@@ -3,8 +3,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from arsup.core.gitguard import GitPrint
 from tests.conftest import git
+
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 
 def _tree(folder: Path) -> dict[str, tuple[str, bytes, int]]:

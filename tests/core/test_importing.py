@@ -78,6 +78,7 @@ def test_an_existing_tag_is_not_imported_into(tmp_path: Path) -> None:
     assert journal.Journal(tmp_path).path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_in_the_clone_that_ran_it_each_kept_change_gets_its_diff(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo")
     base = git(root, "rev-parse", "HEAD")
@@ -103,6 +104,7 @@ def synthetic_log(path: Path, rows: int, commits: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_git_is_asked_through_the_same_few_processes_for_300_rows_as_for_30(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -129,6 +131,7 @@ def test_git_is_asked_through_the_same_few_processes_for_300_rows_as_for_30(
     assert len(imported) == 300 and "+LR = 2 * " in imported[1].diff and imported[2].diff == ""
 
 
+@pytest.mark.slow
 def test_the_memory_an_import_takes_does_not_grow_with_the_log(tmp_path: Path) -> None:
     peaks = []
     for rows in (500, 5000):

@@ -7,6 +7,10 @@ a contract cannot tell an import made when used from one made on import, so what
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # imports arsup in a fresh Python process
+
 
 def test_core_never_imports_textual_or_the_heavy_optional_ones() -> None:
     code = (

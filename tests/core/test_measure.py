@@ -11,6 +11,8 @@ from arsup import config
 from arsup.core import measure, runner
 from tests.conftest import make_project
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file every write to fails with ENOSPC")
 def test_the_metric_is_read_from_what_the_full_disk_refused(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from arsup.core.mlflow_export import FAIL_FAST, ExportError, LiveExport, MlflowE
 
 MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
 
+# slow: a real MLflow store and live exports to real servers: 1 s to import MLflow, seconds a test
 # SQLAlchemy 2.1 deprecates a loader option MLflow's SQL store still configures; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")]
 
 DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-LR = 0.0001\n+LR = 0.003\n"
 LONG = "raise the learning rate thirtyfold because the loss curve is still falling steeply at the end of the budget"

@@ -6,11 +6,15 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
 from arsup.core.engine import Engine
 from arsup.headless import run_headless
 from tests.conftest import edit, make_project, write_script
+
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 
 def run(root: Path, command: str, timeout: float = 10) -> str:

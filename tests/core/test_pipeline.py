@@ -35,6 +35,7 @@ def _run(engine: Any) -> None:
     assert engine.wait(60), "the loop did not end"
 
 
+@pytest.mark.slow
 def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(root, *THREE_WIDTHS)
@@ -49,6 +50,7 @@ def test_the_next_proposal_is_ready_before_the_run_ends(tmp_path: Path) -> None:
         assert after.parent == baseline.commit and after.made_for == baseline.id
 
 
+@pytest.mark.slow
 def test_a_proposal_made_ahead_is_told_what_is_in_flight(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(root, *THREE_WIDTHS)
@@ -72,6 +74,7 @@ def test_a_proposal_made_ahead_is_told_what_is_in_flight(tmp_path: Path) -> None
     assert told[:3] == [[], [("0002", "wider")], [("0003", "narrower")]]
 
 
+@pytest.mark.slow
 def test_a_proposal_that_repeats_one_still_training_is_refused(tmp_path: Path) -> None:
     root = _project(tmp_path)
     protected = fingerprint(root, ["prepare.py"])
@@ -87,6 +90,7 @@ def test_a_proposal_that_repeats_one_still_training_is_refused(tmp_path: Path) -
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_queue_zero_proposes_only_once_the_run_is_over(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(
@@ -100,6 +104,7 @@ def test_queue_zero_proposes_only_once_the_run_is_over(tmp_path: Path) -> None:
     assert second.proposed_at > first.finished_at
 
 
+@pytest.mark.slow
 def test_a_proposal_made_for_an_older_best_is_reapplied_on_the_new_one(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(
@@ -120,6 +125,7 @@ def test_a_proposal_made_for_an_older_best_is_reapplied_on_the_new_one(tmp_path:
     assert git(root, "rev-parse", "HEAD") == faster.commit and git(root, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow
 def test_a_whole_file_proposal_is_merged_onto_the_new_best(tmp_path: Path) -> None:
     root = _project(tmp_path)
     whole = SLOW.replace('print("training_seconds: 0.1")', 'print("training_seconds: 0.2")')
@@ -136,6 +142,7 @@ def test_a_whole_file_proposal_is_merged_onto_the_new_best(tmp_path: Path) -> No
     assert "LR = 0.003" in committed and "training_seconds: 0.2" in committed
 
 
+@pytest.mark.slow
 def test_a_proposal_that_no_longer_applies_is_skipped_and_the_agent_asked_again(tmp_path: Path) -> None:
     root = _project(tmp_path)
     protected = fingerprint(root, ["prepare.py"])
@@ -157,6 +164,7 @@ def test_a_proposal_that_no_longer_applies_is_skipped_and_the_agent_asked_again(
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_an_edit_is_approved_while_the_run_before_it_trains(tmp_path: Path) -> None:
     root = _project(tmp_path)
     script = write_script(
@@ -184,6 +192,7 @@ def test_an_edit_is_approved_while_the_run_before_it_trains(tmp_path: Path) -> N
     assert asked_during == [(wider.id, frozenset()), (narrower.id, frozenset({wider.id}))]
 
 
+@pytest.mark.slow
 def test_a_queued_proposal_is_recorded_when_the_loop_stops(tmp_path: Path) -> None:
     root = _project(tmp_path, TOY_TRAIN + "import time\nif WIDTH != 64:\n    time.sleep(30)\n")  # the baseline is quick
     protected = fingerprint(root, ["prepare.py"])

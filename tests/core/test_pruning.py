@@ -57,6 +57,7 @@ def test_a_pruner_waits_for_its_earliest_point_then_judges_once() -> None:
     assert on_par.feed(["step 4/10 | loss 2.7"], "") == ""
 
 
+@pytest.mark.slow
 def test_a_hopeless_run_is_pruned_as_a_discard_and_a_good_one_is_not(tmp_path: Path) -> None:
     root = make_project(
         tmp_path / "repo", train=CURVED, project={"time_budget": 20, "timeout": 30},
@@ -78,6 +79,7 @@ def test_a_hopeless_run_is_pruned_as_a_discard_and_a_good_one_is_not(tmp_path: P
     assert [row.split("\t")[3] for row in rows] == ["keep", "discard", "keep"]
 
 
+@pytest.mark.slow
 def test_pruning_is_off_by_default_and_during_warmup(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo", train=CURVED, project={"time_budget": 20, "timeout": 30})
     script = write_script(root, {"hypothesis": "ten times worse", "edits": edit("SCALE = 1.0", "SCALE = 10.0")})

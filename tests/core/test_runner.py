@@ -114,6 +114,7 @@ SPAWN_AND_HANG = """
 """
 
 
+@pytest.mark.slow
 def test_normal_exit_writes_merged_output_to_log(tmp_path: Path) -> None:
     outcome = run(_spec(tmp_path, "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"))
     assert outcome.exit_code == 0
@@ -123,12 +124,14 @@ def test_normal_exit_writes_merged_output_to_log(tmp_path: Path) -> None:
     assert "to stdout\n" in log and "to stderr\n" in log
 
 
+@pytest.mark.slow
 def test_nonzero_exit_code(tmp_path: Path) -> None:
     outcome = run(_spec(tmp_path, "import sys; print('failing'); sys.exit(3)"))
     assert outcome.exit_code == 3
     assert not outcome.timed_out and not outcome.killed
 
 
+@pytest.mark.slow
 def test_flood_is_logged_in_full_and_delivered_in_batches(tmp_path: Path) -> None:
     n = 200_000
     collector = _Collector()
@@ -143,6 +146,7 @@ def test_flood_is_logged_in_full_and_delivered_in_batches(tmp_path: Path) -> Non
     assert collector.calls < n / 100
 
 
+@pytest.mark.slow
 def test_carriage_returns_collapse_to_what_a_terminal_shows(tmp_path: Path) -> None:
     code = r"""
         import sys, time
@@ -159,6 +163,7 @@ def test_carriage_returns_collapse_to_what_a_terminal_shows(tmp_path: Path) -> N
     assert (tmp_path / "logs" / "run.log").read_bytes() == b"step 1\rstep 2\rstep 3\ndone\r\nprogress 10%\rprogress 20%"
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
     collector = _Collector()
     outcome = run(_spec(tmp_path, SPAWN_AND_HANG, timeout=2.0, kill_grace=0.5), collector)
@@ -172,6 +177,7 @@ def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
     assert all(_gone(pid) for pid in pids), [p for p in pids if not _gone(p)]
 
 
+@pytest.mark.slow
 def test_child_ignoring_sigterm_ends_by_sigkill_after_grace(tmp_path: Path) -> None:
     code = """
         import signal, time
@@ -190,6 +196,7 @@ def test_child_ignoring_sigterm_ends_by_sigkill_after_grace(tmp_path: Path) -> N
     assert 0.7 <= time.monotonic() - asked < 5
 
 
+@pytest.mark.slow
 def test_kill_from_another_thread_ends_the_tree_at_once(tmp_path: Path) -> None:
     collector = _Collector()
     job = Run(_spec(tmp_path, SPAWN_AND_HANG, kill_grace=0.5), collector)
@@ -208,6 +215,7 @@ def test_kill_from_another_thread_ends_the_tree_at_once(tmp_path: Path) -> None:
     assert job.wait() is outcome
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output", ["", "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL"])
 def test_processes_left_behind_by_a_finished_run_are_killed(tmp_path: Path, output: str) -> None:
     code = f"""
@@ -222,6 +230,7 @@ def test_processes_left_behind_by_a_finished_run_are_killed(tmp_path: Path, outp
     assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
 
 
+@pytest.mark.slow
 def test_descendant_seen_earlier_is_killed_after_leaving_the_tree(tmp_path: Path) -> None:
     code = """
         import subprocess, sys, time
@@ -243,6 +252,7 @@ def test_descendant_seen_earlier_is_killed_after_leaving_the_tree(tmp_path: Path
     assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finding pipe holders needs /proc")
 def test_daemon_that_escaped_unseen_is_found_through_the_pipe(tmp_path: Path) -> None:
     code = """
@@ -258,6 +268,7 @@ def test_daemon_that_escaped_unseen_is_found_through_the_pipe(tmp_path: Path) ->
     assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
 
 
+@pytest.mark.slow
 def test_peak_rss_sees_an_allocation(tmp_path: Path) -> None:
     small = run(_spec(tmp_path, "import time; time.sleep(0.6)"))
     big = run(_spec(tmp_path, "import time; data = b'x' * (100 << 20); time.sleep(0.6)"))
@@ -266,6 +277,7 @@ def test_peak_rss_sees_an_allocation(tmp_path: Path) -> None:
     assert big.peak_rss_mb - small.peak_rss_mb > 80
 
 
+@pytest.mark.slow
 def test_failing_callback_does_not_stop_the_drain(tmp_path: Path) -> None:
     calls = []
 
@@ -285,6 +297,7 @@ def test_failing_callback_does_not_stop_the_drain(tmp_path: Path) -> None:
     assert (tmp_path / "logs" / "run.log").read_text() == "0\n1\n2\n3\n4\n"
 
 
+@pytest.mark.slow
 def test_missing_cwd_is_a_start_error_not_an_exception(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "print('never')")
     spec.cwd = tmp_path / "missing"
@@ -381,6 +394,7 @@ FORK_CHAIN = """
 """
 
 
+@pytest.mark.slow
 @linux_only
 @pytest.mark.parametrize("hang", [False, True], ids=["main-exits", "timeout"])
 def test_fast_double_fork_into_a_new_session_cannot_escape(tmp_path: Path, hang: bool) -> None:
@@ -392,6 +406,7 @@ def test_fast_double_fork_into_a_new_session_cannot_escape(tmp_path: Path, hang:
     assert marked_processes(MARK, MARK_VALUE) == []
 
 
+@pytest.mark.slow
 @linux_only
 @pytest.mark.parametrize("then", ["pass", "time.sleep(60)"], ids=["main-exits", "timeout"])
 def test_a_chain_of_escaping_forks_cannot_outrun_the_kill(tmp_path: Path, then: str) -> None:
@@ -402,12 +417,14 @@ def test_a_chain_of_escaping_forks_cannot_outrun_the_kill(tmp_path: Path, then: 
     assert marked_processes(MARK, MARK_VALUE) == []
 
 
+@pytest.mark.slow
 def test_exit_by_any_signal_is_reported_as_minus_the_signal(tmp_path: Path) -> None:
     outcome = run(_spec(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGUSR1)"))
     assert outcome.exit_code == -signal.SIGUSR1
     assert not outcome.killed and not outcome.aborted
 
 
+@pytest.mark.slow
 def test_the_command_gets_exactly_the_environment_of_the_spec(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "")
     spec.env = {"PATH": os.environ["PATH"], "LANG": "C", MARK: MARK_VALUE}  # C locale: Python would coerce it
@@ -421,6 +438,7 @@ def test_the_command_gets_exactly_the_environment_of_the_spec(tmp_path: Path) ->
     assert seen == {**spec.env, RUN_MARK: job.identity.token}  # and the run's marker, for a restart to find it by
 
 
+@pytest.mark.slow
 @linux_only
 def test_the_command_holds_no_capability_and_cannot_read_the_shim(tmp_path: Path) -> None:
     """Root keeps CAP_SYS_PTRACE, which reads any process's environment, undumpable or not: the run gets none."""
@@ -444,6 +462,7 @@ def test_the_command_holds_no_capability_and_cannot_read_the_shim(tmp_path: Path
         assert int(said["CapBnd"], 16) == 0
 
 
+@pytest.mark.slow
 def test_identity_names_the_started_process(tmp_path: Path) -> None:
     job = Run(_spec(tmp_path, "import os; print(os.getppid(), os.getpgid(0))"))
     assert job.identity is None
@@ -492,6 +511,7 @@ def _kill_holder(holder: subprocess.Popen[str]) -> None:
     holder.stdout.close()
 
 
+@pytest.mark.slow
 @linux_only
 def test_run_dies_with_its_supervisor_even_on_sigkill(tmp_path: Path) -> None:
     holder, identity = _start_in_holder(tmp_path, SPAWN_AND_HANG, kill_grace=0.5)
@@ -516,6 +536,7 @@ STUBBORN = """
 """
 
 
+@pytest.mark.slow
 def test_end_recorded_ends_a_live_orphan_tree_and_nothing_else(tmp_path: Path) -> None:
     holder, identity = _start_in_holder(tmp_path, STUBBORN, kill_grace=30)
     _kill_holder(holder)
@@ -550,6 +571,7 @@ ORPHANS = """
 """
 
 
+@pytest.mark.slow
 @linux_only
 def test_end_recorded_ends_what_a_dead_shim_left_and_nothing_else(tmp_path: Path) -> None:
     """arsup and the shim killed together (pkill -9 -f arsup): the tree goes on under init, found by its
@@ -589,6 +611,7 @@ def test_end_recorded_ends_what_a_dead_shim_left_and_nothing_else(tmp_path: Path
 # -- watchdogs ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stall_aborts_a_silent_run(tmp_path: Path) -> None:
     spec = _spec(tmp_path, SPAWN_AND_HANG)
     spec.stall_s = 1.0
@@ -599,6 +622,7 @@ def test_stall_aborts_a_silent_run(tmp_path: Path) -> None:
     assert all(_gone(pid) for pid in _read_pids(tmp_path / "pids.txt"))
 
 
+@pytest.mark.slow
 def test_output_keeps_the_stall_watchdog_quiet(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "import time\nfor i in range(10):\n    print(i, flush=True)\n    time.sleep(0.2)")
     spec.stall_s = 1.0
@@ -606,6 +630,7 @@ def test_output_keeps_the_stall_watchdog_quiet(tmp_path: Path) -> None:
     assert outcome.exit_code == 0 and not outcome.aborted and outcome.kill_reason == ""
 
 
+@pytest.mark.slow
 def test_memory_watchdog_aborts_a_run_above_the_limit(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "import time; data = b'x' * (200 << 20); print('ready', flush=True); time.sleep(60)")
     spec.max_rss_mb = 100
@@ -616,6 +641,7 @@ def test_memory_watchdog_aborts_a_run_above_the_limit(tmp_path: Path) -> None:
     assert outcome.wall_s < 5
 
 
+@pytest.mark.slow
 def test_memory_watchdog_leaves_a_run_under_the_limit_alone(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "import time; data = b'x' * (20 << 20); time.sleep(0.8)")
     spec.max_rss_mb = 200  # the shim's own memory does not count
@@ -623,6 +649,7 @@ def test_memory_watchdog_leaves_a_run_under_the_limit_alone(tmp_path: Path) -> N
     assert outcome.exit_code == 0 and not outcome.aborted
 
 
+@pytest.mark.slow
 def test_abort_pattern_ends_the_run_on_a_completed_line(tmp_path: Path) -> None:
     code = """
         import sys, time
@@ -643,6 +670,7 @@ def test_abort_pattern_ends_the_run_on_a_completed_line(tmp_path: Path) -> None:
     assert outcome.exit_code == -signal.SIGTERM
 
 
+@pytest.mark.slow
 def test_kill_after_an_abort_keeps_the_abort(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "import time; print('FAIL', flush=True); time.sleep(60)", kill_grace=0.3)
     spec.abort_pattern = re.compile(r"\bFAIL\b")
@@ -660,6 +688,7 @@ def test_kill_after_an_abort_keeps_the_abort(tmp_path: Path) -> None:
 # -- the log cap ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_capped_log_keeps_its_head_a_marker_and_the_metric_at_the_end(tmp_path: Path) -> None:
     cap = 3 << 20
     code = """
@@ -700,6 +729,7 @@ METRIC_AFTER_A_FLOOD = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file every write to fails with ENOSPC")
 def test_a_log_the_disk_refuses_keeps_the_end_of_the_output_in_memory(tmp_path: Path) -> None:
     spec = _spec(tmp_path, METRIC_AFTER_A_FLOOD.format(lines=50_000))  # 3 MB: more than the tail kept
@@ -714,11 +744,13 @@ def test_a_log_the_disk_refuses_keeps_the_end_of_the_output_in_memory(tmp_path: 
     assert int(dropped.group(1)) == produced - (len(outcome.unlogged) - len(dropped.group()))  # exact, as on disk
 
 
+@pytest.mark.slow
 def test_a_log_written_in_full_has_nothing_unlogged(tmp_path: Path) -> None:
     outcome = run(_spec(tmp_path, METRIC_AFTER_A_FLOOD.format(lines=10)))
     assert outcome.exit_code == 0 and outcome.log_error == outcome.unlogged == outcome.log_capped == ""
 
 
+@pytest.mark.slow
 def test_a_flood_never_takes_the_disk_below_its_reserve(small_disk: Path) -> None:
     """No cap set, a 30 MB disk, 60 MB of output: the log stops short of the disk's reserve; the run goes on."""
     spec = _spec(small_disk, METRIC_AFTER_A_FLOOD.format(lines=1_000_000))
@@ -732,6 +764,7 @@ def test_a_flood_never_takes_the_disk_below_its_reserve(small_disk: Path) -> Non
     assert str(spec.log_path) in outcome.log_capped and "free" in outcome.log_capped
 
 
+@pytest.mark.slow
 def test_a_disk_already_below_its_reserve_gets_only_the_end_of_the_log(small_disk: Path) -> None:
     """The reserve is the disk's (half of a small one), not half of whatever is left: run after run, a flood
     would otherwise take half the rest each time."""

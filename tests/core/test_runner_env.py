@@ -64,6 +64,7 @@ def test_values_with_url_credentials_do_not_pass(value: str) -> None:
     assert build_env({"UV_INDEX_URL": value}, pass_env=["UV_INDEX_URL"])["UV_INDEX_URL"] == value
 
 
+@pytest.mark.slow
 def test_a_child_started_with_the_built_env_sees_no_credentials() -> None:
     base = {**os.environ, "UV_INDEX_URL": "https://u:s3cr3t-9f@host/simple", "HF_DB_PASS": "s3cr3t-9f"}
     code = "import os; print(sorted(k for k, v in os.environ.items() if 's3cr3t-9f' in v))"

@@ -24,6 +24,8 @@ from arsup.core.experiment import Status
 from tests.conftest import TOY_TRAIN, blocked_bwrap, git, make_engine, make_project, needs_bwrap, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # real runs, sandboxed, on git repositories
+
 # Before the metric: what the run can see of arsup (JSON on one line). A hidden folder is an empty one
 # (a mount point cannot be removed); a hidden file cannot be read.
 LOOKS_AROUND = textwrap.dedent(

@@ -64,11 +64,13 @@ def loop(project: Path):
     served.close()
 
 
+@pytest.mark.slow
 def test_the_socket_is_for_its_owner_only(project: Path, loop: Loop) -> None:
     mode = socket_path(project).stat().st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
 
 
+@pytest.mark.slow
 def test_a_client_gets_the_snapshot_then_the_live_stream(project: Path, loop: Loop) -> None:
     first = Attached(project)
     question = first.next(ApprovalRequested)
@@ -82,6 +84,7 @@ def test_a_client_gets_the_snapshot_then_the_live_stream(project: Path, loop: Lo
         attached.client.close()
 
 
+@pytest.mark.slow
 def test_the_first_answer_wins_and_every_client_sees_the_question_close(project: Path, loop: Loop) -> None:
     one, two = Attached(project), Attached(project)
     asked_one, asked_two = one.next(ApprovalRequested), two.next(ApprovalRequested)
@@ -99,6 +102,7 @@ def test_the_first_answer_wins_and_every_client_sees_the_question_close(project:
         attached.client.close()
 
 
+@pytest.mark.slow
 def test_controls_from_a_client_reach_the_loop(project: Path, loop: Loop) -> None:
     watcher = Attached(project)
     watcher.client.answer(watcher.next(ApprovalRequested).question_id, True)
@@ -119,6 +123,7 @@ def test_controls_from_a_client_reach_the_loop(project: Path, loop: Loop) -> Non
     watcher.client.close()
 
 
+@pytest.mark.slow
 def test_clients_that_vanish_or_stall_never_touch_the_loop(project: Path, loop: Loop) -> None:
     watcher = Attached(project)
     question = watcher.next(ApprovalRequested)
@@ -134,12 +139,14 @@ def test_clients_that_vanish_or_stall_never_touch_the_loop(project: Path, loop: 
     watcher.client.close()
 
 
+@pytest.mark.slow
 def test_no_loop_is_a_clear_answer(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo")
     with pytest.raises(LoopNotRunning, match="no arsup loop runs in"):
         ControlClient(root).connect()
 
 
+@pytest.mark.slow
 def test_a_deep_project_path_still_serves(tmp_path: Path) -> None:
     deep = tmp_path.joinpath(*["folder-with-a-long-name"] * 6, "repo")
     root = make_project(deep)
@@ -153,6 +160,7 @@ def test_a_deep_project_path_still_serves(tmp_path: Path) -> None:
         served.close()
 
 
+@pytest.mark.slow
 def test_the_session_end_reaches_attached_clients(project: Path) -> None:
     served = Loop(project, approve="auto")
     attached = Attached(project)
@@ -191,6 +199,7 @@ def test_replay_keeps_what_a_view_needs_and_no_more() -> None:
     assert [e.experiment_id for e in replay.events() if isinstance(e, RunOutput)] == ["0002"]
 
 
+@pytest.mark.slow
 def test_a_control_the_loop_cannot_take_is_an_error(project: Path) -> None:
     served = Loop(project, approve="runs")
     attached = Attached(project)

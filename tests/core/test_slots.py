@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from arsup.config import SlotsConfig
 from arsup.core.experiment import Status
 from arsup.core.slots import HOME, carried_hypothesis, plan
@@ -52,6 +54,7 @@ def test_the_plan_names_one_slot_per_gpu_or_cpu_share() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_two_slots_train_at_once_in_their_worktrees_and_share_one_kept_line(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS)
     protected = fingerprint(root, ["prepare.py"])
@@ -77,6 +80,7 @@ def test_two_slots_train_at_once_in_their_worktrees_and_share_one_kept_line(tmp_
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_a_keep_overtaken_by_another_slot_is_measured_again_on_the_new_best(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS)
     protected = fingerprint(root, ["prepare.py"])
@@ -97,6 +101,7 @@ def test_a_keep_overtaken_by_another_slot_is_measured_again_on_the_new_best(tmp_
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_kill_closes_every_slots_experiment_and_removes_the_worktrees(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo", train=TWO_GAINS, **TWO_SLOTS)
     protected = fingerprint(root, ["prepare.py"])
@@ -146,6 +151,7 @@ SLOW_AND_QUICK = (
 )
 
 
+@pytest.mark.slow
 def test_a_candidate_carried_round_after_round_says_so_once_with_the_count(tmp_path: Path) -> None:
     import re
 

@@ -14,6 +14,7 @@ from arsup.core.summary import summarize
 from tests.core.test_checks import night  # noqa: F401  (fixture)
 
 
+@pytest.mark.slow
 def test_a_real_night_with_its_checks(night: Path) -> None:  # noqa: F811
     verify(config.load(night), night, "night", None, seeds=2)
     ablate(config.load(night), night, "night", seeds=2)

@@ -14,6 +14,7 @@ def test_not_a_repo_is_a_clear_error(tmp_path: Path) -> None:
         Vcs(tmp_path)
 
 
+@pytest.mark.slow
 def test_empty_repo_is_a_clear_error(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     vcs = Vcs(tmp_path)
@@ -22,6 +23,7 @@ def test_empty_repo_is_a_clear_error(tmp_path: Path) -> None:
     vcs.close()
 
 
+@pytest.mark.slow
 def test_branch_commit_ref_and_reset_touch_only_our_files(project: Path) -> None:
     (project / "notes.txt").write_text("the user's own work\n")
     git(project, "add", "notes.txt")  # staged by the user: must not be swept into our commit
@@ -44,6 +46,7 @@ def test_branch_commit_ref_and_reset_touch_only_our_files(project: Path) -> None
     vcs.close()
 
 
+@pytest.mark.slow
 def test_changed_files_sees_modified_and_untracked(project: Path) -> None:
     vcs = Vcs(project)
     assert vcs.changed_files(["train.py", "prepare.py"]) == []
@@ -52,6 +55,7 @@ def test_changed_files_sees_modified_and_untracked(project: Path) -> None:
     vcs.close()
 
 
+@pytest.mark.slow
 def test_commit_without_git_identity(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "empty.gitconfig"
     empty.write_text("")
@@ -65,6 +69,7 @@ def test_commit_without_git_identity(project: Path, monkeypatch: pytest.MonkeyPa
     vcs.close()
 
 
+@pytest.mark.slow
 def test_exclude_is_idempotent(project: Path) -> None:
     vcs = Vcs(project)
     vcs.exclude(["/.arsup/", "/results.tsv"])
@@ -85,6 +90,7 @@ def _planted_hook(path: Path, marker: Path) -> None:
     path.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_arsups_git_runs_no_hook_of_the_repository(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +119,7 @@ def test_arsups_git_runs_no_hook_of_the_repository(
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.slow
 def test_arsups_git_runs_no_filter_and_no_fsmonitor_of_the_repository(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +148,7 @@ def test_arsups_git_runs_no_filter_and_no_fsmonitor_of_the_repository(
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.slow
 def test_the_kept_open_lookups_answer_as_resolve_and_diff_do(tmp_path: Path) -> None:
     top = tmp_path / "repo"
     (top / "project").mkdir(parents=True)
@@ -164,6 +172,7 @@ def test_the_kept_open_lookups_answer_as_resolve_and_diff_do(tmp_path: Path) -> 
         vcs.close()
 
 
+@pytest.mark.slow
 def test_a_repository_planted_in_the_project_folder_is_not_the_one_arsups_git_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,8 @@ import pytest
 
 from arsup.core.watch import FileWatcher
 
+pytestmark = pytest.mark.slow  # watchdog's real observer on a real clock: half a second a test
+
 DEBOUNCE_S = 0.15
 QUIET_S = DEBOUNCE_S + 0.25  # after the last event: long enough for a pending report to arrive
 

@@ -12,6 +12,8 @@ from tests.core.agents.test_llm import GOOD, run_llm
 from tests.faults.conftest import assert_invariants, fingerprint
 from tests.openai_server import OpenAIServer, reply
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 BINARY = "".join(chr(code) for code in range(0, 0x2FF)) * 50  # NULs, control characters, escapes, accents
 
 

@@ -23,6 +23,8 @@ from tests.conftest import git, make_project
 from tests.core.test_service import Loop
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 
 def arsup(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "arsup", *args], cwd=cwd, capture_output=True, text=True,

@@ -16,10 +16,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from arsup.core.events import ExperimentStarted, Notice, SessionEnded
 from arsup.core.experiment import Status
 from tests.conftest import edit, fill, git, make_engine, make_project, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records, leftover_processes
+
+pytestmark = pytest.mark.slow  # real loops on a small tmpfs they fill
 
 # Waits, when the test asks for it, until the disk is full; then prints its metric and exits 0.
 WAITS_FOR_A_FULL_DISK = textwrap.dedent(

@@ -16,6 +16,8 @@ from arsup.core.experiment import Status
 from tests.conftest import edit, git, make_engine, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 SECRET = "sk-must-not-leave-arsup"
 NO_SANDBOX = {"sandbox": {"kind": "none"}}
 

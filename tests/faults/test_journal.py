@@ -14,6 +14,8 @@ from tests.conftest import edit, fill, make_engine, make_project, results_rows, 
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records
 from tests.test_cli import arsup
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 TORN_MIDDLE = b'{"event":"note","time":1,"tag":"t1","te'  # a kill mid-write; the next append closed its line
 TORN_END = b'{"event":"note","time":2,"tag":"t1","text":"caf\xc3'  # a full disk, inside a UTF-8 character
 

@@ -22,7 +22,7 @@ from tests.faults.conftest import assert_invariants, fingerprint, journal_record
 
 pytest.importorskip("ray")
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # slow: the fault cases run real loops on a real Ray head
 
 MARK = "ARSUP_RAY_FAULT_MARK"
 MARK_VALUE = uuid.uuid4().hex

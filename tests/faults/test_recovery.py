@@ -12,6 +12,8 @@ from arsup.core.vcs import GitError
 from tests.conftest import TOY_TRAIN, edit, git, make_engine, make_project, needs_bwrap, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 
 def _killed_after_the_commit(project: Path) -> tuple[str, str]:
     """Play a kill -9 during a post-commit hook: the commit exists, the journal says 'proposed'."""

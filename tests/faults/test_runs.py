@@ -10,6 +10,8 @@ from arsup.core.experiment import Status
 from tests.conftest import TOY_TRAIN, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 LOOPS_FOREVER = "print('starting', flush=True)\nwhile True:\n    pass\n"
 
 FIFTY_SLEEPERS = TOY_TRAIN + """

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import TOY_TRAIN, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 # What a thief prints: every NAME=value its ancestors' environment blocks and stacks give away,
 # up to the arsup that started it; or, for each file, the error that stopped it.
 SNOOP = TOY_TRAIN + r'''

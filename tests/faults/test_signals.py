@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import TOY_TRAIN, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records, start_arsup
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 SILENT = TOY_TRAIN + "import time\nprint('training', flush=True)\ntime.sleep(120)\n"
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from arsup.core.events import Notice
 from arsup.core.experiment import Status
 from tests.conftest import edit, make_engine, make_project, needs_bwrap, results_rows, write_script
 from tests.faults.conftest import assert_invariants, fingerprint, journal_records
+
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
 
 # Better constants plus a line that rewrites the evaluator while training.
 REWRITE_EVALUATOR = edit(

@@ -11,6 +11,8 @@ from arsup.core.experiment import Status
 from tests.conftest import TOY_TRAIN, git, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
+pytestmark = pytest.mark.slow  # the fault cases run real loops on real repositories
+
 SECRET = "API_TOKEN=do-not-lose-me\n"
 
 

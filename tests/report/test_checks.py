@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from arsup import config
 from arsup.core.checks import ablate, verify
 from arsup.report.checks import ablation_lines, verify_lines
 from tests.core.test_checks import night  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 
 def test_verify_report_reads_like_the_morning_after(night: Path) -> None:  # noqa: F811

@@ -19,6 +19,8 @@ from tests.conftest import git
 from tests.core.test_checks import night  # noqa: F401  (fixture)
 from tests.core.test_importing import MAR8
 
+pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
+
 
 def _png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()

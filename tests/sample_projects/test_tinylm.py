@@ -8,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import torch
 
 from arsup.config import load
+
+pytestmark = pytest.mark.slow  # the sample project's torch code, and real training runs
 
 SUMMARY_KEYS = {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "num_steps", "num_params_M"}
 

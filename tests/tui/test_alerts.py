@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from arsup.config import NotifyConfig
@@ -60,6 +61,7 @@ def alerts_of(notify: NotifyConfig) -> list[tuple[str, str]]:
     return heard
 
 
+@pytest.mark.slow
 def test_a_new_best_and_a_question_ring_and_notify() -> None:
     heard = alerts_of(NotifyConfig())
     assert [kind for kind, _ in heard] == ["bell", "terminal", "bell", "terminal"]
@@ -67,12 +69,14 @@ def test_a_new_best_and_a_question_ring_and_notify() -> None:
     assert "\x1b]9;arsup: tinylm waits for you: train 0003 ('deeper')?\x07" in heard[3][1]
 
 
+@pytest.mark.slow
 def test_each_alert_can_be_turned_off() -> None:
     assert [kind for kind, _ in alerts_of(NotifyConfig(bell=False))] == ["terminal", "terminal"]
     assert [kind for kind, _ in alerts_of(NotifyConfig(desktop=False))] == ["bell", "bell"]
     assert alerts_of(NotifyConfig(bell=False, desktop=False)) == []
 
 
+@pytest.mark.slow
 def test_headless_writes_nothing_to_a_terminal() -> None:
     app = SupervisorApp(None, Bridge())
 

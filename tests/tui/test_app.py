@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 
@@ -26,6 +27,8 @@ from arsup.tui.screens import ApprovalScreen, HelpScreen, NoteScreen, QuitScreen
 from tests.conftest import TOY_TRAIN, git
 from tests.conftest import edit
 from tests.tui.conftest import NO_GPU, SLOW, drive, engine_of, finish, live_app, show_tab, training_processes, until
+
+pytestmark = pytest.mark.slow  # a Textual app over a real loop on a git repository
 
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}

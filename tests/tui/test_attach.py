@@ -30,6 +30,8 @@ from arsup.tui.screens import ApprovalScreen, QuitScreen
 from tests.conftest import edit
 from tests.tui.conftest import SLOW, drive, finish, quiet_monitor, script_engine, start, until
 
+pytestmark = pytest.mark.slow  # a Textual app attached over the socket to a real loop
+
 HIGHER_LR = {"hypothesis": "higher LR", "edits": edit("LR = 0.0001", "LR = 0.003")}
 WIDER = {"hypothesis": "wider", "edits": edit("WIDTH = 64", "WIDTH = 65")}
 

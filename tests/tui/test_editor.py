@@ -9,6 +9,7 @@ import pytest
 from arsup.tui.editor import edit_files, editor_command
 
 
+@pytest.mark.slow
 def test_edited_texts_come_back(tmp_path: Path) -> None:
     script = tmp_path / "ed.sh"
     script.write_text('#!/bin/sh\nfor f in "$@"; do echo "# seen $(basename "$f")" >> "$f"; done\n')
@@ -17,6 +18,7 @@ def test_edited_texts_come_back(tmp_path: Path) -> None:
     assert edited == {"train.py": "LR = 1\n# seen train.py\n", "lib/model.py": "X = 2\n# seen model.py\n"}
 
 
+@pytest.mark.slow
 def test_a_failing_editor_approves_nothing() -> None:
     with pytest.raises(RuntimeError, match="exited with 1"):
         edit_files({"train.py": "x"}, ["false"])

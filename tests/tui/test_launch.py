@@ -31,11 +31,13 @@ def test_bare_arsup_is_run_and_takes_the_screen_options() -> None:
         build_parser().parse_args(["--policy", "sometimes"])
 
 
+@pytest.mark.slow
 def test_bare_arsup_outside_a_project_says_what_to_do(tmp_path: Path) -> None:
     result = arsup(cwd=tmp_path)
     assert result.returncode == 2 and "run `arsup init` there first" in result.stderr
 
 
+@pytest.mark.slow
 def test_browse_needs_a_history(project: Path) -> None:
     result = arsup("--browse", "--tag", "nov28", cwd=project)
     assert result.returncode == 2 and "no experiments for tag 'nov28'" in result.stderr
@@ -44,6 +46,7 @@ def test_browse_needs_a_history(project: Path) -> None:
     assert arsup("--browse", "run", cwd=project).returncode == 2
 
 
+@pytest.mark.slow
 def test_browse_names_the_tags_there_are(project: Path) -> None:
     from arsup.core.experiment import Experiment, Status
 

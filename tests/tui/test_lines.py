@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from arsup.tui.lines import LinesView
 from tests.tui.conftest import drive
+
+pytestmark = pytest.mark.slow  # Textual apps
 
 
 class LinesApp(App[None]):

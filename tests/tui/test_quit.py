@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from arsup.core.events import SessionEnded, SessionStarted
@@ -13,6 +14,8 @@ from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge
 from arsup.tui.screens import QuitScreen
 from tests.tui.conftest import SLOW, RecordingControls, drive, engine_of, live_app, training_processes, until
+
+pytestmark = pytest.mark.slow  # Textual apps, one over a real loop
 
 
 def test_esc_cancels_and_d_detaches_leaving_the_loop_running(repo: Path) -> None:

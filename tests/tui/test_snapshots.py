@@ -39,6 +39,8 @@ from arsup.tui.panes.header import HeaderPane
 from arsup.tui.panes.history import HistoryPane
 from tests.tui.conftest import RecordingControls, drive, show_tab
 
+pytestmark = pytest.mark.slow  # Textual apps, rendered and compared as SVG
+
 T0 = 1_764_300_000.0
 SIZES = {"wide": (120, 40), "narrow": (80, 24)}
 DIFF = """diff --git a/train.py b/train.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from arsup.tui.themes import DEFAULT_THEME, FALLBACK_THEME, load_themes, themes_dir
@@ -49,6 +50,7 @@ def test_cycling() -> None:
     assert themes.next_after("nord") == names[0]
 
 
+@pytest.mark.slow
 def test_the_screen_falls_back_and_says_so(tmp_path: Path) -> None:
     from arsup.tui.app import SupervisorApp
     from arsup.tui.bridge import Bridge

@@ -18,6 +18,8 @@ from arsup.core.journal import Journal
 from tests.conftest import TOY_TRAIN, git, make_project
 from tests.openai_server import OpenAIServer, error, huge, reply, stall, trickle
 
+pytestmark = pytest.mark.slow  # the agent proposes on real git repositories
+
 SECRET = "sk-test-do-not-leak-4242"
 
 

@@ -15,6 +15,8 @@ from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.agents.tuner import TunerAgent
 from arsup.core.experiment import Experiment, Status
 
+pytestmark = pytest.mark.slow  # optuna's TPE sampler over simulated nights: seconds in all
+
 TRAIN = '''"""Train a small GPT on TinyStories for a fixed time budget; prints val_bpb at the end."""
 
 import math

@@ -161,6 +161,7 @@ def _all_gone(pids: list[int], within: float = 10.0) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_run_streams_its_output_live_into_the_log(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     collector = _Collector()
     spec = _spec(tmp_path, _py("show.py"))
@@ -188,6 +189,7 @@ def test_a_run_streams_its_output_live_into_the_log(cluster: str, snapshot: byte
     assert env[LEAK] == "<unset>"  # the worker's own environment does not reach the run
 
 
+@pytest.mark.slow
 def test_kill_from_another_thread_ends_the_whole_tree(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     collector = _Collector()
     job = RayRun(_spec(tmp_path, _py("hang.py")), collector, address=cluster, snapshot=snapshot)
@@ -205,6 +207,7 @@ def test_kill_from_another_thread_ends_the_whole_tree(cluster: str, snapshot: by
     assert _all_gone(pids, within=0.5), "wait() returned before the tree was gone"
 
 
+@pytest.mark.slow
 def test_timeout_ends_the_run(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     job = RayRun(_spec(tmp_path, _py("hang.py"), timeout=2.0), None, address=cluster, snapshot=snapshot)
     job.start()
@@ -215,6 +218,7 @@ def test_timeout_ends_the_run(cluster: str, snapshot: bytes, tmp_path: Path) -> 
     assert _all_gone(_pids(job.spec.log_path))
 
 
+@pytest.mark.slow
 def test_abort_pattern_ends_the_run_and_quotes_the_line(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     spec = _spec(tmp_path, _py("hang.py", "nan"), abort_pattern=re.compile(r"loss nan"))
     job = RayRun(spec, None, address=cluster, snapshot=snapshot)
@@ -225,6 +229,7 @@ def test_abort_pattern_ends_the_run_and_quotes_the_line(cluster: str, snapshot: 
     assert _all_gone(_pids(spec.log_path))
 
 
+@pytest.mark.slow
 def test_a_failing_command_reports_its_exit_code(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     spec = _spec(tmp_path, "echo failing; exit 3")
     job = RayRun(spec, None, address=cluster, snapshot=snapshot)
@@ -248,6 +253,7 @@ def test_a_dead_address_is_a_start_error(tmp_path: Path) -> None:
     assert outcome.start_error in spec.log_path.read_text()
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_is_no_tar_is_a_start_error(cluster: str, tmp_path: Path) -> None:
     job = RayRun(_spec(tmp_path, "echo never"), None, address=cluster, snapshot=b"not a tar")
     job.start()
@@ -257,6 +263,7 @@ def test_a_snapshot_that_is_no_tar_is_a_start_error(cluster: str, tmp_path: Path
     assert "\n" not in outcome.start_error
 
 
+@pytest.mark.slow
 def test_a_run_no_node_can_take_is_a_start_error(cluster: str, snapshot: bytes, tmp_path: Path) -> None:
     job = RayRun(_spec(tmp_path, "echo never", timeout=1.0), None, address=cluster, snapshot=snapshot, num_gpus=3)
     job.start()
@@ -265,6 +272,7 @@ def test_a_run_no_node_can_take_is_a_start_error(cluster: str, snapshot: bytes, 
     assert outcome.start_error == f"ray: no node of the cluster at {cluster} started the run within 1 s (it asks for 3 GPU)"
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_a_lost_node_and_a_crash(cluster: str, repo: Path, snapshot: bytes, tmp_path: Path) -> None:
     collector = _Collector()
     spec = _spec(tmp_path, _py("hang.py"))
@@ -291,6 +299,7 @@ def test_a_dead_worker_is_a_lost_node_and_a_crash(cluster: str, repo: Path, snap
     assert not list(Path(tempfile.gettempdir()).glob(pattern)), "the next task should have deleted it"
 
 
+@pytest.mark.slow
 def test_measure_reads_the_metric_of_a_ray_run(cluster: str, repo: Path, snapshot: bytes, tmp_path: Path) -> None:
     cfg = config.load(repo)
     spec = measure.run_spec(cfg, repo, sys.executable, tmp_path / "run.log", seed=7, labels={MARK: MARK_VALUE})
@@ -317,6 +326,7 @@ def test_without_ray_the_error_names_the_extra(tmp_path: Path, monkeypatch: pyte
     assert job.wait().start_error == "executor = \"ray\" needs the ray extra: pip install 'arsup[ray]'"
 
 
+@pytest.mark.slow
 def test_the_task_runs_without_arsup_on_the_worker(repo: Path, snapshot: bytes, tmp_path: Path) -> None:
     """What Ray ships to a worker unpickles and runs where arsup cannot be imported."""
     ray_cluster._remote_function()  # registers ray_task for pickling by value
@@ -340,12 +350,14 @@ def test_the_task_runs_without_arsup_on_the_worker(repo: Path, snapshot: bytes, 
     assert items[-1]["exit_code"] == 0
 
 
+@pytest.mark.slow
 def test_importing_the_executor_does_not_import_ray() -> None:
     code = "import sys, arsup.core.executors.ray_cluster; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_the_engine_trains_on_the_cluster_in_a_snapshot_of_each_commit(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
     from arsup.core.engine import Engine
@@ -386,6 +398,7 @@ if not os.path.exists(os.environ["LOSE_ONCE"]):  # the first attempt: its host g
 LOSE_ALWAYS = "import time, psutil\n" + GO_DOWN  # every attempt's host goes down
 
 
+@pytest.mark.slow
 def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
     from arsup.core.engine import Engine
@@ -415,6 +428,7 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
     from arsup.core.engine import Engine
@@ -439,6 +453,7 @@ def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: 
     assert_invariants(root, protected)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_on_the_cluster_each_in_its_slot(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
     from arsup.core.engine import Engine

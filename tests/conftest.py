@@ -124,7 +124,7 @@ def make_engine(
 ) -> tuple[Any, list[Any]]:
     """A prepared engine replaying `script`, and the list its events go to."""
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
 
     cfg = config.load(root, {"budget": {"max_experiments": max_experiments}, **overrides})
     engine = Engine(cfg, root, ScriptAgent(script), tag=tag)

@@ -393,7 +393,7 @@ def test_dir_before_stop_never_stops_the_loop_of_the_current_folder(tmp_path: Pa
     try:
         stopped = arsup("--dir", str(other), "stop", cwd=mine)
         assert stopped.returncode == 3 and f"no arsup loop runs in {other}" in stopped.stdout, stopped.stdout
-        assert not served.engine.stopping, "the loop of the current folder was stopped"
+        assert not served.engine.wait(1.5), "the loop of the current folder was stopped"
     finally:
         served.close()
     assert_invariants(mine, protected)

@@ -105,9 +105,9 @@ def test_pause_policy_and_the_first_end() -> None:
     assert view.state_label(0) == "paused"
     view.apply(Resumed())
     assert not view.paused
-    view.apply(SessionEnded("reached --max-experiments 3"))
+    view.apply(SessionEnded("reached the budget of 3 experiments"))
     view.apply(SessionEnded("the loop closed the connection"))  # a client says so when the socket closes
-    assert view.ended is not None and view.ended.reason == "reached --max-experiments 3"
+    assert view.ended is not None and view.ended.reason == "reached the budget of 3 experiments"
 
 
 def test_an_approval_is_pending_until_closed_or_finished() -> None:

@@ -106,3 +106,57 @@ def test_head_of_line_is_the_latest_keep() -> None:
     first, later = _experiment([1.0], id_="0001"), _experiment([0.9], id_="0003")
     assert head_of_line([first, _experiment([0.5], Status.DISCARD, "0002"), later]).id == "0003"
     assert head_of_line([_experiment([1.0], Status.CRASH)]) is None
+
+
+def _candidate(values: list[float], agent: str = "llm") -> Experiment:
+    candidate = _experiment(values, status=Status.RUNNING, id_="0002")
+    candidate.agent = agent
+    return candidate
+
+
+def test_judge_keeps_the_first_result_and_a_persons_commit_without_comparing() -> None:
+    from arsup.core.acceptance import judge
+    from arsup.core.experiment import PERSON
+
+    first = judge(_candidate([5.0]), None, Rule(), 0.1, "m", "minimize")
+    assert first.keep and "first result" in first.reason
+    persons = judge(_candidate([5.0], agent=PERSON), _experiment([1.0, 1.0, 1.0]), Rule(), 0.1, "m", "minimize")
+    assert persons.keep and "person's commit" in persons.reason  # worse, and still the new reference
+
+
+def test_judge_screens_then_asks_for_the_confirmation_runs_then_confirms() -> None:
+    from arsup.core.acceptance import Decision, MoreRuns, judge
+
+    reference, rule = _experiment([1.0, 1.01, 0.99]), Rule(confirm_runs=3, threshold_sigma=1.0)
+    assert judge(_candidate([0.95]), reference, rule, 0.01, "m", "minimize") == MoreRuns(3)
+    dropped = judge(_candidate([0.999]), reference, rule, 0.01, "m", "minimize")
+    assert isinstance(dropped, Decision) and not dropped.keep and dropped.reason.startswith("screen:")
+    confirmed = judge(_candidate([0.95, 0.96, 0.94]), reference, rule, 0.01, "m", "minimize")
+    assert isinstance(confirmed, Decision) and confirmed.keep and confirmed.p_value is not None
+    lucky = judge(_candidate([0.95, 1.02, 1.0]), reference, rule, 0.01, "m", "minimize")
+    assert isinstance(lucky, Decision) and not lucky.keep and "not significant" in lucky.reason
+
+
+def test_judge_greedy_is_one_run_and_strictly_better() -> None:
+    from arsup.core.acceptance import judge
+
+    reference, greedy = _experiment([1.0]), Rule(mode="greedy")
+    assert judge(_candidate([0.999]), reference, greedy, 0.5, "m", "minimize").keep  # the noise is not asked
+    assert not judge(_candidate([1.0]), reference, greedy, 0.0, "m", "minimize").keep
+
+
+def test_judge_refuses_a_candidate_without_a_metric() -> None:
+    from arsup.core.acceptance import judge
+
+    crashed = _candidate([1.0])
+    crashed.metric = None
+    with pytest.raises(ValueError, match="0002"):
+        judge(crashed, _experiment([1.0]), Rule(), 0.1, "m", "minimize")
+
+
+def test_the_rule_is_read_from_the_config() -> None:
+    from arsup.config import AcceptanceConfig
+
+    rule = Rule.from_config(AcceptanceConfig(mode="greedy", confirm_runs=5, threshold_sigma=2.0, alpha=0.01,
+                                             min_effect=0.1))
+    assert rule == Rule("greedy", 5, 2.0, 0.01, 0.1)

@@ -12,7 +12,7 @@ from arsup import config
 from arsup.core.agents.script import ScriptAgent
 from arsup.core.checks import ablate, verify
 from arsup.core.journal import JournalError, last_tag
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal, RepoBusy
 from arsup.core.vcs import GitError

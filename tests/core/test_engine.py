@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from arsup import config
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.events import Event, ExperimentFinished, ExperimentStarted, Notice, RunOutput, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal

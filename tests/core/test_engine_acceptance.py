@@ -9,7 +9,7 @@ import pytest
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.events import Event, Notice, RunStarted
 from arsup.core.experiment import Status
 from tests.conftest import git, make_project

@@ -97,7 +97,7 @@ def test_the_agent_never_sees_a_holdout_value(tmp_path: Path) -> None:
             seen.append(experiment.holdout)
 
     from arsup import config
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
 
     cfg = config.load(root, {"acceptance": {"mode": "greedy"}, "slots": {"queue": 0}, "holdout": {"env": {"EVAL_SPLIT": "holdout"}}})
     engine = Engine(cfg, root, Watching(), tag="t")

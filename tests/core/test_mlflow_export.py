@@ -202,7 +202,7 @@ def test_a_live_night_and_the_export_command_agree(
 
     from arsup import cli, config
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from arsup.core.journal import Journal
     from arsup.headless import run_headless
     from tests.conftest import edit, make_project, write_script
@@ -300,7 +300,7 @@ def test_a_night_ending_with_experiments_on_their_way_says_what_it_waits_for(
 
     from arsup import config
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from arsup.headless import EXPORT_WAIT_S, run_headless
     from tests.conftest import edit, make_project, write_script
 

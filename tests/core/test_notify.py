@@ -10,7 +10,7 @@ import pytest
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.headless import run_headless
 from tests.conftest import edit, make_project, write_script
 

@@ -12,7 +12,7 @@ import pytest
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.events import ApprovalRequested, Event, ExperimentFinished, QuestionClosed, SessionEnded, SessionStarted
 from arsup.core.experiment import Status
 from arsup.core.policy import Answer

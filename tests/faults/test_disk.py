@@ -158,7 +158,7 @@ def test_a_run_that_floods_its_log_never_fills_the_disk(small_disk: Path) -> Non
     assert any(str(log) in text and "free" in text for text in notices), notices
     assert re.search(rb"\[arsup: log cut here; \d+ bytes dropped; the run went on\]\n", log.read_bytes())
     ended = [e for e in events if isinstance(e, SessionEnded)]
-    assert ended == [SessionEnded("reached --max-experiments 1")]
+    assert ended == [SessionEnded("reached the budget of 1 experiment")]
     assert_invariants(root, protected)
 
 

@@ -73,7 +73,7 @@ class _Spy:
 
 def test_ignored_and_arsup_files_never_reach_the_agent(broad: Path) -> None:
     from arsup import config
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
 
     spy = _Spy()
     engine = Engine(config.load(broad), broad, spy, tag="t1")

@@ -22,7 +22,7 @@ from textual.pilot import Pilot
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.monitor import FixedGpuReader, Monitor
 from arsup.tui.app import SupervisorApp
 from arsup.tui.bridge import Bridge

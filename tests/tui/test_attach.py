@@ -19,7 +19,7 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from arsup import config
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.events import ApprovalRequested
 from arsup.core.experiment import Status
 from arsup.core.service import ControlClient, ControlServer, LoopNotRunning

@@ -11,7 +11,7 @@ import pytest
 from arsup import config
 from arsup.core.agents.llm import LLMAgent
 from arsup.core.agents.llm_client import LLMClient, import_litellm
-from arsup.core.engine import Engine
+from arsup.core.loop import Engine
 from arsup.core.events import Event, Notice, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
@@ -275,7 +275,7 @@ def test_max_cost_stops_new_proposals(project: Path, server: OpenAIServer) -> No
     engine.subscribe(events.append)
     engine.prepare()
     engine.run()
-    assert events[-1].reason == "reached --max-cost 0.0001 USD" and not events[-1].error
+    assert events[-1].reason == "reached the budget of 0.0001 USD" and not events[-1].error
     assert len(server.requests) == 1
 
 

@@ -360,7 +360,7 @@ def test_importing_the_executor_does_not_import_ray() -> None:
 @pytest.mark.slow
 def test_the_engine_trains_on_the_cluster_in_a_snapshot_of_each_commit(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from arsup.core.experiment import Status
     from tests.conftest import TOY_TRAIN, edit, git, write_script
     from tests.faults.conftest import assert_invariants, fingerprint
@@ -401,7 +401,7 @@ LOSE_ALWAYS = "import time, psutil\n" + GO_DOWN  # every attempt's host goes dow
 @pytest.mark.slow
 def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from arsup.core.events import Notice
     from arsup.core.experiment import Status
     from tests.conftest import TOY_TRAIN, write_script
@@ -431,7 +431,7 @@ def test_a_run_whose_node_is_lost_is_run_again(cluster: str, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from arsup.core.events import SessionEnded
     from arsup.core.experiment import Status
     from tests.conftest import TOY_TRAIN, write_script
@@ -456,7 +456,7 @@ def test_a_baseline_lost_twice_is_blamed_on_the_cluster(cluster: str, tmp_path: 
 @pytest.mark.slow
 def test_two_runs_at_once_on_the_cluster_each_in_its_slot(cluster: str, tmp_path: Path) -> None:
     from arsup.core.agents.script import ScriptAgent
-    from arsup.core.engine import Engine
+    from arsup.core.loop import Engine
     from tests.conftest import edit, write_script
 
     train = "import time\nA = 0\nB = 0\ntime.sleep(1.5 if A or B else 0)\nprint('---')\nprint(f'val_bpb: {1 + A + B}')\n"

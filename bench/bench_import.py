@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, git
+from common import ROOT, git, parser
 
 OLD_COMMIT = "cdd2fd3"  # the last commit whose importing.py held every row in lists and ran git once per row
 HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
@@ -91,12 +91,11 @@ def measure(code: str, rows: int, repo: bool, logs: Path, limit: float) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="200 and 2,000 rows: a check that it runs")
-    parser.add_argument("--limit", type=float, default=120.0, help="seconds an import may take before it is stopped")
-    parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--one", nargs=3, metavar=("CODE", "LOG", "WHERE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    arguments = parser(__doc__)
+    arguments.add_argument("--limit", type=float, default=120.0, help="seconds an import may take before it is stopped")
+    arguments.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000], help="--smoke: 200 and 2,000")
+    arguments.add_argument("--one", nargs=3, metavar=("CODE", "LOG", "WHERE"), help=argparse.SUPPRESS)
+    args = arguments.parse_args()
     if args.one:
         code, log, where = args.one
         one(code, Path(log), Path(where))

@@ -1,8 +1,12 @@
 """Supervisor overhead per experiment: from one run's end to the next run's start.
 
 The agent answers at once (a replayed script) and the run is one shell line
-that prints the metric, so what is left is arsup's own work: journal fsyncs,
-results.tsv, git commit/reset/refs, the edit, the process start.
+that prints the metric (1 + the sum of train.py's constants), so what is left
+is arsup's own work: journal fsyncs, results.tsv, git commit/reset/refs, the
+edit, the process start, and the checks on each proposal (the repeat refusal,
+the "going in circles" watchdog) at their defaults. Each proposal sets its own
+constant to a random value (a keep when it is below zero), so no two are the
+same idea and the night runs them all.
 """
 
 from __future__ import annotations
@@ -11,43 +15,37 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import make_repo, median
+from common import SUM_OF_CONSTANTS, Stamps, constants, make_repo, median, require, set_constants, smoke, trained
 
-N = 30
+N = 30  # proposals; --smoke: 6
+TAG = "bench"
 
 
 def main() -> None:
-    stamps = tempfile.mktemp(prefix="arsup-bench-stamps-")
-    run = (
-        f"date +%s.%N | sed 's/^/start /' >> {stamps}; "
-        "sed -n 's/^V = /val_bpb: /p' train.py; "
-        f"date +%s.%N | sed 's/^/end /' >> {stamps}"
-    )
-    root = make_repo("V = 1.0\n", run)
+    n = 6 if smoke(__doc__) else N
+    stamps = Stamps()
+    root = make_repo(constants(n), stamps.around(SUM_OF_CONSTANTS), stamps.sections)
     rng = random.Random(0)
-    lines = []
-    for i in range(N):
-        new = f"V = {rng.uniform(0.5, 1.5):.6f}"
-        lines.append({"hypothesis": f"try {i}", "files": {"train.py": new + "\n"}})
+    lines = set_constants([rng.uniform(-0.5, 0.5) for _ in range(n)])
     (root / "proposals.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    open(stamps, "w").close()
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", "script:proposals.jsonl", "--tag", "bench"],
+        [sys.executable, "-m", "arsup", "run", "--headless", "--agent", "script:proposals.jsonl", "--tag", TAG],
         cwd=root, check=True, capture_output=True,
     )
     total = time.monotonic() - started
-    events = [line.split() for line in open(stamps).read().splitlines()]
-    starts = [float(t) for kind, t in events if kind == "start"]
-    ends = [float(t) for kind, t in events if kind == "end"]
+    experiments = trained(root, TAG, n)
+    starts, ends = stamps.read()
+    runs = sum(len(e.runs) for e in experiments)
+    require(len(starts) == len(ends) == runs, f"{len(starts)} runs stamped, the journal holds {runs}")
     gaps_ms = [(s - e) * 1000 for e, s in zip(ends, starts[1:])]
-    statuses = [row.split("\t")[3] for row in (root / "results.tsv").read_text().splitlines()[1:]]
-    print(f"experiments: {len(starts)} ({statuses.count('keep')} kept, {statuses.count('discard')} discarded)")
+    statuses = [e.status for e in experiments if not e.is_baseline]
+    print(f"experiments: {len(experiments)} (the baseline, {statuses.count('keep')} kept, "
+          f"{statuses.count('discard')} discarded), {runs} runs")
     print(f"run end -> next run start: median {median(gaps_ms):.1f} ms, max {max(gaps_ms):.1f} ms (goal: median < 150 ms)")
-    print(f"whole session: {total:.2f} s for {len(starts)} experiments")
+    print(f"whole session: {total:.2f} s for {runs} runs")
 
 
 if __name__ == "__main__":

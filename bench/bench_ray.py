@@ -5,7 +5,9 @@ the benchmark and stopped after it. The same trivial command (print the
 metric) runs N times through each executor, alternated, after one warm-up
 run each (the first Ray run connects the driver and starts a worker). What
 is timed is what the engine waits for: from ``start()`` to ``wait()``
-returning, the snapshot's unpacking and the log included.
+returning, the snapshot's unpacking and the log included. `--smoke`: 2 runs
+each. Ray is no optional part here: the test extra installs it, so a missing
+Ray fails the benchmark, smoke or not.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import make_repo, median  # first: it puts src/ on sys.path
+from common import make_repo, median, smoke  # first: it puts src/ on sys.path
 
 from arsup.core import runner
 from arsup.core.executors.ray_cluster import RayRun
 
-N = 10
+N = 10  # --smoke: 2
 
 
 def free_port() -> int:
@@ -43,6 +45,7 @@ def timed(job: runner.Run | RayRun) -> float:
 
 
 def main() -> None:
+    n = 2 if smoke(__doc__) else N
     root = make_repo("V = 1.0\n", "true")
     snapshot = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=root, check=True, capture_output=True).stdout
     command = f"{shlex.quote(sys.executable)} -c 'print(\"val_bpb: 1.0\")'"
@@ -65,12 +68,13 @@ def main() -> None:
         first_ray = time.monotonic() - started
         timed(runner.Run(spec(-1, "local")))
         local_s, ray_s = [], []
-        for i in range(N):
+        for i in range(n):
             pair = [("local", local_s), ("ray", ray_s)]
             for kind, times in pair if i % 2 == 0 else reversed(pair):
                 job = runner.Run(spec(i, kind)) if kind == "local" else RayRun(spec(i, kind), None, address=address, snapshot=snapshot)
                 times.append(timed(job))
         assert all("val_bpb: 1.0" in path.read_text() for path in logs.iterdir())
+        assert len(local_s) == len(ray_s) == n
     finally:
         import ray
 
@@ -81,8 +85,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     local, remote = median(local_s) * 1000, median(ray_s) * 1000
     print(f"first Ray run (connect + worker start): {first_ray * 1000:.0f} ms")
-    print(f"local executor: median {local:.1f} ms per run ({N} runs)")
-    print(f"ray executor:   median {remote:.1f} ms per run ({N} runs)")
+    print(f"local executor: median {local:.1f} ms per run ({n} runs)")
+    print(f"ray executor:   median {remote:.1f} ms per run ({n} runs)")
     print(f"ray / local: {remote / local:.2f}; ray - local: {remote - local:.1f} ms per run")
 
 

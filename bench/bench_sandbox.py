@@ -10,12 +10,11 @@ The modes alternate run by run, so a busy machine costs both alike.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
-from common import ROOT, make_repo, median
+from common import ROOT, make_repo, median, parser, require
 
 sys.path.insert(0, str(ROOT))
 from arsup import config  # noqa: E402
@@ -50,14 +49,12 @@ def _quartiles(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="runs per mode and workload (default 20)")
-    parser.add_argument("--smoke", action="store_true", help="3 runs each: that it works, not a figure")
-    args = parser.parse_args()
+    arguments = parser(__doc__)
+    arguments.add_argument("--runs", type=int, default=20, help="runs per mode and workload (default 20; --smoke: 3)")
+    args = arguments.parse_args()
     runs = 3 if args.smoke else args.runs
     problem = sandbox.problem_with()
-    if problem:
-        sys.exit(f"bench_sandbox: {problem}; nothing to compare")
+    require(not problem, f"{problem}; nothing to compare (bubblewrap is no optional part: CI installs it)")
     started = time.perf_counter()
     print(f"{runs} runs per mode and workload, alternated; milliseconds from the start to nothing left")
     for name, command in WORKLOADS.items():

@@ -32,11 +32,14 @@ Objectives:
   started by a warm fork server (see WARM_SERVER) so that a run does not pay
   for importing torch and rebuilding the data each time. The sample projects'
   files are not changed.
+
+`--smoke`: one seed, N = 2, synthetic and spirals, the tuner and random search
+under confirm (tinylm's reduced copy is made, not run); it fails when a night
+trained fewer than N proposals.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -50,11 +53,11 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from common import make_repo
+from common import make_repo, parser, require
 
 from arsup import config  # noqa: E402
 from arsup.core.agents.tuner import TunerAgent  # noqa: E402
-from arsup.core.engine import Engine  # noqa: E402
+from arsup.core.loop import Engine  # noqa: E402
 from arsup.core.experiment import Status  # noqa: E402
 from arsup.core.vcs import Vcs  # noqa: E402
 from arsup.demo import create_demo_repo  # noqa: E402
@@ -248,6 +251,7 @@ class Night:
     regret: list[float]  # the same for the synthetic objective's noise-free regret; empty otherwise
     runs: int
     wall_s: float
+    proposals: int  # trained after the baseline: fewer than N when the night ended early
 
 
 def synthetic_repo() -> Path:
@@ -291,6 +295,9 @@ def night(objective: str, strategy: str, seed: int, n: int, socket_path: str, cl
         project.update({"run": f"{{python}} -I -S {client} train.py", "env": {"BENCH_WARM_SOCKET": socket_path},
                         "time_budget": TIME_CAP_S, "timeout": 4 * TIME_CAP_S})
     overrides = {
+        # The fork server, not the run command, runs train.py, outside any sandbox; a bubblewrap sandbox
+        # (the default where it works) would only hide the client and the socket in its private /tmp.
+        "sandbox": {"kind": "none" if objective != "synthetic" else "auto"},
         "project": project,
         "acceptance": {"mode": mode},
         "slots": {"queue": 0},
@@ -317,6 +324,9 @@ def night(objective: str, strategy: str, seed: int, n: int, socket_path: str, cl
         best.append(head.metric)
         if objective == "synthetic":
             regret.append(head.runs[0].metrics["regret"])
+    if not best:  # raised, not require(): this runs in a worker of the pool, whose result() raises it again
+        said = history[0].reason if history else "no experiment recorded"
+        raise RuntimeError(f"{objective} {strategy} seed {seed}: the baseline was not kept: {said}")
     if len(best) < n + 1:  # the agent ran out of ideas: the best stays
         best += [best[-1]] * (n + 1 - len(best))
         regret += [regret[-1]] * (n + 1 - len(regret)) if regret else []
@@ -324,7 +334,8 @@ def night(objective: str, strategy: str, seed: int, n: int, socket_path: str, cl
     shutil.rmtree(scratch, ignore_errors=True)
     if objective == "synthetic":
         shutil.rmtree(root, ignore_errors=True)
-    return Night(objective, strategy, seed, best[: n + 1], regret[: n + 1], runs, time.time() - started)
+    proposals = sum(e.status in Status.TRAINED and not e.is_baseline for e in history)
+    return Night(objective, strategy, seed, best[: n + 1], regret[: n + 1], runs, time.time() - started, proposals)
 
 
 def start_server(name: str, workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -386,19 +397,22 @@ def table(nights: list[Night], checkpoints: list[int], goal_of: dict[str, str]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 seeds, N = 20, the synthetic objective and spirals")
-    parser.add_argument("--seeds", type=int, help="seeds per strategy (default 5, quick 3)")
-    parser.add_argument("--n", type=int, help="proposals per night (default 50, quick 20)")
-    parser.add_argument("--objectives", help="comma-separated: synthetic,spirals,tinylm")
-    parser.add_argument("--strategies", help="indexes into STRATEGIES, e.g. 0,1 (default: 0,1,2; all 4 for synthetic)")
-    parser.add_argument("--jobs", type=int, default=2, help="nights at once (default 2)")
-    args = parser.parse_args()
-    seeds = args.seeds or (3 if args.quick else 5)
-    n = args.n or (20 if args.quick else 50)
-    objectives = (args.objectives or ("synthetic,spirals" if args.quick else "synthetic,spirals,tinylm")).split(",")
+    arguments = parser(__doc__)
+    arguments.add_argument("--quick", action="store_true", help="3 seeds, N = 20, the synthetic objective and spirals")
+    arguments.add_argument("--seeds", type=int, help="seeds per strategy (default 5, quick 3, smoke 1)")
+    arguments.add_argument("--n", type=int, help="proposals per night (default 50, quick 20, smoke 2)")
+    arguments.add_argument("--objectives", help="comma-separated: synthetic,spirals,tinylm")
+    arguments.add_argument("--strategies",
+                           help="indexes into STRATEGIES, e.g. 0,1 (default: 0,1,2; all 4 for synthetic; smoke 0,1)")
+    arguments.add_argument("--jobs", type=int, default=2, help="nights at once (default 2)")
+    args = arguments.parse_args()
+    seeds = args.seeds or (1 if args.smoke else 3 if args.quick else 5)
+    n = args.n or (2 if args.smoke else 20 if args.quick else 50)
+    quick = args.quick or args.smoke
+    objectives = (args.objectives or ("synthetic,spirals" if quick else "synthetic,spirals,tinylm")).split(",")
     names = list(STRATEGIES)
     chosen = [names[int(i)] for i in args.strategies.split(",")] if args.strategies else None
+    chosen = chosen or (names[:2] if args.smoke else None)
 
     def strategies(objective: str) -> list[str]:
         # random (greedy) only where runs cost milliseconds, unless asked for
@@ -416,6 +430,8 @@ def main() -> None:
         for name in objectives:
             if name != "synthetic":
                 servers[name] = start_server(name, workdir)
+        for name in set(REDUCED) - set(objectives) if args.smoke else []:
+            sample_repo(name, workdir / f"{name}-unused")  # that its REDUCED lines still apply
         # The slowest nights first, so the pool ends together.
         order = sorted(objectives, key=lambda o: ["tinylm", "spirals", "synthetic"].index(o))
         tasks = [(o, s, seed) for o in order for seed in range(seeds) for s in strategies(o)]
@@ -428,6 +444,8 @@ def main() -> None:
             for future in futures:
                 result = future.result()
                 nights.append(result)
+                require(not args.smoke or result.proposals == n, f"{result.objective} {result.strategy} seed "
+                        f"{result.seed}: {result.proposals} of {n} proposals trained")
                 path = " -> ".join(fmt(result.best[c]) for c in [0, *checkpoints])
                 print(f"  {result.objective:9} {result.strategy:17} seed {result.seed}: best {path} "
                       f"(after 0, {', '.join(map(str, checkpoints))}), {result.runs} runs, {result.wall_s:.0f} s",

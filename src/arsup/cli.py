@@ -27,7 +27,10 @@ def default_tag() -> str:
 
 
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", help="tuner (offline, default), llm (a model through litellm) or script:FILE")
+    parser.add_argument(
+        "--agent", help="tuner (offline, default), llm (a model through litellm), script:FILE or command (the CLI "
+        "in [agent] command)",
+    )
     parser.add_argument("--model", help="the llm agent's model, e.g. anthropic/claude-sonnet-4-5 (or ARSUP_MODEL)")
     parser.add_argument("--api-base", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--max-cost", type=float, metavar="USD", help="stop new proposals once the LLM spent this")

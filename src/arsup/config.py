@@ -29,7 +29,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "arsup.toml"
-AGENT_KINDS = ("tuner", "llm", "script:FILE")
+AGENT_KINDS = ("tuner", "llm", "script:FILE", "command")
+CLI_AGENT_KINDS = ("command",)  # a coding agent CLI run in a scratch copy
 
 
 class ConfigError(Exception):
@@ -162,14 +163,15 @@ class AgentConfig(_Section):
     api_base: str = ""  # an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(4096, gt=0)
-    timeout: float = Field(300, gt=0)  # wall-clock deadline of one model call, streaming included
+    timeout: float = Field(300, gt=0)  # wall-clock deadline of one model call (a CLI agent: its whole call)
     retries: int = Field(6, ge=0)  # transient failures (429, 5xx, timeouts) retried with backoff
     context_tokens: int = Field(0, ge=0)  # 0: litellm's model card, else 32768
+    command: str = ""  # kind = "command": the command line ({prompt}, {prompt_file}, {files}, {workdir})
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        if value in ("tuner", "llm") or (value.startswith("script:") and len(value) > len("script:")):
+        if value in ("tuner", "llm", *CLI_AGENT_KINDS) or (value.startswith("script:") and len(value) > len("script:")):
             return value
         raise ValueError(f"must be one of {', '.join(AGENT_KINDS)}")
 

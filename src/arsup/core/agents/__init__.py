@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from arsup.config import Config, ConfigError
+from arsup.config import AGENT_KINDS, CLI_AGENT_KINDS, Config, ConfigError
 from arsup.core.agents.base import Agent
 
 
@@ -50,4 +50,24 @@ def create_agent(config: Config, root: Path) -> Agent:
             context_tokens=agent.context_tokens,
         )
         return LLMAgent(client, config.project.editable, config.project.protected)
-    raise ConfigError(f"[agent] kind: {kind!r} is unknown; use tuner, llm or script:FILE")
+    if kind in CLI_AGENT_KINDS:
+        return _cli_agent(config, root)
+    raise ConfigError(f"[agent] kind: {kind!r} is unknown; use {', '.join(AGENT_KINDS)}")
+
+
+def _cli_agent(config: Config, root: Path) -> Agent:
+    """A coding agent CLI: kind "command", [agent] command is its command line."""
+    from arsup.core.agents.cli_agent import CLIAgent
+    from arsup.core.agents.command import CommandDialect, program_of
+
+    agent, project = config.agent, config.project
+    if not program_of(agent.command):
+        raise ConfigError(
+            '[agent] command: kind "command" needs the command line, e.g. '
+            '"aider --yes --message-file {prompt_file} {files}"'
+        )
+    dialect, program = CommandDialect(agent.command), program_of(agent.command)
+    return CLIAgent(
+        dialect, project.editable, project.protected, program=program, model=agent.model,
+        timeout=agent.timeout, retries=agent.retries, hidden=[root.resolve()],
+    )

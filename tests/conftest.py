@@ -13,7 +13,10 @@ import pytest
 
 from arsup import config
 
-pytest_plugins = ["tests.fast_tier"]  # the fast tier's guard: a test that starts a process is marked slow
+pytest_plugins = [
+    "tests.fast_tier",  # the fast tier's guard: a test that starts a process is marked slow
+    "tests.agent_clis",  # claude_cli, codex_cli: the real agent CLIs, offline (skipped where not installed)
+]
 
 # A training script that is a pure function of its constants: fast, deterministic,
 # and its optimum (LR = 10**-2.5) is known, so decisions can be checked exactly.

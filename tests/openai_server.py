@@ -213,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ScriptedOpenAI/1.0"
     sys_version = ""
+    endpoint = "/chat/completions"  # the path the scripted behaviours answer (a subclass names its own API's)
     server: _HTTPServer
 
     # -- plumbing ----------------------------------------------------------------
@@ -286,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         self._record(body)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not self.path.split("?")[0].rstrip("/").endswith(self.endpoint):
             self._guard(
                 lambda: self._send_json(
                     404, _error_body(404, f"Unknown path {self.path}", "invalid_request_error", None)
@@ -479,7 +480,12 @@ def _completion(model: str, text: str, usage: dict) -> dict:
 
 
 class OpenAIServer:
-    """A scripted OpenAI chat-completions server on 127.0.0.1; see the module docstring."""
+    """A scripted OpenAI chat-completions server on 127.0.0.1; see the module docstring.
+
+    A server for another API (tests/agent_servers.py) subclasses it with its own handler and behaviours."""
+
+    handler: type[_Handler] = _Handler
+    behaviours: tuple[type, ...] = (Reply, Error, Stall, Trickle, Huge)
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
@@ -489,7 +495,7 @@ class OpenAIServer:
         self._closing = threading.Event()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._closed = False
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _HTTPServer(("127.0.0.1", 0), self.handler)
         self._httpd.owner = self
         self.port: int = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -502,7 +508,7 @@ class OpenAIServer:
 
     def push(self, *behaviours: Behaviour) -> None:
         for b in behaviours:
-            if not isinstance(b, (Reply, Error, Stall, Trickle, Huge)):
+            if not isinstance(b, self.behaviours):
                 raise TypeError(f"not a behaviour: {b!r}")
         with self._lock:
             self._queue.extend(behaviours)

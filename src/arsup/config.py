@@ -29,8 +29,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "arsup.toml"
-AGENT_KINDS = ("tuner", "llm", "script:FILE", "command")
-CLI_AGENT_KINDS = ("command",)  # a coding agent CLI run in a scratch copy
+AGENT_KINDS = ("tuner", "llm", "script:FILE", "claude-code", "codex", "command")
+CLI_AGENT_KINDS = ("claude-code", "codex", "command")  # a coding agent CLI run in a scratch copy
 
 
 class ConfigError(Exception):
@@ -166,7 +166,10 @@ class AgentConfig(_Section):
     timeout: float = Field(300, gt=0)  # wall-clock deadline of one model call (a CLI agent: its whole call)
     retries: int = Field(6, ge=0)  # transient failures (429, 5xx, timeouts) retried with backoff
     context_tokens: int = Field(0, ge=0)  # 0: litellm's model card, else 32768
-    command: str = ""  # kind = "command": the command line ({prompt}, {prompt_file}, {files}, {workdir})
+    # kind = "command": the command line ({prompt}, {prompt_file}, {files}, {workdir}); claude-code, codex: the CLI
+    command: str = ""
+    session: Literal["fresh", "resume"] = "fresh"  # resume: each proposal continues the CLI's previous session
+    allow_shell: bool = False  # claude-code: a shell too (Bash), not only the file tools
 
     @field_validator("kind")
     @classmethod

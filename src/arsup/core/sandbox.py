@@ -45,7 +45,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # the config imports this module to check kind = "bwrap"; the runner, which imports it, needs no config
     from arsup.config import SandboxConfig
@@ -60,12 +60,14 @@ _SILENCE = 'or set [sandbox] kind = "none" to silence this'
 _USERNS_FIX = "sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0"
 
 
-def prefix(settings: SandboxConfig, folder: Path) -> tuple[str, ...]:
-    """The command line a run in ``folder`` goes under; empty when runs are not sandboxed."""
+def prefix(settings: SandboxConfig, folder: Path, hide: Sequence[Path] = ()) -> tuple[str, ...]:
+    """The command line a run in ``folder`` goes under; empty when runs are not sandboxed. ``hide``: folders
+    elsewhere whose ``.git`` and ``.arsup`` are hidden too (a coding agent's scratch copy lies outside the project)."""
     tool = _tool(settings)
     if tool is None:
         return ()
-    return (*_outer(tool, settings.network), *_mounts(settings, folder.resolve()), "--", *_inner())
+    hidden = [mount for other in hide for mount in _hide(other.resolve())]
+    return (*_outer(tool, settings.network), *_mounts(settings, folder.resolve()), *hidden, "--", *_inner())
 
 
 def warning(settings: SandboxConfig) -> str:

@@ -56,18 +56,30 @@ def create_agent(config: Config, root: Path) -> Agent:
 
 
 def _cli_agent(config: Config, root: Path) -> Agent:
-    """A coding agent CLI: kind "command", [agent] command is its command line."""
-    from arsup.core.agents.cli_agent import CLIAgent
+    """A coding agent CLI; [agent] command is the command line of kind "command", the CLI's path for the others."""
+    from arsup.core.agents.cli_agent import CLIAgent, Dialect
     from arsup.core.agents.command import CommandDialect, program_of
 
     agent, project = config.agent, config.project
-    if not program_of(agent.command):
-        raise ConfigError(
-            '[agent] command: kind "command" needs the command line, e.g. '
-            '"aider --yes --message-file {prompt_file} {files}"'
-        )
-    dialect, program = CommandDialect(agent.command), program_of(agent.command)
+    dialect: Dialect
+    program = agent.command
+    if agent.kind == "claude-code":
+        from arsup.core.agents.claude_code import ClaudeCodeDialect
+
+        dialect = ClaudeCodeDialect()
+    elif agent.kind == "codex":
+        from arsup.core.agents.codex import CodexDialect
+
+        dialect = CodexDialect(model=agent.model)
+    else:
+        if not program_of(agent.command):
+            raise ConfigError(
+                '[agent] command: kind "command" needs the command line, e.g. '
+                '"aider --yes --message-file {prompt_file} {files}"'
+            )
+        dialect, program = CommandDialect(agent.command), program_of(agent.command)
     return CLIAgent(
         dialect, project.editable, project.protected, program=program, model=agent.model,
-        timeout=agent.timeout, retries=agent.retries, hidden=[root.resolve()],
+        timeout=agent.timeout, session=agent.session, allow_shell=agent.allow_shell, retries=agent.retries,
+        hidden=[root.resolve()],
     )

@@ -82,6 +82,7 @@ class Invocation:
     resume: str = ""  # the CLI's session to continue, "" for a fresh one
     allow_shell: bool = False
     hidden: Sequence[Path] = ()  # folders the agent must not read or write (the project itself)
+    sandbox: tuple[str, ...] = ()  # what the CLI runs under (arsup's sandbox, see `Dialect.fence`); () for none
 
 
 @dataclass
@@ -132,8 +133,11 @@ class Dialect(Protocol):
     login: str  # how to log in, for the error when it is not
     resumes: bool  # it has sessions: a correction continues the session rather than starting afresh
 
+    def fence(self, call: Invocation) -> tuple[str, ...]:
+        """arsup's sandbox for the whole CLI (`sandbox.prefix`), () when the CLI fences itself."""
+
     def command(self, call: Invocation) -> str:
-        """The shell command line."""
+        """The shell command line (it knows `call.sandbox`: inside arsup's, a CLI's own is not needed)."""
 
     def read(self, line: str, stream: Stream) -> None:
         """Take one output line into the stream; never raises."""
@@ -275,6 +279,7 @@ class CLIAgent:
             files=list(context.files), model=self.model, resume=resume, allow_shell=self.allow_shell,
             hidden=self.hidden,
         )
+        call.sandbox = self.dialect.fence(call)
         command = self.dialect.command(call)
         stream = Stream(show=context.on_text, workdir=self.scratch.folder)
         stream.events.append({"type": "arsup.call", "command": command, "resume": resume})
@@ -286,7 +291,7 @@ class CLIAgent:
 
         spec = runner.RunSpec(
             command=command, cwd=self.scratch.folder, log_path=self.base / f"call-{self._calls}.log",
-            env=dict(os.environ), timeout=self.timeout, kill_grace=KILL_GRACE_S,
+            env=dict(os.environ), timeout=self.timeout, kill_grace=KILL_GRACE_S, sandbox=call.sandbox,
         )
         job = runner.Run(spec, on_output)
         done = threading.Event()

@@ -41,6 +41,9 @@ class CommandDialect:
     def program(self) -> str:
         return program_of(self.template)
 
+    def fence(self, call: Invocation) -> tuple[str, ...]:
+        return ()
+
     def command(self, call: Invocation) -> str:
         values = {
             "{prompt}": shlex.quote(call.prompt),

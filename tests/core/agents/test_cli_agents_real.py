@@ -1,0 +1,137 @@
+"""Claude Code and Codex as arsup's researcher, the real CLIs driving a real engine night against scripted APIs.
+
+The fixtures (tests/agent_clis.py) give each test its own HOME and point the
+CLI at a server on 127.0.0.1; they skip where the CLI is not installed. The
+scripted model's tool calls name the agent's scratch copy, which exists from
+the agent's creation on (one folder, emptied for each proposal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arsup import config
+from arsup.core.agents import create_agent
+from arsup.core.agents.cli_agent import CLIAgent
+from arsup.core.events import AgentText
+from arsup.core.experiment import Status
+from arsup.core.loop import Engine
+from tests.agent_clis import ClaudeCli, CodexCli
+from tests.agent_servers import answer, error, tool
+from tests.conftest import git, make_project
+
+pytestmark = pytest.mark.slow
+
+HYPOTHESIS = "HYPOTHESIS: a higher learning rate converges faster"
+
+
+def night(tmp_path: Path, kind: str, binary: Path, max_experiments: int = 2) -> tuple[Engine, CLIAgent, list[Any]]:
+    root = make_project(tmp_path / "repo")
+    overrides = {"budget": {"max_experiments": max_experiments},
+                 "agent": {"kind": kind, "command": str(binary), "timeout": 120}}
+    cfg = config.load(root, overrides)
+    agent = create_agent(cfg, root)
+    assert isinstance(agent, CLIAgent)
+    engine = Engine(cfg, root, agent, tag="t1")
+    events: list[Any] = []
+    engine.subscribe(events.append)
+    engine.prepare()
+    return engine, agent, events
+
+
+def shown(events: list[Any]) -> list[str]:
+    return [e.text for e in events if isinstance(e, AgentText)]
+
+
+def test_claude_codes_edit_becomes_a_kept_experiment_with_its_dollars(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary)
+    train = agent.scratch.folder / "train.py"
+    claude_cli.server.push(tool("Read", file_path=str(train)),
+                           tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"),
+                           answer(f"Done.\n{HYPOTHESIS}"))
+    engine.run()
+    baseline, kept = engine.history
+    assert kept.status == Status.KEEP and kept.agent == "claude-code"
+    assert kept.hypothesis == "a higher learning rate converges faster"
+    assert "LR = 0.003" in git(engine.root, "show", f"{kept.commit}:train.py")
+    assert ["Read train.py", "Edit train.py +1 -1"] == [s for s in shown(events) if s.startswith(("Read", "Edit"))]
+    usage = kept.agent_data["usage"]
+    assert usage["calls"] == 1 and usage["cost_usd"] > 0 and usage["prompt_tokens"] >= 300
+    assert kept.agent_data["session"] and kept.agent_data["transcript"][-1]["type"] == "result"
+    offered = sorted(t["name"] for t in claude_cli.server.turns[0]["tools"] if not t.get("defer_loading"))
+    assert offered == ["Edit", "Glob", "Grep", "Read", "Write"]  # file tools only: no shell
+
+
+def test_claude_code_outside_its_scratch_copy_is_denied_and_nothing_changes(
+    claude_cli: ClaudeCli, tmp_path: Path
+) -> None:
+    engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary, max_experiments=2)
+    root = engine.root
+    prepare = agent.scratch.folder / "prepare.py"
+    outside = [tool("Write", file_path=str(root / "train.py"), content="LR = 0.003\n"),  # the project itself
+               tool("Read", file_path=str(root / ".arsup" / "journal.jsonl")),  # the journal, with the holdout
+               tool("Edit", file_path=str(prepare), old_string="DATA = 'fixed'", new_string="DATA = 'x'"),  # protected
+               answer(HYPOTHESIS)]
+    corrections = [answer(HYPOTHESIS), answer(HYPOTHESIS)]  # it insists: the refusal twice, then invalid
+    claude_cli.server.push(*outside, *corrections)
+    engine.run()
+    invalid = engine.history[1]
+    assert invalid.status == Status.INVALID and invalid.reason.startswith("prepare.py: the file is protected")
+    assert invalid.agent_data["corrections"] == 2
+    denied = invalid.agent_data["denials"]
+    assert any(d.startswith("Write ") and d.endswith("repo/train.py +1") for d in denied)
+    assert any(d.startswith("Read ") and d.endswith("journal.jsonl") for d in denied)
+    assert any(s.startswith("denied: Read") for s in shown(events))
+    assert git(root, "status", "--porcelain") == "" and (root / "prepare.py").read_text() == "DATA = 'fixed'\n"
+    refused = claude_cli.server.turns[4]["messages"][-1]["content"]
+    assert "prepare.py: the file is protected" in str(refused)  # given back in the same session
+
+
+def test_claude_code_with_a_refused_key_ends_the_night_in_one_line(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    engine, _, events = night(tmp_path, "claude-code", claude_cli.binary)
+    claude_cli.server.push(error(401))
+    engine.run()
+    assert events[-1].error and events[-1].reason == (
+        "the claude-code agent failed: claude-code: not logged in, or the API key was refused (exit code 1: "
+        "Invalid API key · Fix external API key); run `claude` once and log in (/login), or set ANTHROPIC_API_KEY"
+    )
+    assert [e.status for e in engine.history] == [Status.KEEP]
+
+
+def test_codexs_shell_edit_becomes_a_kept_experiment(codex_cli: CodexCli, tmp_path: Path) -> None:
+    engine, agent, events = night(tmp_path, "codex", codex_cli.binary)
+    codex_cli.server.push(tool("exec_command", cmd="sed -i 's/LR = 0.0001/LR = 0.003/' train.py"),
+                          answer(f"Done.\n{HYPOTHESIS}"))
+    engine.run()
+    kept = engine.history[1]
+    assert kept.status == Status.KEEP and kept.agent == "codex"
+    assert "LR = 0.003" in git(engine.root, "show", f"{kept.commit}:train.py")
+    assert any(s.startswith("Run ") and "sed -i" in s and s.endswith("(exit 0)") for s in shown(events))
+    usage = kept.agent_data["usage"]
+    assert usage["prompt_tokens"] > 0 and usage["cost_usd"] == 0  # no [agent] model: unpriced, and said
+    assert any("recorded with a cost of 0 USD" in getattr(e, "text", "") for e in events)
+
+
+def test_codex_cannot_write_outside_its_scratch_copy(codex_cli: CodexCli, tmp_path: Path) -> None:
+    engine, _, _ = night(tmp_path, "codex", codex_cli.binary)
+    root = engine.root
+    escape = f"echo tampered > {root}/prepare.py; cat {root}/.arsup/journal.jsonl"
+    codex_cli.server.push(tool("exec_command", cmd=escape), *[answer(HYPOTHESIS)] * 3)
+    engine.run()
+    assert engine.history[1].status == Status.INVALID
+    assert engine.history[1].reason == "the edit changes nothing"
+    assert (root / "prepare.py").read_text() == "DATA = 'fixed'\n" and git(root, "status", "--porcelain") == ""
+    said = str(codex_cli.server.turns[1]["input"])  # the command's output, as the model got it back
+    assert "journal.jsonl" in said and "baseline" not in said
+
+
+def test_codex_with_a_refused_key_ends_the_night_in_one_line(codex_cli: CodexCli, tmp_path: Path) -> None:
+    engine, _, events = night(tmp_path, "codex", codex_cli.binary)
+    codex_cli.server.push(error(401))
+    engine.run()
+    assert events[-1].error
+    assert events[-1].reason.startswith("the codex agent failed: codex: not logged in, or the API key was refused")
+    assert events[-1].reason.endswith("run `codex login`, or set OPENAI_API_KEY")

@@ -18,9 +18,10 @@ and records every request (``server.requests``; ``server.turns`` holds only the 
 
 Behaviours, the same for both: ``answer(text)`` a final text turn; ``tool(name, **input)`` a turn that
 calls one tool (a ``tool_use`` block; a ``function_call`` whose arguments are ``input`` as JSON);
-``error(status)`` that status with the API's own error body; ``hang(seconds)`` silent, then the
-connection drops (a timeout test kills the CLI long before). With nothing queued: a 500 in the
-API's error shape, so the unexpected call shows.
+``error(status, message="", retry_after=None)`` that status with the API's own error body (OpenAI's
+defaults per status as in tests/openai_server.py; Anthropic's ``{"type": "error", "error": {...}}``);
+``hang(seconds)`` silent, then the connection drops (a timeout test kills the CLI long before). With
+nothing queued: a 500 in the API's error shape, so the unexpected call shows.
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ def hang(seconds: float) -> Stall:
 
 
 class _ScriptedHandler(_Handler):
-    """Plays Turn, Error and Stall; a subclass writes its API's stream and error body."""
+    """Plays Turn, Error and Stall; a subclass writes its API's stream (and error body: OpenAI's by default)."""
 
     def _play(self, behaviour: Any, body: dict) -> None:
         if behaviour is None:
-            self._send_json(500, self._error_body(500, "no scripted reply left"))
+            self._play_error(Error(500, "no scripted reply left"))
         elif isinstance(behaviour, Error):
-            self._send_json(behaviour.status, self._error_body(behaviour.status, behaviour.message))
+            self._play_error(behaviour)
         elif isinstance(behaviour, Stall):
             self._play_stall(body, False, behaviour)
         else:
@@ -79,9 +80,6 @@ class _ScriptedHandler(_Handler):
 
     def _sse(self, name: str, payload: dict) -> None:
         self._chunk(b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(payload).encode()))
-
-    def _error_body(self, status: int, message: str) -> dict:
-        raise NotImplementedError
 
     def _stream(self, turn: Turn, model: str) -> None:
         raise NotImplementedError
@@ -106,9 +104,11 @@ class _AnthropicHandler(_ScriptedHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _error_body(self, status: int, message: str) -> dict:
-        kind, default = _ANTHROPIC_ERRORS.get(status, ("api_error", "Internal server error"))
-        return {"type": "error", "error": {"type": kind, "message": message or default}}
+    def _play_error(self, err: Error) -> None:
+        kind, default = _ANTHROPIC_ERRORS.get(err.status, ("api_error", "Internal server error"))
+        headers = {} if err.retry_after is None else {"retry-after": str(err.retry_after)}
+        body = {"type": "error", "error": {"type": kind, "message": err.message or default}}
+        self._send_json(err.status, body, headers)
 
     def _stream(self, turn: Turn, model: str) -> None:
         message = {"id": f"msg_{next(_ids)}", "type": "message", "role": "assistant", "model": model, "content": []}
@@ -133,9 +133,6 @@ class _AnthropicHandler(_ScriptedHandler):
 
 class _ResponsesHandler(_ScriptedHandler):
     endpoint = "/responses"
-
-    def _error_body(self, status: int, message: str) -> dict:
-        return {"error": {"message": message or f"HTTP {status}", "type": "invalid_request_error", "code": None}}
 
     def _stream(self, turn: Turn, model: str) -> None:
         response = {"id": f"resp_{next(_ids)}", "object": "response", "model": model, "status": "in_progress"}

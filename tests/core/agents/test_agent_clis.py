@@ -115,7 +115,7 @@ def test_codex_reports_a_401_and_exits_non_zero(codex_cli: CodexCli, tmp_path: P
     done = run_cli([codex_cli.binary, "exec", "--json", "--skip-git-repo-check", "go"], cwd=workdir(tmp_path))
     assert done.returncode != 0
     failed = [e for e in events(done.stdout) if e["type"] == "turn.failed"]
-    assert len(failed) == 1 and "401" in failed[0]["error"]["message"]
+    assert len(failed) == 1 and "401 Unauthorized: Incorrect API key provided" in failed[0]["error"]["message"]
     assert len(codex_cli.server.turns) == 1  # the fixture's request_max_retries = 0
 
 

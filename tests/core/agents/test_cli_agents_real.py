@@ -20,18 +20,20 @@ from arsup.core.events import AgentText
 from arsup.core.experiment import Status
 from arsup.core.loop import Engine
 from tests.agent_clis import ClaudeCli, CodexCli
-from tests.agent_servers import answer, error, tool
-from tests.conftest import git, make_project
+from tests.agent_servers import answer, error, hang, tool
+from tests.conftest import git, make_project, marked_processes
 
 pytestmark = pytest.mark.slow
 
 HYPOTHESIS = "HYPOTHESIS: a higher learning rate converges faster"
 
 
-def night(tmp_path: Path, kind: str, binary: Path, max_experiments: int = 2) -> tuple[Engine, CLIAgent, list[Any]]:
+def night(
+    tmp_path: Path, kind: str, binary: Path, max_experiments: int = 2, **agent: Any
+) -> tuple[Engine, CLIAgent, list[Any]]:
     root = make_project(tmp_path / "repo")
     overrides = {"budget": {"max_experiments": max_experiments},
-                 "agent": {"kind": kind, "command": str(binary), "timeout": 120}}
+                 "agent": {"kind": kind, "command": str(binary), "timeout": 120, **agent}}
     cfg = config.load(root, overrides)
     agent = create_agent(cfg, root)
     assert isinstance(agent, CLIAgent)
@@ -99,6 +101,42 @@ def test_claude_code_with_a_refused_key_ends_the_night_in_one_line(claude_cli: C
         "Invalid API key · Fix external API key); run `claude` once and log in (/login), or set ANTHROPIC_API_KEY"
     )
     assert [e.status for e in engine.history] == [Status.KEEP]
+
+
+def test_claude_code_hanging_is_killed_at_the_timeout_with_no_process_left(
+    claude_cli: ClaudeCli, tmp_path: Path
+) -> None:
+    engine, _, events = night(tmp_path, "claude-code", claude_cli.binary, timeout=3)
+    claude_cli.server.push(hang(60))
+    engine.run()
+    assert events[-1].reason == ("the claude-code agent failed: claude-code: no answer within [agent] timeout = 3 s; "
+                                 "the CLI and every process it started were killed")
+    assert marked_processes("HOME", str(claude_cli.home)) == []
+
+
+def test_claude_code_resumes_its_session_when_told_to(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    engine, agent, _ = night(tmp_path, "claude-code", claude_cli.binary, max_experiments=3, session="resume")
+    train = agent.scratch.folder / "train.py"
+    claude_cli.server.push(
+        tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"), answer(HYPOTHESIS),
+        tool("Edit", file_path=str(train), old_string="WIDTH = 64", new_string="WIDTH = 65"),
+        answer("HYPOTHESIS: a wider model"),
+    )
+    engine.run()
+    first, second = engine.history[1:]
+    calls = [e for e in second.agent_data["transcript"] if e["type"] == "arsup.call"]
+    assert calls[0]["resume"] == first.agent_data["session"] != ""
+    assert second.agent_data["session"] == first.agent_data["session"]  # one conversation across proposals
+    assert len(claude_cli.server.turns[2]["messages"]) > 1  # its memory: the first proposal's messages
+
+
+def test_claude_code_not_installed_says_how_to_install_it(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    engine, _, events = night(tmp_path, "claude-code", tmp_path / "nowhere" / "claude")
+    engine.run()
+    assert events[-1].reason == (
+        f"the claude-code agent failed: claude-code: `{tmp_path}/nowhere/claude` is not installed or not on PATH; "
+        "install it with `npm install -g @anthropic-ai/claude-code` (or set [agent] command to its path)"
+    )
 
 
 def test_codexs_shell_edit_becomes_a_kept_experiment(codex_cli: CodexCli, tmp_path: Path) -> None:

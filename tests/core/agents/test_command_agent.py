@@ -48,6 +48,9 @@ AGENT = textwrap.dedent(
         sys.exit(1)
     elif mode == "limited":
         train.write_text(train.read_text().replace("LR = 0.0001", "LR = 0.003"))
+    elif mode == "terse" and len(open(calls).read().splitlines()) == 1:
+        train.write_text(train.read_text().replace("LR = 0.0001", "LR = 0.003"))
+        sys.exit(0)
     elif mode == "fails":
         print("Error: 401 Unauthorized: invalid api key")
         sys.exit(1)
@@ -104,6 +107,14 @@ def test_an_edit_of_a_protected_file_is_refused_and_nothing_changes(tmp_path: Pa
     assert git(engine.root, "status", "--porcelain") == ""
 
 
+def test_an_answer_without_a_hypothesis_is_given_back(tmp_path: Path) -> None:
+    engine, _, calls = night(tmp_path, "terse")
+    engine.run()
+    assert engine.history[1].status == Status.KEEP
+    assert engine.history[1].hypothesis == "a higher learning rate converges faster in the budget"
+    assert calls.read_text().splitlines() == ["asked", "refused: your final message has no `HYPOTHESIS:` line"]
+
+
 def test_an_agent_that_changes_nothing_makes_an_invalid_proposal(tmp_path: Path) -> None:
     engine, events, _ = night(tmp_path, "nothing")
     engine.run()
@@ -124,6 +135,20 @@ def test_a_hang_is_killed_at_the_timeout_with_no_process_left(tmp_path: Path, mo
     assert end.reason == ("the command agent failed: command: no answer within [agent] timeout = 2 s; "
                           "the CLI and every process it started were killed")
     assert time.monotonic() - started < 30
+    assert [e.status for e in engine.history] == [Status.KEEP]
+    assert marked_processes("ARSUP_TEST_MARK", str(tmp_path)) == []
+
+
+def test_a_stop_while_the_agent_works_ends_its_tree_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARSUP_TEST_MARK", str(tmp_path))
+    engine, events, calls = night(tmp_path, "hang", timeout=300)
+    engine.start()
+    deadline = time.monotonic() + 30
+    while not (calls.exists() and calls.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    engine.stop()
+    assert engine.wait(30)
+    assert isinstance(events[-1], SessionEnded) and not events[-1].error
     assert [e.status for e in engine.history] == [Status.KEEP]
     assert marked_processes("ARSUP_TEST_MARK", str(tmp_path)) == []
 

@@ -89,6 +89,7 @@ def test_a_good_edit_becomes_an_experiment(tmp_path: Path) -> None:
     data = experiment.agent_data
     assert data["usage"] == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     assert data["corrections"] == 0 and data["transcript"][0]["type"] == "arsup.call"
+    assert 0 < data["calls"][0]["cli_s"] < experiment.propose_s  # the CLI's own time, inside the proposal's
     assert {"type": "output", "text": "Editing train.py"} in data["transcript"]
 
 

@@ -99,6 +99,7 @@ class Stream:
     session: str = ""
     usage: Usage = field(default_factory=Usage)
     unpriced: str = ""  # why the cost is 0 although tokens were spent ("" when priced or free)
+    wall_s: float = 0.0  # how long the CLI ran: the rest of a proposal's time is arsup's own
 
     def plain(self, line: str) -> None:
         """A line that is no event of the stream (a warning, an error on stderr): kept and shown as it is."""
@@ -197,7 +198,8 @@ class CLIAgent:
                 purpose = "correction" if correction else "proposal"
                 stream = self._call(program, text, resume, context, purpose)
                 usage.add(stream.usage)
-                calls.append({"purpose": purpose, "session": stream.session, **asdict(stream.usage)})
+                calls.append({"purpose": purpose, "session": stream.session, "cli_s": round(stream.wall_s, 3),
+                              **asdict(stream.usage)})
                 transcript += stream.events
                 denials += stream.denials
                 resume = stream.session if self.dialect.resumes else ""
@@ -312,6 +314,7 @@ class CLIAgent:
                 f"{self.name}: no answer within [agent] timeout = {self.timeout:g} s; the CLI and every process "
                 "it started were killed"
             )
+        stream.wall_s = outcome.wall_s
         self._price(stream, context)
         if outcome.exit_code != 0:
             said = stream.errors[-1] if stream.errors else _last_output(stream)

@@ -375,3 +375,6 @@ def test_a_ctrl_c_the_instant_the_wait_is_said_still_says_what_was_not_sent() ->
         out = InterruptedOnceSaid()
         _close_export(live, out)
     assert f"1 experiments did not reach the MLflow server at {url}" in out.getvalue(), out.getvalue()
+    started = time.monotonic()
+    live.close(timeout=30)  # the server is gone: its worker gives up, and no thread outlives the test
+    assert time.monotonic() - started < 30 and "arsup-mlflow" not in [t.name for t in threading.enumerate()]

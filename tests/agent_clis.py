@@ -163,3 +163,11 @@ def run_cli(command: Sequence[str | Path], cwd: Path, timeout: float = 60) -> su
 def events(stdout: str) -> list[dict[str, Any]]:
     """The JSON events of a ``--output-format stream-json`` / ``--json`` stdout, one a line."""
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def transcript(root: Path, experiment: Any) -> list[dict[str, Any]]:
+    """A coding agent's transcript as the engine keeps it: `agent.jsonl` beside the experiment's runs (the journal
+    records where), one event a line, and only under the project's state folder."""
+    path = root / experiment.agent_data["transcript"]
+    assert path.parent == root / ".arsup" / "runs" / experiment.id, path
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -167,3 +167,12 @@ def test_sandbox_writable_paths_lie_outside_the_project(project: Path) -> None:
     assert config.SandboxConfig().kind == "auto" and config.SandboxConfig().writable == ["~/.cache", "~/.triton"]
     with pytest.raises(config.ConfigError, match=r"\[sandbox\] writable: 'data' is relative; the project folder is writable"):
         config.load(project, {"sandbox": {"writable": ["data"]}})
+
+
+def test_the_screen_names_the_model_of_an_llm_or_a_cli_agent_and_none_for_the_tuner(tmp_path: Path) -> None:
+    shown = {
+        kind: config.AgentConfig(kind=kind, model="anthropic/claude-sonnet-4-5").shown_model
+        for kind in ("llm", "claude-code", "codex", "command", "tuner")
+    }
+    assert shown == {"llm": "anthropic/claude-sonnet-4-5", "claude-code": "anthropic/claude-sonnet-4-5",
+                     "codex": "anthropic/claude-sonnet-4-5", "command": "anthropic/claude-sonnet-4-5", "tuner": ""}

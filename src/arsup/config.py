@@ -182,6 +182,11 @@ class AgentConfig(_Section):
     def script_path(self) -> str:
         return self.kind.partition(":")[2]
 
+    @property
+    def shown_model(self) -> str:
+        """The model the screen names: the LLM's or a CLI agent's (its --model), none for the tuner or a script."""
+        return self.model if self.kind in ("llm", *CLI_AGENT_KINDS) else ""
+
 
 class PolicyConfig(_Section):
     approve: Literal["auto", "edits", "runs", "keeps"] = "auto"

@@ -101,7 +101,7 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
     started = SessionStarted(
         tag, branch_name(tag), "", resumed=len(history), project=str(root),  # no head: browsing never reads git
         metric=cfg.metric.name, goal=cfg.metric.goal, time_budget=cfg.project.time_budget,
-        policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.model if cfg.agent.kind == "llm" else "",
+        policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.shown_model,
         history=history, holdout_keeps=cfg.holdout.warn_keeps,
     )
     notices = [Notice(warning, "warning") for warning in journal.warnings]

@@ -19,7 +19,7 @@ from arsup.core.agents.cli_agent import CLIAgent
 from arsup.core.events import AgentText
 from arsup.core.experiment import Status
 from arsup.core.loop import Engine
-from tests.agent_clis import ClaudeCli, CodexCli
+from tests.agent_clis import ClaudeCli, CodexCli, transcript
 from tests.agent_servers import answer, error, hang, tool
 from tests.conftest import git, make_project, marked_processes
 
@@ -62,7 +62,7 @@ def test_claude_codes_edit_becomes_a_kept_experiment_with_its_dollars(claude_cli
     assert ["Read train.py", "Edit train.py +1 -1"] == [s for s in shown(events) if s.startswith(("Read", "Edit"))]
     usage = kept.agent_data["usage"]
     assert usage["calls"] == 1 and usage["cost_usd"] > 0 and usage["prompt_tokens"] >= 300
-    assert kept.agent_data["session"] and kept.agent_data["transcript"][-1]["type"] == "result"
+    assert kept.agent_data["session"] and transcript(engine.root, kept)[-1]["type"] == "result"
     offered = sorted(t["name"] for t in claude_cli.server.turns[0]["tools"] if not t.get("defer_loading"))
     assert offered == ["Edit", "Glob", "Grep", "Read", "Write"]  # file tools only: no shell
 
@@ -124,7 +124,7 @@ def test_claude_code_resumes_its_session_when_told_to(claude_cli: ClaudeCli, tmp
     )
     engine.run()
     first, second = engine.history[1:]
-    calls = [e for e in second.agent_data["transcript"] if e["type"] == "arsup.call"]
+    calls = [e for e in transcript(engine.root, second) if e["type"] == "arsup.call"]
     assert calls[0]["resume"] == first.agent_data["session"] != ""
     assert second.agent_data["session"] == first.agent_data["session"]  # one conversation across proposals
     assert len(claude_cli.server.turns[2]["messages"]) > 1  # its memory: the first proposal's messages

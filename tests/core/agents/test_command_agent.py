@@ -22,6 +22,7 @@ from arsup.core.agents.cli_agent import CLIAgent
 from arsup.core.events import AgentText, Notice, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.loop import Engine
+from tests.agent_clis import transcript
 from tests.conftest import git, make_project, marked_processes
 
 pytestmark = pytest.mark.slow
@@ -88,9 +89,10 @@ def test_a_good_edit_becomes_an_experiment(tmp_path: Path) -> None:
     assert "Editing train.py" in shown
     data = experiment.agent_data
     assert data["usage"] == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
-    assert data["corrections"] == 0 and data["transcript"][0]["type"] == "arsup.call"
+    assert data["corrections"] == 0 and transcript(engine.root, experiment)[0]["type"] == "arsup.call"
     assert 0 < data["calls"][0]["cli_s"] < experiment.propose_s  # the CLI's own time, inside the proposal's
-    assert {"type": "output", "text": "Editing train.py"} in data["transcript"]
+    assert {"type": "output", "text": "Editing train.py"} in transcript(engine.root, experiment)
+    assert "arsup.call" not in engine.journal.path.read_text()  # the transcript is not in the journal
 
 
 def test_an_edit_of_a_protected_file_is_refused_and_nothing_changes(tmp_path: Path) -> None:

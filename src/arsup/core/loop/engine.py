@@ -257,7 +257,7 @@ class Engine:
             self.tag, self.branch, vcs.head(), resumed=len(session.history), project=str(self.root),
             metric=self.config.metric.name, goal=self.config.metric.goal,
             time_budget=self.config.project.time_budget, policy=self.policy, agent=self.agent.name,
-            model=self.config.agent.model if self.config.agent.kind == "llm" else "", paused=self.paused,
+            model=self.config.agent.shown_model, paused=self.paused,
             pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in session.history],
             holdout_keeps=self.config.holdout.warn_keeps,
         ))

@@ -16,6 +16,7 @@ scheduler writes it when its turn comes. Invariants:
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 import time
@@ -39,6 +40,9 @@ from arsup.core.loop.planning import EditPlanner, Snapshot, signature
 from arsup.core.loop.questions import Questions
 from arsup.core.pipeline import Pipeline
 from arsup.core.vcs import Vcs
+
+
+TRANSCRIPT = "transcript"  # Proposal.meta: a coding agent's events, kept in the run folder
 
 
 class AgentFailed(Exception):
@@ -149,6 +153,7 @@ class Proposer:
         experiment.propose_s = round(time.time() - asked_at, 3)
         experiment.agent_data = dict(proposal.meta)
         experiment.made_for = best.id
+        self._keep_transcript(experiment)
         self.journal_queued(experiment)
         prepared = Prepared(experiment, proposal, best, base)
         try:
@@ -162,6 +167,16 @@ class Proposer:
             self.line.hold(experiment, signature(prepared.changes, base))
             self.bus.emit(ProposalQueued(experiment.copy()))
         return prepared
+
+    def _keep_transcript(self, experiment: Experiment) -> None:
+        """A coding agent's whole transcript goes beside the experiment's runs (`agent.jsonl`), not into the
+        journal, which every start and attach reads whole; the record keeps where it is."""
+        transcript = experiment.agent_data.pop(TRANSCRIPT, None)
+        if not transcript:
+            return
+        path = self.journal.run_dir(experiment.id) / "agent.jsonl"
+        path.write_text("".join(json.dumps(event, default=str) + "\n" for event in transcript), encoding="utf-8")
+        experiment.agent_data[TRANSCRIPT] = str(path.relative_to(self.root))
 
     def _context(self, best: Experiment, base: Snapshot) -> AgentContext:
         project = self.config.project

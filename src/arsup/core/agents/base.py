@@ -8,8 +8,8 @@ went. Agents never touch git, files or processes: the engine applies edits.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from arsup.core.acceptance import Noise, Rule

@@ -41,7 +41,6 @@ from arsup.core.loop.questions import Questions
 from arsup.core.pipeline import Pipeline
 from arsup.core.vcs import Vcs
 
-
 TRANSCRIPT = "transcript"  # Proposal.meta: a coding agent's events, kept in the run folder
 
 

@@ -71,6 +71,18 @@ def test_init_overrides(tmp_path: Path) -> None:
     assert cfg.project.time_budget == 900 and cfg.project.timeout >= 900 and cfg.project.protected == []
 
 
+@pytest.mark.slow  # the CLI imports GitPython, which asks `git version`
+def test_init_writes_the_agent_it_is_given_before_or_after_the_command(tmp_path: Path) -> None:
+    (tmp_path / "program.md").write_text("")
+    (tmp_path / "train.py").write_text("")
+    assert cli.main(["init", "--dir", str(tmp_path), "--agent", "codex", "--model", "gpt-5-codex"]) == 0
+    assert (config.load(tmp_path).agent.kind, config.load(tmp_path).agent.model) == ("codex", "gpt-5-codex")
+    assert cli.main(["--agent", "claude-code", "init", "--dir", str(tmp_path), "--force"]) == 0
+    assert config.load(tmp_path).agent.kind == "claude-code"
+    assert cli.main(["init", "--dir", str(tmp_path), "--force", "--agent", "bogus"]) == 2  # said, nothing written
+    assert config.load(tmp_path).agent.kind == "claude-code"
+
+
 @pytest.mark.slow
 def test_bad_config_exits_2_with_one_clear_message(project: Path) -> None:
     text = (project / "arsup.toml").read_text().replace('goal = "minimize"', 'goal = "lower"')

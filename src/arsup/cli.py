@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--time-budget", type=float, metavar="S", help="seconds of training per run")
     init.add_argument("--timeout", type=float, metavar="S", help="hard kill after S seconds")
     init.add_argument("--force", action="store_true", help="overwrite an existing arsup.toml")
+    init.add_argument("--agent", default=unset, help="the researcher to write into [agent] kind (see run --agent)")
+    init.add_argument("--model", default=unset, help="the model to write into [agent] model")
 
     run = commands.add_parser("run", parents=[where], argument_default=unset, help="run the research loop in this repo")
     _add_loop_options(run)
@@ -204,9 +206,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             "timeout": args.timeout,
         },
         "metric": {"name": args.metric, "goal": args.goal},
+        "agent": {"kind": args.agent, "model": args.model},
     }
     for section, values in given.items():
-        data[section].update({k: v for k, v in values.items() if v is not None})
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if args.timeout is None and data["project"]["timeout"] < data["project"]["time_budget"]:
         data["project"]["timeout"] = 2 * data["project"]["time_budget"]
     config.validate(data, root, source="the detected config")

@@ -220,3 +220,42 @@ def test_auto_where_env_cannot_ignore_signals_names_coreutils(tmp_path: Path, mo
     )
     assert sandbox.prefix(SandboxConfig(kind="auto"), tmp_path) == ()
 
+
+
+@needs_bwrap
+def test_an_arsup_whose_python_lies_under_tmp_runs_its_sandboxed_runs_with_that_python(tmp_path: Path) -> None:
+    # A fresh clone in /tmp has its venv there: the run's private /tmp hid the {python} of every sandboxed run.
+    if not tmp_path.is_relative_to("/tmp"):
+        pytest.skip(f"the test's folder {tmp_path} is not under /tmp")
+    import subprocess
+    import sysconfig
+
+    import arsup
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    # this venv sees arsup and its dependencies where the test's own venv has them
+    (Path(purelib) / "arsup-under-test.pth").write_text(
+        f"{Path(arsup.__file__).parents[1]}\n{sysconfig.get_paths()['purelib']}\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    code = textwrap.dedent(
+        """\
+        import os, shlex, sys
+        from pathlib import Path
+        from arsup.config import SandboxConfig
+        from arsup.core import runner, sandbox
+        work = Path(sys.argv[1])
+        command = f"exec {shlex.quote(sys.executable)} -c 'import sys; print(\\"val_bpb: 1.0\\", sys.prefix)'"
+        spec = runner.RunSpec(command, work, work.parent / "run.log", runner.build_env(os.environ), 20.0, 0.5,
+                              sandbox=sandbox.prefix(SandboxConfig(kind="bwrap"), work))
+        print("EXIT", runner.run(spec).exit_code)
+        """
+    )
+    said = subprocess.run([python, "-c", code, str(work)], capture_output=True, text=True, timeout=60)
+    assert "EXIT 0" in said.stdout, said.stdout + said.stderr
+    assert f"val_bpb: 1.0 {venv}" in (tmp_path / "run.log").read_text()  # the venv's own interpreter ran it

@@ -131,10 +131,10 @@ def test_claude_code_resumes_its_session_when_told_to(claude_cli: ClaudeCli, tmp
 
 
 def test_claude_code_not_installed_says_how_to_install_it(claude_cli: ClaudeCli, tmp_path: Path) -> None:
-    engine, _, events = night(tmp_path, "claude-code", tmp_path / "nowhere" / "claude")
-    engine.run()
-    assert events[-1].reason == (
-        f"the claude-code agent failed: claude-code: `{tmp_path}/nowhere/claude` is not installed or not on PATH; "
+    with pytest.raises(config.ConfigError) as missing:
+        night(tmp_path, "claude-code", tmp_path / "nowhere" / "claude")
+    assert str(missing.value) == (
+        f"claude-code: `{tmp_path}/nowhere/claude` is not installed or not on PATH; "
         "install it with `npm install -g @anthropic-ai/claude-code` (or set [agent] command to its path)"
     )
 

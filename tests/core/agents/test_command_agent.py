@@ -175,19 +175,15 @@ def test_a_rate_limit_is_retried_with_backoff(tmp_path: Path, monkeypatch: pytes
                for n in notices)
 
 
-def test_a_cli_missing_from_path_says_how_to_install_it(tmp_path: Path) -> None:
+def test_a_cli_missing_from_path_says_how_to_install_it_before_the_night_starts(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo")
     cfg = config.load(root, {"agent": {"kind": "command", "command": "no-such-agent --message {prompt}"}})
-    engine = Engine(cfg, root, create_agent(cfg, root), tag="t1")
-    events: list[Any] = []
-    engine.subscribe(events.append)
-    engine.prepare()
-    engine.run()
-    assert events[-1].error
-    assert events[-1].reason == (
-        "the command agent failed: command: `no-such-agent` is not installed or not on PATH; "
-        "install it, or fix the command line in [agent] command"
+    with pytest.raises(config.ConfigError) as missing:
+        create_agent(cfg, root)
+    assert str(missing.value) == (
+        "command: `no-such-agent` is not installed or not on PATH; install it, or fix the command line in [agent] command"
     )
+    assert not (root / ".arsup").exists()  # nothing started, nothing written
 
 
 def test_the_lab_lies_beside_the_scratch_copy_with_the_history(tmp_path: Path) -> None:

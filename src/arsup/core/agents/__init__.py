@@ -57,7 +57,7 @@ def create_agent(config: Config, root: Path) -> Agent:
 
 def _cli_agent(config: Config, root: Path) -> Agent:
     """A coding agent CLI; [agent] command is the command line of kind "command", the CLI's path for the others."""
-    from arsup.core.agents.cli_agent import CLIAgent, Dialect
+    from arsup.core.agents.cli_agent import CLIAgent, CLIAgentError, Dialect
     from arsup.core.agents.command import CommandDialect, program_of
 
     agent, project = config.agent, config.project
@@ -78,8 +78,13 @@ def _cli_agent(config: Config, root: Path) -> Agent:
                 '"aider --yes --message-file {prompt_file} {files}"'
             )
         dialect, program = CommandDialect(agent.command), program_of(agent.command)
-    return CLIAgent(
+    made = CLIAgent(
         dialect, project.editable, project.protected, program=program, model=agent.model,
         timeout=agent.timeout, session=agent.session, allow_shell=agent.allow_shell, retries=agent.retries,
         hidden=[root.resolve()],
     )
+    try:
+        made.find_program()  # a missing CLI is said before the night starts, not after the baseline's runs
+    except CLIAgentError as exc:
+        raise ConfigError(str(exc)) from None
+    return made

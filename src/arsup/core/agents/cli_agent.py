@@ -187,7 +187,7 @@ class CLIAgent:
     # -- the protocol -----------------------------------------------------------
 
     def propose(self, context: AgentContext) -> Proposal | None:
-        program = self._find_program()
+        program = self.find_program()
         self.scratch.reset(context.export)
         lab.write_lab(self.lab, context, self._notebook(context.history))
         usage, calls, transcript, denials = Usage(), [], [], []
@@ -229,7 +229,9 @@ class CLIAgent:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _find_program(self) -> str:
+    def find_program(self) -> str:
+        """The CLI's path; CLIAgentError saying how to install it when it is not there (asked at the start, and
+        again at each call: a PATH or an install may change during a night)."""
         found = shutil.which(self.program)
         if found is None:
             raise CLIAgentError(

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from arsup import config
-from arsup.core.agents import create_agent
-from arsup.core.agents import cli_agent
+from arsup.core.agents import cli_agent, create_agent
 from arsup.core.agents.cli_agent import CLIAgent
 from arsup.core.events import AgentText, Notice, SessionEnded
 from arsup.core.experiment import Status

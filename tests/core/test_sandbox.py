@@ -259,3 +259,26 @@ def test_an_arsup_whose_python_lies_under_tmp_runs_its_sandboxed_runs_with_that_
     said = subprocess.run([python, "-c", code, str(work)], capture_output=True, text=True, timeout=60)
     assert "EXIT 0" in said.stdout, said.stdout + said.stderr
     assert f"val_bpb: 1.0 {venv}" in (tmp_path / "run.log").read_text()  # the venv's own interpreter ran it
+
+
+@needs_bwrap
+def test_what_a_command_runs_from_stays_visible_where_it_lies_under_tmp(tmp_path: Path) -> None:
+    # A coding agent's CLI installed in a clone under /tmp (.agent-clis): the private /tmp hid it (exit 127).
+    if not tmp_path.is_relative_to("/tmp"):
+        pytest.skip(f"the test's folder {tmp_path} is not under /tmp")
+    tool = tmp_path / "installed" / "bin" / "hello"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho hello from the installation\n")
+    tool.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(readable: list[Path]) -> runner.RunOutcome:
+        prefix = sandbox.prefix(SandboxConfig(kind="bwrap"), work, readable=readable)
+        spec = runner.RunSpec(f"exec {tool}", work, tmp_path / "run.log", runner.build_env(os.environ), 20.0, 0.5,
+                              sandbox=prefix)
+        return runner.run(spec)
+
+    assert run([]).exit_code == 127  # hidden by the private /tmp
+    assert run([tmp_path / "installed"]).exit_code == 0
+    assert "hello from the installation" in (tmp_path / "run.log").read_text()

@@ -60,14 +60,18 @@ _SILENCE = 'or set [sandbox] kind = "none" to silence this'
 _USERNS_FIX = "sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0"
 
 
-def prefix(settings: SandboxConfig, folder: Path, hide: Sequence[Path] = ()) -> tuple[str, ...]:
+def prefix(
+    settings: SandboxConfig, folder: Path, hide: Sequence[Path] = (), readable: Sequence[Path] = (),
+) -> tuple[str, ...]:
     """The command line a run in ``folder`` goes under; empty when runs are not sandboxed. ``hide``: folders
-    elsewhere whose ``.git`` and ``.arsup`` are hidden too (a coding agent's scratch copy lies outside the project)."""
+    elsewhere whose ``.git`` and ``.arsup`` are hidden too (a coding agent's scratch copy lies outside the project);
+    ``readable``: what the command runs from (a CLI's installation), kept visible where it lies under /tmp."""
     tool = _tool(settings)
     if tool is None:
         return ()
     hidden = [mount for other in hide for mount in _hide(other.resolve())]
-    return (*_outer(tool, settings.network), *_mounts(settings, folder.resolve()), *hidden, "--", *_inner())
+    mounts = _mounts(settings, folder.resolve(), tuple(str(path) for path in readable))
+    return (*_outer(tool, settings.network), *mounts, *hidden, "--", *_inner())
 
 
 def warning(settings: SandboxConfig) -> str:
@@ -137,14 +141,14 @@ def _inner() -> list[str]:
     return ["env", f"--default-signal={_ENDING}"]
 
 
-def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
+def _mounts(settings: SandboxConfig, folder: Path, readable: tuple[str, ...] = ()) -> list[str]:
     """The file system as the module docstring describes it, in the order bubblewrap must build it."""
     argv = ["--ro-bind", "/", "/", "--dev", "/dev"]
     for pattern in _DEVICES:
         for device in sorted(glob.glob(pattern)):
             argv += ["--dev-bind", device, device]
     argv += ["--proc", "/proc", "--tmpfs", "/tmp"]
-    for path in _interpreter_under_tmp():  # the private /tmp would hide the Python that `{python}` names
+    for path in _under_tmp((*_interpreter(), *readable)):  # the private /tmp would hide what the command runs
         argv += ["--ro-bind", path, path]
     for entry in settings.writable:
         path = Path(os.path.expanduser(entry)).resolve()
@@ -160,13 +164,14 @@ def _mounts(settings: SandboxConfig, folder: Path) -> list[str]:
     return argv
 
 
-@functools.lru_cache(maxsize=None)
-def _interpreter_under_tmp() -> list[str]:
-    """arsup's Python installation where it lies under /tmp (a venv in a fresh clone there), outermost first."""
-    found = {
-        os.path.realpath(path)
-        for path in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)))
-    }
+def _interpreter() -> tuple[str, ...]:
+    """arsup's Python installation (a venv in a fresh clone may lie under /tmp): what `{python}` names."""
+    return sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))
+
+
+def _under_tmp(paths: Sequence[str]) -> list[str]:
+    """The outermost of ``paths`` that lie under /tmp (the private /tmp would hide them), as real paths."""
+    found = {os.path.realpath(path) for path in paths}
     under = sorted(path for path in found if Path(path).is_relative_to("/tmp") and path != "/tmp")
     return [path for path in under if not any(Path(path).is_relative_to(other) for other in under if other != path)]
 

@@ -143,3 +143,19 @@ def test_a_failed_codex_turn_is_a_failure_but_a_reconnect_notice_is_not() -> Non
     assert not notice.failed and notice.errors == ["Reconnecting... 1/5"]
     failed, _ = fed(CodexDialect(), {"type": "turn.failed", "error": {"message": "401 Unauthorized"}})
     assert failed.failed and failed.errors == ["401 Unauthorized"]
+
+
+def test_codex_runs_from_the_node_modules_that_hold_its_wrapper_and_its_native_binary(tmp_path: Path) -> None:
+    from arsup.core.agents.codex import installation
+
+    modules = tmp_path / ".agent-clis" / "node_modules"
+    wrapper = modules / "@openai" / "codex" / "bin" / "codex.js"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text("// node wrapper\n")
+    (modules / ".bin").mkdir()
+    (modules / ".bin" / "codex").symlink_to("../@openai/codex/bin/codex.js")
+    assert installation(str(modules / ".bin" / "codex")) == modules
+    plain = tmp_path / "opt" / "codex"
+    plain.parent.mkdir()
+    plain.write_text("")
+    assert installation(str(plain)) == tmp_path / "opt"  # not from npm: its own folder

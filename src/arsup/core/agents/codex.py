@@ -35,6 +35,13 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
     return float(prompt) + float(completion)
 
 
+def installation(program: str) -> Path:
+    """The folder the CLI runs from: the npm `node_modules` that holds it (its wrapper starts a native binary
+    from another package there), else the program's own folder."""
+    real = Path(os.path.realpath(program))
+    return next((folder for folder in real.parents if folder.name == "node_modules"), real.parent)
+
+
 def item_line(item: dict[str, Any], stream: Stream) -> str:
     """One line per finished item: the agent's words, "Run <command> (exit 0)", "Edit train.py"."""
     kind = item.get("type")
@@ -68,7 +75,7 @@ class CodexDialect:
             return ()
         home = os.environ.get("CODEX_HOME") or str(Path.home() / ".codex")
         settings = SandboxConfig(kind="auto", writable=[str(call.lab), home], network=True)
-        return sandbox.prefix(settings, call.workdir, hide=call.hidden)
+        return sandbox.prefix(settings, call.workdir, hide=call.hidden, readable=[installation(call.program)])
 
     def command(self, call: Invocation) -> str:
         options = ["--json", "--skip-git-repo-check"]

@@ -119,6 +119,7 @@ def test_codex_goes_under_arsups_sandbox_where_it_works(tmp_path: Path, monkeypa
     assert CodexDialect().fence(call(workdir=work, lab=lab, hidden=[project])) == ()
 
 
+@pytest.mark.slow  # litellm's cost map: importing litellm takes seconds, the fast tier stays in seconds
 def test_codex_stream_is_shown_and_its_tokens_priced_where_the_model_is_known() -> None:
     events = (
         {"type": "thread.started", "thread_id": "t-1"},

@@ -55,6 +55,7 @@ RAY_MISSING = "executor = \"ray\" needs the ray extra: pip install 'arsup[ray]'"
 _REACH_S = 5.0  # a TCP check before ray.init, which would retry a dead address for minutes
 COME_BACK_S = 30.0  # how long a lost cluster has to answer again at its address before it is gone
 GONE = "ray: the Ray cluster at"  # how the start error of a run whose cluster is gone begins
+NODE_LOST = "node lost"  # how the kill reason of a run whose node went away begins (the loop runs it again)
 _GCS_PATIENCE = {  # set before ray.init: a driver without its GCS for this long would end the process
     "RAY_gcs_rpc_server_reconnect_timeout_s": str(7 * 24 * 3600),
 }
@@ -228,7 +229,7 @@ class RayRun:
             if self._exit is not None:
                 return Ended.EXIT
             if not stop:
-                self._lost = f"node lost: {detail}" + (f" (on {self._where})" if self._where else "")
+                self._lost = f"{NODE_LOST}: {detail}" + (f" (on {self._where})" if self._where else "")
             return stop or Ended.LOST
 
     def _stop_wanted(self, now: float) -> Ended | None:

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from arsup.config import CONFIG_NAME, Config
-from arsup.core import disk, journal, policy, sandbox
+from arsup.core import acceptance, disk, journal, policy, sandbox
 from arsup.core.agents.base import Agent
 from arsup.core.controls import NOTE_MAX_CHARS
 from arsup.core.events import Notice, Paused, PolicyChanged, Resumed, SessionEnded, SessionStarted
@@ -126,7 +126,7 @@ class Engine:
         """The head of the kept line: what the next candidate is built on and must beat."""
         return self._line.best()
 
-    def noise(self):  # noqa: ANN201 -- acceptance.Noise | None
+    def noise(self) -> acceptance.Noise | None:
         return self._line.noise()
 
     def spend(self, since: float = 0.0) -> dict[str, float]:

@@ -22,6 +22,7 @@ from arsup.core import acceptance, journal, measure, policy, pruning, runner
 from arsup.core.agents.edits import EditError
 from arsup.core.editing import put_back, render_changes, write_changes
 from arsup.core.events import ExperimentStarted, LoopState, RunOutput, RunStarted
+from arsup.core.executors import ray_cluster
 from arsup.core.experiment import Cause, Experiment, RunResult, Status, Verdict, total_usage
 from arsup.core.holdout import divergence
 from arsup.core.loop.bus import EventBus
@@ -36,9 +37,6 @@ from arsup.core.loop.recorder import Recorder
 from arsup.core.loop.running import Running
 from arsup.core.slots import Slot
 from arsup.core.vcs import GitError
-
-NODE_LOST = "node lost"  # how a run on a cluster that lost its host ends: retried once (ray_cluster's words)
-CLUSTER_GONE = "ray: the Ray cluster at"  # how a run whose whole cluster is gone ends (ray_cluster.GONE)
 
 
 class _NotMeasured(Exception):
@@ -262,10 +260,10 @@ class Trainer:
         """A local process, or a task on a Ray cluster working in a snapshot of the experiment's commit."""
         executor = self.config.executor
         if executor.kind == "ray":
-            from arsup.core.executors.ray_cluster import RayRun
-
             snapshot = slot.vcs.archive(experiment.commit)
-            return RayRun(spec, forward, address=executor.address, snapshot=snapshot, num_gpus=executor.gpus)
+            return ray_cluster.RayRun(
+                spec, forward, address=executor.address, snapshot=snapshot, num_gpus=executor.gpus,
+            )
         return runner.Run(spec, forward)
 
     def _pruner(self, experiment: Experiment, seed: int) -> pruning.Pruner | None:
@@ -285,8 +283,8 @@ class Trainer:
 def _cause(outcome: runner.RunOutcome) -> Cause | None:
     """What the loop must do about how the executor ended the run (a Ray node lost, the cluster gone)."""
     failure = outcome.start_error or outcome.kill_reason  # what the record's crash reason says
-    if failure.startswith(NODE_LOST):
+    if failure.startswith(ray_cluster.NODE_LOST):
         return Cause.NODE_LOST
-    if failure.startswith(CLUSTER_GONE):
+    if failure.startswith(ray_cluster.GONE):
         return Cause.CLUSTER_GONE
     return None

@@ -4,9 +4,12 @@ The training script prints 1.0 + OFFSET + N(0, SIGMA), with its noise drawn
 from the OS (so seeds cannot pair it away: the hardest case). The agent
 replays 30 proposals that change nothing (each a comment line of its own, so
 the "going in circles" watchdog sees 30 places, not one idea rewritten) and,
-at position 16, one real improvement of 5 sigma. Both rules see the same
-proposals; each is repeated over several independent nights. `--smoke`: one
-night each, 6 no-ops.
+at position 16, one real improvement of 5 sigma. Three rules see the same
+proposals, each over several independent nights: greedy; confirm as it was,
+one look at 3 runs (`max_runs = 3`, reached through the config only); and
+confirm with its default second look (a borderline first look earns runs up
+to `max_runs = 5`, alpha split over the looks). `--smoke`: one night each,
+6 no-ops.
 """
 
 from __future__ import annotations
@@ -48,16 +51,24 @@ def proposals(no_ops: int) -> list[dict[str, str]]:
     return lines
 
 
-def night(mode: str, no_ops: int) -> tuple[int, bool, int]:
+# The rules compared: a name, and the [acceptance] section that makes it.
+RULES: dict[str, dict[str, object]] = {
+    "greedy": {"mode": "greedy"},
+    "confirm, one look (max_runs 3)": {"mode": "confirm", "max_runs": 3},
+    "confirm, two looks (max_runs 5)": {"mode": "confirm"},
+}
+
+
+def night(acceptance: dict[str, object], no_ops: int) -> tuple[int, bool, int]:
     """One night: (false keeps, real improvement kept, runs)."""
     root = make_repo(train(no_ops), "{python} train.py")
     script = root.parent / f"{root.name}.jsonl"
     script.write_text("".join(json.dumps(p) + "\n" for p in proposals(no_ops)))
-    cfg = config.load(root, {"acceptance": {"mode": mode}})
-    engine = Engine(cfg, root, ScriptAgent(script), tag=mode)
+    cfg = config.load(root, {"acceptance": acceptance})
+    engine = Engine(cfg, root, ScriptAgent(script), tag="noise")
     engine.prepare()
     engine.run()
-    trained(root, mode, no_ops + 1)
+    trained(root, "noise", no_ops + 1)
     kept = [e for e in engine.history if e.status == Status.KEEP and not e.is_baseline]
     false_keeps = sum(e.hypothesis.startswith("no-op") for e in kept)
     real = any(e.hypothesis == "real improvement" for e in kept)
@@ -66,16 +77,17 @@ def night(mode: str, no_ops: int) -> tuple[int, bool, int]:
 
 def main() -> None:
     nights, no_ops = (1, 6) if smoke(__doc__) else (NIGHTS, NO_OPS)
-    results = {mode: [night(mode, no_ops) for _ in range(nights)] for mode in ("greedy", "confirm")}
-    for mode, done in results.items():
+    results = {name: [night(acceptance, no_ops) for _ in range(nights)] for name, acceptance in RULES.items()}
+    greedy_runs = statistics.fmean(n[2] for n in results["greedy"])
+    for name, done in results.items():
         false = [n[0] for n in done]
+        runs = statistics.fmean(n[2] for n in done)
         print(
-            f"{mode:>7}: false keeps per night (of {no_ops}) mean {statistics.fmean(false):.2f}, max {max(false)}; "
+            f"{name:>31}: false keeps per night (of {no_ops}) mean {statistics.fmean(false):.2f}, max {max(false)}; "
             f"real improvement kept in {sum(n[1] for n in done)} of {nights} nights; "
-            f"runs per night mean {statistics.fmean(n[2] for n in done):.1f}"
+            f"runs per night mean {runs:.1f} ({runs / greedy_runs:.2f} x greedy)"
         )
-    ratio = statistics.fmean(n[2] for n in results["confirm"]) / statistics.fmean(n[2] for n in results["greedy"])
-    print(f"runs, confirm / greedy: {ratio:.2f} (goal: <= 1.6; false keeps goal: <= 1 of 30)")
+    print("goals: the real improvement kept every night, false keeps <= 1 of 30, runs <= 1.6 x greedy")
 
 
 if __name__ == "__main__":

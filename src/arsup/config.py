@@ -203,8 +203,10 @@ class PolicyConfig(_Section):
 
 class AcceptanceConfig(_Section):
     mode: Literal["confirm", "greedy"] = "confirm"
-    baseline_runs: Optional[int] = Field(None, ge=1, le=50)  # default: 3 to confirm, 1 for greedy
-    confirm_runs: int = Field(3, ge=2, le=50)  # runs in all for a candidate past the screen
+    baseline_runs: Optional[int] = Field(None, ge=1, le=50)  # default: max_runs to confirm, 1 for greedy
+    confirm_runs: int = Field(3, ge=2, le=50)  # runs in all for a candidate past the screen: the first look
+    max_runs: int = Field(5, ge=2, le=50)  # runs in all for a borderline one: the second look (= confirm_runs: none)
+    borderline: float = Field(4.0, ge=1)  # a first look with p under this times alpha earns the second look
     threshold_sigma: float = Field(1.0, ge=0)  # the screen: beat the best by at least this many sigma
     alpha: float = Field(0.05, gt=0, lt=1)  # the paired test's significance level
     min_effect: float = Field(0.0, ge=0)  # the smallest mean gain worth keeping
@@ -213,10 +215,15 @@ class AcceptanceConfig(_Section):
     def runs_for_baseline(self) -> int:
         if self.baseline_runs is not None:
             return self.baseline_runs
-        return 3 if self.mode == "confirm" else 1
+        return self.max_runs if self.mode == "confirm" else 1
 
     @model_validator(mode="after")
     def _pairable(self) -> AcceptanceConfig:
+        if self.max_runs < self.confirm_runs:
+            raise ValueError(
+                f"max_runs ({self.max_runs}) is under confirm_runs ({self.confirm_runs}): max_runs counts the "
+                "runs in all after a borderline first look; set it to confirm_runs for a single look"
+            )
         if self.mode == "confirm" and self.confirm_runs > self.runs_for_baseline:
             raise ValueError(
                 f"confirm_runs ({self.confirm_runs}) exceeds baseline_runs ({self.runs_for_baseline}): "

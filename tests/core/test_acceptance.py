@@ -6,7 +6,7 @@ import random
 import pytest
 
 from arsup.core.acceptance import (
-    Rule, confirm, decide_greedy, gain, head_of_line, noise, one_sided_p, screen,
+    Decision, Rule, confirm, decide_greedy, gain, head_of_line, noise, one_sided_p, screen,
 )
 from arsup.core.experiment import Experiment, RunResult, Status
 
@@ -160,3 +160,60 @@ def test_the_rule_is_read_from_the_config() -> None:
     rule = Rule.from_config(AcceptanceConfig(mode="greedy", confirm_runs=5, threshold_sigma=2.0, alpha=0.01,
                                              min_effect=0.1))
     assert rule == Rule("greedy", 5, 2.0, 0.01, 0.1)
+
+
+def test_a_borderline_gain_on_the_first_look_earns_the_further_seeds() -> None:
+    # Demo 0006: a large gain whose 3 paired differences spread, p 0.0514: discarded at once before.
+    from arsup.core.acceptance import MoreRuns, judge
+
+    reference, rule = _experiment([1.61, 1.62, 1.60, 1.61, 1.62]), Rule(confirm_runs=3, max_runs=5)
+    borderline = judge(_candidate([1.21, 1.55, 0.9]), reference, rule, 0.01, "m", "minimize")
+    assert borderline == MoreRuns(5)
+    clear = judge(_candidate([1.21, 1.22, 1.20]), reference, rule, 0.01, "m", "minimize")
+    assert isinstance(clear, Decision) and clear.keep and clear.p_value < rule.alpha / 2
+
+
+def test_the_looks_share_alpha_so_the_extra_runs_keep_the_test_valid() -> None:
+    rule = Rule(confirm_runs=3, max_runs=5, alpha=0.05)
+    assert rule.looks(paired=5) == (3, 5) and rule.level(paired=5) == pytest.approx(0.025)
+    assert rule.looks(paired=3) == (3,) and rule.level(paired=3) == 0.05  # no seeds to add: one look, all of alpha
+    assert rule.looks(paired=4) == (3, 4)
+    assert Rule(confirm_runs=3, max_runs=3).looks(paired=5) == (3,)  # today's rule: one look at 3 runs
+
+
+def test_a_gain_that_stays_unclear_is_discarded_in_words_after_the_last_look() -> None:
+    from arsup.core.acceptance import judge
+
+    reference, rule = _experiment([1.0, 1.0, 1.0, 1.0, 1.0]), Rule(confirm_runs=3, max_runs=5)
+    unclear = judge(_candidate([0.97, 1.01, 0.96, 1.01, 0.99]), reference, rule, 0.01, "m", "minimize")
+    assert isinstance(unclear, Decision) and not unclear.keep
+    assert f"not significant: p {unclear.p_value:.2g} > 0.025 after 5 runs" in unclear.reason, unclear.reason
+    assert "alpha 0.05 over 2 looks" in unclear.reason
+
+
+def test_a_hopeless_or_small_gain_is_not_given_more_runs() -> None:
+    from arsup.core.acceptance import judge
+
+    reference, rule = _experiment([1.0, 1.01, 0.99, 1.0, 1.0]), Rule(confirm_runs=3, max_runs=5)
+    hopeless = judge(_candidate([0.98, 1.03, 1.0]), reference, rule, 0.01, "m", "minimize")  # p far over 4 alpha
+    assert isinstance(hopeless, Decision) and not hopeless.keep
+    assert "not significant: p" in hopeless.reason and "after 3 runs" in hopeless.reason
+    small = judge(_candidate([0.9990, 1.0085, 0.9905]), reference, rule, 0.01, "m", "minimize")  # under the bar
+    assert isinstance(small, Decision) and not small.keep
+
+
+@pytest.mark.slow
+def test_two_looks_hold_the_false_positive_rate() -> None:
+    # Under no effect, keeping at p < alpha/2 after 3 runs or, from a borderline p, after 5, keeps at most alpha.
+    from arsup.core.acceptance import judge
+
+    rng = random.Random(11)
+    rule, kept, trials = Rule(confirm_runs=3, max_runs=5, threshold_sigma=0.0), 0, 3000
+    for _ in range(trials):
+        reference = _experiment([rng.gauss(0, 1) for _ in range(5)])
+        values = [rng.gauss(0, 1) for _ in range(5)]
+        decision = judge(_candidate(values[:3]), reference, rule, 1.0, "m", "minimize")
+        if not isinstance(decision, Decision):
+            decision = judge(_candidate(values), reference, rule, 1.0, "m", "minimize")
+        kept += decision.keep
+    assert kept / trials < 0.05

@@ -21,7 +21,7 @@ from tests.conftest import blocked_bwrap, git, make_project
 pytestmark = pytest.mark.slow  # each test makes a git repository, most run a real loop on it
 
 ADDITIVE = (
-    "import os\nA = 0\nB = 0\nNOISE = {0: 0.0, 1: 0.02, 2: -0.02, 3: 0.01}\n"
+    "import os\nA = 0\nB = 0\nNOISE = {0: 0.0, 1: 0.02, 2: -0.02, 3: 0.01, 4: -0.01}\n"
     "seed = int(os.environ['ARSUP_SEED'])\n"
     "print('---')\nprint(f'val_bpb: {1.0 - 0.1 * A - 0.05 * B + NOISE[seed]:.6f}')\n"
 )
@@ -50,7 +50,7 @@ def test_verify_the_best_beside_the_baseline(night: Path) -> None:
     lines: list[str] = []
     report = verify(config.load(night), night, last_tag(night), None, seeds=4, progress=lines.append)
     assert report.measured.values == pytest.approx({0: 0.85, 1: 0.87, 2: 0.83, 3: 0.86})
-    assert report.versus_baseline.seeds == [0, 1, 2]
+    assert report.versus_baseline.seeds == [0, 1, 2, 3]  # the baseline ran 5 seeds (max_runs)
     assert report.versus_baseline.gain == pytest.approx(0.15) and report.versus_baseline.p_value == 0.0
     assert report.experiment.hypothesis == "turn on B"
     assert len(lines) == 4 and (night / "train.py").read_text() == before

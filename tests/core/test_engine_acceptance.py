@@ -33,10 +33,11 @@ BASE = {0: 1.00, 1: 1.02, 2: 0.98}  # sigma 0.02
 
 
 def run(root: Path, *candidates: str, **acceptance: object) -> tuple[Engine, list[Event]]:
+    """The loop over `candidates`; under a single look at 3 runs (`max_runs` 3) unless `acceptance` says."""
     script = root.parent / "p.jsonl"
     script.write_text("".join(json.dumps({"hypothesis": f"c{i}", "files": {"train.py": c}}) + "\n" for i, c in enumerate(candidates)))
     # Each candidate is a whole file meant to replace the best's: one proposal at a time (queue 0).
-    cfg = config.load(root, {"acceptance": acceptance, "slots": {"queue": 0}})
+    cfg = config.load(root, {"acceptance": {"max_runs": 3, **acceptance}, "slots": {"queue": 0}})
     engine = Engine(cfg, root, ScriptAgent(script), tag="noise")
     events: list[Event] = []
     engine.subscribe(events.append)
@@ -139,3 +140,26 @@ def test_a_seed_only_edit_is_refused(tmp_path: Path) -> None:
     root = make_project(tmp_path / "repo", train="SEED = 42\n" + train(BASE))
     engine, _ = run(root, "SEED = 137\n" + train(BASE))
     assert engine.history[1].status == Status.INVALID and "changes only a seed" in engine.history[1].reason
+
+
+BASE5 = {0: 1.00, 1: 1.02, 2: 0.98, 3: 1.01, 4: 0.99}
+# Gains 0.04, 0.005, 0.03 on the first three seeds (p 0.07: borderline), then 0.035 and 0.03 (p 0.005 over five).
+BORDERLINE = {0: 0.96, 1: 1.015, 2: 0.95, 3: 0.975, 4: 0.96}
+
+
+def test_a_borderline_gain_gets_the_further_seeds_and_is_kept(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE5))
+    engine, events = run(root, train(BORDERLINE), max_runs=5)
+    baseline, kept = engine.history
+    assert [r.seed for r in baseline.runs] == [0, 1, 2, 3, 4]  # the baseline has the seeds a second look pairs
+    assert kept.status == Status.KEEP and [r.seed for r in kept.runs] == [0, 1, 2, 3, 4], kept.reason
+    assert kept.p_value < 0.025 and "over 5 paired seeds" in kept.reason
+    assert [e.index for e in events if isinstance(e, RunStarted) and e.experiment_id == kept.id] == [1, 2, 3, 4, 5]
+
+
+def test_the_single_look_rule_discards_it_and_says_why(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=train(BASE5))
+    engine, _ = run(root, train(BORDERLINE))  # max_runs 3: today's rule
+    tried = engine.history[1]
+    assert tried.status == Status.DISCARD and len(tried.runs) == 3
+    assert f"not significant: p {tried.p_value:.2g} > 0.05 after 3 runs" in tried.reason, tried.reason

@@ -190,7 +190,7 @@ def test_auto_where_bwrap_is_blocked_says_so_once_and_runs_unsandboxed(tmp_path:
     train = LOOKS_AROUND.replace("SUPERVISOR", str(os.getpid())) + TOY_TRAIN
     root = make_project(tmp_path / "repo", train=train, sandbox={"kind": "auto"})
     protected = fingerprint(root, ["prepare.py"])
-    engine, events = make_engine(root, write_script(root), max_experiments=1)  # the confirm rule: 3 runs
+    engine, events = make_engine(root, write_script(root), max_experiments=1)  # the confirm rule: 5 runs
     engine.run()
 
     said = [e.text for e in events if isinstance(e, Notice) and "sandbox" in e.text]
@@ -200,7 +200,7 @@ def test_auto_where_bwrap_is_blocked_says_so_once_and_runs_unsandboxed(tmp_path:
         'or set [sandbox] kind = "none" to silence this'
     ]
     baseline = engine.history[0]
-    assert baseline.status == Status.KEEP and len(baseline.runs) == 3
+    assert baseline.status == Status.KEEP and len(baseline.runs) == 5
     assert all("HEAD" in _seen(Path(run.log_path))["git"] for run in baseline.runs), "unsandboxed: the run sees .git"
     assert_invariants(root, protected)
 

@@ -128,12 +128,11 @@ class Trainer:
         if reference is not None and not experiment.by_person and rule.mode != "greedy":
             experiment.sigma = sigma
         decision = acceptance.judge(experiment, reference, rule, sigma, metric, goal)
-        if isinstance(decision, acceptance.MoreRuns):
+        while isinstance(decision, acceptance.MoreRuns):  # past the screen; again after a borderline first look
             ended = self._run_seeds(experiment, run_dir, range(len(experiment.runs), decision.runs), slot)
             if ended is not None:
                 return ended
             decision = acceptance.judge(experiment, reference, rule, sigma, metric, goal)
-            assert isinstance(decision, acceptance.Decision)
         experiment.p_value, experiment.gain_sigma = decision.p_value, decision.gain_sigma
         status, reason = (Status.KEEP if decision.keep else Status.DISCARD), decision.reason
         if decision.keep and not experiment.is_baseline:

@@ -71,6 +71,37 @@ def test_init_overrides(tmp_path: Path) -> None:
     assert cfg.project.time_budget == 900 and cfg.project.timeout >= 900 and cfg.project.protected == []
 
 
+VAL_LOSS_TRAIN = TOY_TRAIN.replace('print(f"val_bpb:          {loss:.6f}")', 'print(f"val_loss: {loss:.4f}")')
+
+
+@pytest.mark.slow
+def test_init_writes_the_metric_the_training_prints_and_the_baseline_measures_it(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=VAL_LOSS_TRAIN)
+    (root / "arsup.toml").unlink()
+    result = arsup("init", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert (config.load(root).metric.name, config.load(root).metric.goal) == ("val_loss", "minimize")
+    line = VAL_LOSS_TRAIN.splitlines().index('print(f"val_loss: {loss:.4f}")') + 1
+    assert f"arsup: metric val_loss (minimize): train.py line {line} prints `val_loss: ...`; change it with " \
+           "`arsup init --force --metric NAME --goal minimize|maximize`" in result.stdout
+    night = arsup("run", "--headless", "--max-experiments", "1", "--tag", "t", cwd=root)
+    assert night.returncode == 0, night.stdout + night.stderr
+    assert journal.Journal(root).experiments("t")[0].metric == 3.25  # LR 1e-4: (log10(LR) + 2.5)^2 + 1
+    accuracy = arsup("init", "--force", "--metric", "val_accuracy", cwd=root)  # the goal from the name given
+    assert config.load(root).metric.goal == "maximize" and "metric val_accuracy (maximize)" in accuracy.stdout
+
+
+@pytest.mark.slow
+def test_a_baseline_without_the_metric_line_names_the_lines_its_log_has(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", train=VAL_LOSS_TRAIN)  # arsup.toml says val_bpb
+    night = arsup("run", "--headless", "--tag", "t", cwd=root)
+    said = night.stdout + night.stderr
+    assert night.returncode != 0 and "Traceback" not in said
+    assert "the baseline measured nothing: no `val_bpb:` line; the log has `val_loss:` (set `[metric] name`). " \
+           "Set it in arsup.toml" in said
+    assert "fix the training script" not in said
+
+
 @pytest.mark.slow  # the CLI imports GitPython, which asks `git version`
 def test_init_writes_the_agent_it_is_given_before_or_after_the_command(tmp_path: Path) -> None:
     (tmp_path / "program.md").write_text("")

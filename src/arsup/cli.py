@@ -189,7 +189,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """arsup.toml from the layout, with the metric the training prints (read from its source, not run)."""
     from arsup import config
+    from arsup.core.metric_names import choose
 
     root = _root(args)
     path = root / config.CONFIG_NAME
@@ -205,17 +207,20 @@ def cmd_init(args: argparse.Namespace) -> int:
             "time_budget": args.time_budget,
             "timeout": args.timeout,
         },
-        "metric": {"name": args.metric, "goal": args.goal},
         "agent": {"kind": args.agent, "model": args.model},
     }
     for section, values in given.items():
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    scanned = data["project"]["editable"] + data["project"]["protected"]  # what the training runs
+    metric = choose(root, scanned, args.metric, args.goal, data["metric"]["name"])
+    data["metric"].update(name=metric.name, goal=metric.goal)
     if args.timeout is None and data["project"]["timeout"] < data["project"]["time_budget"]:
         data["project"]["timeout"] = 2 * data["project"]["time_budget"]
     config.validate(data, root, source="the detected config")
     path.write_text(config.to_toml(data), encoding="utf-8")
     print(f"arsup: wrote {path}")
     print(config.to_toml(data), end="")
+    print(f"arsup: {metric.said}")
     return 0
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from arsup.core.metrics import log_lines, parse_log
+from arsup.core.metrics import log_lines, names_the_wrong_metric, parse_log
 
 SUMMARY = "step 1\rstep 2\rstep 3\n---\nval_bpb:          0.997900\npeak_vram_mb:     45060.2\n"
 
@@ -40,6 +40,18 @@ def test_fail_inside_a_word_is_not_a_failure() -> None:
 def test_missing_metric_and_exit_code() -> None:
     assert parse_log("hello\n", "val_bpb").crash_reason == "no val_bpb in the output"
     assert parse_log("val_bpb: 1.0\n", "val_bpb", exit_code=3).crash_reason == "exit code 3"
+
+
+def test_a_missing_metric_names_the_metric_lines_the_log_has() -> None:
+    log = "step 1\n---\nval_loss:   0.8123\ntrain_loss: 0.7\npeak_vram_mb: 10.0\n"
+    parsed = parse_log(log, "val_bpb", record=["peak_vram_mb"])
+    assert parsed.crash_reason == "no `val_bpb:` line; the log has `val_loss:`, `train_loss:` (set `[metric] name`)"
+    assert names_the_wrong_metric(parsed.crash_reason) and not names_the_wrong_metric("no val_bpb in the output")
+    only_recorded = parse_log("peak_vram_mb: 10.0\nnum_steps: 3\n", "val_bpb", record=["peak_vram_mb"])
+    assert only_recorded.crash_reason == "no `val_bpb:` line; the log has `num_steps:` (set `[metric] name`)"
+    assert parse_log("peak_vram_mb: 10.0\n", "val_bpb", record=["peak_vram_mb"]).crash_reason == (
+        "no val_bpb in the output"
+    )
 
 
 def test_supervisor_failure_wins() -> None:

@@ -13,12 +13,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arsup.core.metric_names import goal_of
 from arsup.core.terminal import collapse_progress
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 FAIL_WORD = re.compile(r"\bFAIL\b")
 TAIL_LINES = 50
 TAIL_BYTES = 8 * 1024  # the tail goes into the journal and the next prompt: a flood must not
+_NAME_VALUE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*[:=]\s*{NUMBER}\s*$", re.IGNORECASE)
+SET_METRIC_NAME = "(set `[metric] name`)"
 
 
 @dataclass
@@ -81,10 +84,27 @@ def parse_log(
     elif exit_code not in (0, None):
         parsed.crash_reason = f"exit code {exit_code}"
     elif value is None:
-        parsed.crash_reason = f"no {metric} in the output"
+        printed = [] if pattern else _other_metric_lines(lines, {metric, *record})
+        parsed.crash_reason = (
+            f"no `{metric}:` line; the log has {', '.join(f'`{name}:`' for name in printed)} {SET_METRIC_NAME}"
+            if printed else f"no {metric} in the output"
+        )
     elif not math.isfinite(value):
         parsed.crash_reason = f"{metric} is {value}"
     return parsed
+
+
+def _other_metric_lines(lines: list[str], known: set[str], most: int = 3) -> list[str]:
+    """The names of the log's other `name: number` lines, scores (val_loss, acc) first: a project whose
+    training prints val_loss while arsup.toml says val_bpb is told which name to set, not to fix the script."""
+    names = list(dict.fromkeys(m.group(1) for line in lines if (m := _NAME_VALUE.match(line))))
+    names = [name for name in names if name not in known]
+    return sorted(names, key=lambda name: goal_of(name) is None)[:most]
+
+
+def names_the_wrong_metric(reason: str) -> bool:
+    """Whether a crash's reason is a metric name the log does not print (next to others it does)."""
+    return reason.endswith(SET_METRIC_NAME)
 
 
 def read_log(path: Path) -> str:

@@ -57,6 +57,12 @@ def test_a_crashed_baseline_ends_the_night_and_names_its_log() -> None:
     lost = _ended(Status.CRASH, baseline=True, reason="node lost: worker died")
     lost.runs[-1].cause = Cause.NODE_LOST
     assert "was lost twice" in _limits().after(lost, [], stopped=False).reason
+    said = "no `val_bpb:` line; the log has `val_loss:` (set `[metric] name`)"
+    wrong = _ended(Status.CRASH, baseline=True, reason=said)
+    assert _limits().after(wrong, [], stopped=False).reason == (
+        "the baseline measured nothing: no `val_bpb:` line; the log has `val_loss:` (set `[metric] name`). "
+        "Set it in arsup.toml (or make the training print that line), then start again. Log: /runs/0001/run.log"
+    )
     assert _limits().after(_ended(Status.CRASH, baseline=True), [], stopped=True) is None  # the person stopped it
 
 

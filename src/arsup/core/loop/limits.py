@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from arsup.config import BudgetConfig, WatchdogConfig
 from arsup.core import changes as changes_
 from arsup.core.experiment import Cause, Experiment, Status
+from arsup.core.metrics import names_the_wrong_metric
 from arsup.core.loop.flags import Flags
 
 MAX_INVALID_IN_A_ROW = 5
@@ -134,6 +135,9 @@ def _failed_baseline(experiment: Experiment) -> str:
     if experiment.runs and experiment.runs[-1].cause == Cause.NODE_LOST:  # lost twice: the cluster failed
         said = f"{what}'s run was lost twice ({experiment.reason})"
         return f"{said}; check the cluster's nodes (ray status) and restart arsup. Log: {log}"
+    if names_the_wrong_metric(experiment.reason):  # the config names another line than the training prints
+        return (f"{what} measured nothing: {experiment.reason}. Set it in arsup.toml (or make the training print "
+                f"that line), then start again. Log: {log}")
     return f"{what} crashed ({experiment.reason}); fix the training script. Log: {log}"
 
 

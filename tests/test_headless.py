@@ -26,3 +26,18 @@ def test_a_keep_shows_its_holdout_beside_the_metric() -> None:
 def test_a_crash_shows_no_metric_and_its_reason() -> None:
     crashed = _experiment(status=Status.CRASH, metric=None, reason="exit code 1\nTraceback")
     assert experiment_line(crashed, None, "val_bpb").endswith("-  best          -  LR 0.0005 -> 0.003: TPE pick  [exit code 1 Traceback]")
+
+
+def test_a_discard_that_had_a_better_mean_says_why() -> None:
+    # Demo 0006: a 25% gain discarded at p 0.0514, and the line said only "discard".
+    reason = "mean gain +0.400000 (5.0 sigma) over 3 paired seeds, p = 0.0514: not significant: p 0.051 > 0.05 after 3 runs"
+    dropped = _experiment(status=Status.DISCARD, metric=1.21, p_value=0.0514, gain_sigma=5.0, reason=reason)
+    assert experiment_line(dropped, None, "val_bpb").endswith("  [not significant: p 0.051 > 0.05 after 3 runs]")
+
+
+def test_a_time_capped_run_is_flagged_on_the_line() -> None:
+    runs = [RunResult(seed=0, log_path="", steps=181, capped=181 / 341)]
+    baseline = _experiment(status=Status.KEEP, metric=3.912, runs=runs)
+    assert experiment_line(baseline, baseline, "val_bpb").endswith(
+        "  [time-capped at 53% of the steps: compare with care]"
+    )

@@ -25,6 +25,7 @@ from arsup.core.events import (
     SessionStarted,
 )
 from arsup.core.experiment import Experiment, Status
+from arsup.core import load
 from arsup.core.mlflow_export import LiveExport, tracking_uri
 from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
@@ -53,6 +54,11 @@ def experiment_line(experiment: Experiment, best: Experiment | None, metric: str
         line += f"  holdout {experiment.holdout:.6f}"
     if experiment.status in (Status.CRASH, Status.INVALID, Status.SKIPPED):
         line += f"  [{' '.join(experiment.reason.split())[:200]}]"
+    elif experiment.status == Status.DISCARD and experiment.p_value is not None:
+        # It passed the screen (its mean was better): why the test let it go, after the reason's figures.
+        line += f"  [{' '.join(experiment.reason.split(': ', 1)[-1].split())[:200]}]"
+    if capped := load.note(experiment):
+        line += f"  [{capped}]"
     return line
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import pytest
 
@@ -217,3 +218,12 @@ def test_two_looks_hold_the_false_positive_rate() -> None:
             decision = judge(_candidate(values), reference, rule, 1.0, "m", "minimize")
         kept += decision.keep
     assert kept / trials < 0.05
+
+
+def test_a_time_capped_run_is_left_out_of_the_noise_and_said_so() -> None:
+    # A tinylm baseline run under CPU contention stopped at step 181 of 341: its value made the floor ~40x wider.
+    baseline = _experiment([3.3374, 3.3401, 3.9120, 3.3350])
+    baseline.runs[2].capped = 181 / 341
+    estimate = noise([baseline], "m")
+    assert estimate.sigma == pytest.approx(statistics.stdev([3.3374, 3.3401, 3.3350]))
+    assert estimate.runs == 3 and estimate.describe().endswith("from 3 runs (1 time-capped run left out)")

@@ -87,9 +87,11 @@ class Decision:
 class Noise:
     sigma: float
     runs: int  # how many runs the estimate rests on
+    capped: int = 0  # runs left out of it: the time budget cut them short (core/load.py)
 
     def describe(self) -> str:
-        return f"sigma {self.sigma:.6g} from {self.runs} runs"
+        left_out = f" ({self.capped} time-capped run{'s' * (self.capped > 1)} left out)" if self.capped else ""
+        return f"sigma {self.sigma:.6g} from {self.runs} runs{left_out}"
 
 
 def is_better(candidate: float, best: float, goal: str) -> bool:
@@ -106,15 +108,21 @@ def values_by_seed(experiment: Experiment, metric: str) -> dict[int, float]:
 
 
 def noise(experiments: Iterable[Experiment], metric: str) -> Noise | None:
-    """Pooled standard deviation of repeated runs of the same commit; None before any repeat."""
-    squares, dof, runs = 0.0, 0, 0
+    """Pooled standard deviation of repeated runs of the same commit; None before any repeat.
+
+    A run the time budget cut short measured the machine's load, not the seed: one such tinylm run made the
+    floor about 40 times wider. It is left out, and the estimate says how many were."""
+    squares, dof, runs, capped = 0.0, 0, 0, 0
     for experiment in experiments:
-        values = list(values_by_seed(experiment, metric).values())
+        measured = values_by_seed(experiment, metric)
+        short = {run.seed for run in experiment.runs if run.capped and run.seed in measured}
+        values = [value for seed, value in measured.items() if seed not in short]
         if len(values) >= 2:
             squares += statistics.variance(values) * (len(values) - 1)
             dof += len(values) - 1
             runs += len(values)
-    return Noise(math.sqrt(squares / dof), runs) if dof else None
+            capped += len(short)
+    return Noise(math.sqrt(squares / dof), runs, capped) if dof else None
 
 
 def decide_greedy(candidate: float, best: float | None, goal: str, metric: str) -> Decision:

@@ -69,6 +69,8 @@ class RunResult:
     pruned: str = ""  # why it was stopped as hopeless (a discard, not a crash)
     curve: list[list[float]] = field(default_factory=list)  # [fraction of the steps, loss], when pruning is on
     cause: Cause | None = None  # what the loop does about a crash, where it does something
+    steps: int = 0  # the training steps its log says it ran (0: it does not say)
+    capped: float = 0.0  # the share of the steps it ran when the time budget cut it short (core/load.py); 0: not
 
     def __post_init__(self) -> None:
         if self.cause is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arsup.config import Config
-from arsup.core import metrics, runner, sandbox
+from arsup.core import load, metrics, runner, sandbox
 from arsup.core.experiment import RunResult
 
 
@@ -84,14 +84,16 @@ def result(
     disk refused to the log (``unlogged``, its end) is read after the file's
     bytes, so a run that printed its metric is never a crash for want of disk."""
     target = target or Target.validation(config)
+    text = metrics.read_log(spec.log_path) + outcome.unlogged
     parsed = metrics.parse_log(
-        metrics.read_log(spec.log_path) + outcome.unlogged,
+        text,
         target.metric,
         target.pattern,
         target.record,
         outcome.exit_code,
         outcome.start_error or outcome.kill_reason,
     )
+    steps, capped = load.steps(text.replace("\r", "\n"))
     record = RunResult(
         seed=seed,
         log_path=str(spec.log_path),
@@ -102,6 +104,8 @@ def result(
         killed=outcome.killed,
         metrics=parsed.metrics,
         crash_reason=parsed.crash_reason,
+        steps=steps,
+        capped=capped,
     )
     return record, parsed.tail if parsed.crash_reason else ""
 

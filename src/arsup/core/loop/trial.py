@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from arsup.config import Config
-from arsup.core import acceptance, journal, measure, policy, pruning, runner
+from arsup.core import acceptance, journal, load, measure, policy, pruning, runner
 from arsup.core.agents.edits import EditError
 from arsup.core.editing import put_back, render_changes, write_changes
 from arsup.core.events import ExperimentStarted, LoopState, RunOutput, RunStarted
@@ -187,6 +187,7 @@ class Trainer:
                 self.journal.append("unmeasured", tag=self.tag, experiment=experiment.id, reason="a lost Ray cluster")
                 raise _NotMeasured
             experiment.runs.append(result)
+            load.mark_capped(experiment.runs, self.config.project.time_budget)
             if result.pruned:  # hopeless, not broken: a discard, and the loop learns from it as such
                 return Verdict(Status.DISCARD, result.pruned)
             if result.crash_reason:

@@ -16,3 +16,11 @@ def test_a_confirmed_keep_shows_its_gain_in_sigmas_and_its_p_value() -> None:
 def test_a_discard_shows_no_evidence() -> None:
     dropped = Experiment("0005", "t", "c", "h", "llm", status=Status.DISCARD, metric=1.1, p_value=0.4, gain_sigma=-1.0)
     assert "p=" not in outcome(dropped, 1.0, "minimize", PALETTE).plain
+
+
+def test_a_time_capped_run_is_flagged_after_the_hypothesis() -> None:
+    from arsup.core.experiment import RunResult
+
+    runs = [RunResult(seed=0, log_path="", steps=181, capped=181 / 341)]
+    capped = Experiment("0001", "t", "c", "baseline", "arsup", status=Status.KEEP, metric=3.9, runs=runs)
+    assert tree_label(capped, None, "minimize", PALETTE).plain.endswith("  baseline  ⚠ time-capped 53%")

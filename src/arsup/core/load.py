@@ -48,10 +48,15 @@ def mark_capped(runs: list[RunResult], time_budget: float) -> None:
             run.capped = run.steps / most
 
 
+def shortest(experiment: Experiment) -> float:
+    """The share of the steps its most cut-short run ran; 0 when the budget cut none short."""
+    return min((run.capped for run in experiment.runs if run.capped), default=0.0)
+
+
 def note(experiment: Experiment) -> str:
     """`time-capped at 53% of the steps: compare with care`, for its most cut-short run; "" when none was."""
-    shares = [run.capped for run in experiment.runs if run.capped]
-    if not shares:
+    if not (share := shortest(experiment)):
         return ""
-    runs = f" ({len(shares)} of {len(experiment.runs)} runs)" if len(experiment.runs) > 1 else ""
-    return f"time-capped at {min(shares):.0%} of the steps{runs}: compare with care"
+    capped = sum(bool(run.capped) for run in experiment.runs)
+    runs = f" ({capped} of {len(experiment.runs)} runs)" if len(experiment.runs) > 1 else ""
+    return f"time-capped at {share:.0%} of the steps{runs}: compare with care"

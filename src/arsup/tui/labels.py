@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from arsup.core import load
 from arsup.core.experiment import Experiment, Status
 from arsup.tui import text
 from arsup.tui.palette import Palette
@@ -37,6 +38,8 @@ def tree_label(experiment: Experiment, parent_metric: float | None, goal: str, p
     label.append_text(outcome(experiment, parent_metric, goal, palette))
     label.append("  ")
     label.append(text.one_line(experiment.hypothesis))
+    if share := load.shortest(experiment):  # after the hypothesis, so a narrow tree still shows its start
+        label.append(f"  ⚠ time-capped {share:.0%}", palette.warn)
     return label
 
 

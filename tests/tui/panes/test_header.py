@@ -26,3 +26,16 @@ def test_fields() -> None:
         "baseline 3.000000", "best 2.500000 (-0.500000)", "exp 2 kept · 0 discarded · 0 crashed",
         "1:02:05", "$0.12 (3 calls)", "● proposing",
     ]
+
+
+def test_a_time_capped_baseline_is_flagged() -> None:
+    from arsup.core.experiment import RunResult
+
+    view = SessionView("val_bpb", "minimize", 30, branch="b", project="/srv/tinylm", policy="runs", agent="llm")
+    runs = [RunResult(seed=0, log_path="", steps=341), RunResult(seed=1, log_path="", steps=181, capped=181 / 341)]
+    base = Experiment("0001", "t", "c", "baseline", "arsup", commit="c", status=Status.KEEP, metric=3.3, runs=runs)
+    base.is_baseline = True
+    view.apply(ExperimentFinished(base, base))
+    shown = [f.plain for f in fields(view, HeaderInfo("training", 60), Palette.from_variables({}))]
+    assert "⚠ baseline time-capped at 53% of the steps (1 of 2 runs): compare with care" in shown
+    assert sum("time-capped" in f for f in shown) == 1  # the best is the baseline: said once

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
+from arsup.core import load
 from arsup.tui import text
 from arsup.tui.palette import Palette
 from arsup.view import SessionView
@@ -43,6 +44,9 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
         change = view.best.metric - baseline.metric  # type: ignore[operator]
         best.append(f" ({text.delta(change)})", palette.change(text.improves(change, view.goal)))
     items.append(best)
+    for which, shown in (("baseline", baseline), ("best", view.best)):  # the numbers compared against
+        if shown is not None and (note := load.note(shown)) and not (which == "best" and shown is baseline):
+            items.append(Text(f"⚠ {which} {note}", style=palette.warn))
     counts = view.counts()
     tally = Text("exp ")
     tally.append(f"{counts['keep']} kept", palette.good)

@@ -47,3 +47,16 @@ def test_a_night_without_slots_has_no_carried_words_and_the_comparison_stays_ali
     compare = comparison_markdown([plain, carried], "compare.png")
     assert "| **carried onto a newer best** | – | 3 times, 2 of them kept" in compare  # under its own night
     assert "| **source** | arsup | arsup |" in compare
+
+
+def test_a_time_capped_run_is_flagged_and_left_out_of_the_noise_floor() -> None:
+    from arsup.core.experiment import RunResult
+
+    baseline = _record("0001", Status.KEEP, 3.49, "baseline")
+    baseline.runs = [RunResult(seed=i, log_path="", metrics={"val_bpb": v}, steps=341)
+                     for i, v in enumerate([3.3374, 3.3401, 3.9120])]
+    baseline.runs[2].steps, baseline.runs[2].capped = 181, 181 / 341
+    report = night_markdown(summarize("t", [baseline], "val_bpb", "minimize"), "progress.png")
+    assert "| **noise floor** | sigma 0.00190919 from 2 runs |" in report
+    assert ("| **time-capped** | 0001: time-capped at 53% of the steps (1 of 3 runs): compare with care "
+            "(1 left out of the noise floor) |") in report

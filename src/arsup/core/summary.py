@@ -27,7 +27,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from arsup.core import acceptance
+from arsup.core import acceptance, load
 from arsup.core.experiment import Experiment, Status, total_usage
 from arsup.core.holdout import divergence
 
@@ -100,6 +100,8 @@ class Summary:
     gpu_hours_per_improvement: float | None
     holdout_warning: str = ""  # the kept line improves val while the holdout gets worse
     carried: int = 0  # candidates run again on a newer best (slots), one per carry
+    noise_capped: int = 0  # time-capped runs left out of the noise floor
+    capped: list[str] = field(default_factory=list)  # "0001: time-capped at 53% of the steps: compare with care"
     kept_changes: list[KeptChange] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
 
@@ -145,6 +147,8 @@ def summarize(
         gpu_hours_per_improvement=gpu_hours / kept if kept and gpu_hours is not None else None,
         holdout_warning=divergence(experiments, goal, holdout_keeps),
         carried=sum(_times_carried(e) > 0 for e in experiments),
+        noise_capped=noise.capped if noise else 0,
+        capped=[f"{e.id}: {note}" for e in experiments if (note := load.note(e))],
         kept_changes=_kept_line(experiments, goal, verified, ablated),
         points=_points(experiments, goal, started),
     )

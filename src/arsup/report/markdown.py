@@ -60,6 +60,8 @@ def _figures(s: Summary) -> list[tuple[str, str]]:
         ("per kept improvement", ", ".join(per_kept) or "–"),
         ("noise floor", f"sigma {s.noise_sigma:.6g} from {s.noise_runs} runs" if s.noise_sigma is not None
                         else "not measured (no commit ran twice)"),
+        *([("time-capped", "; ".join(s.capped) + (f" ({s.noise_capped} left out of the noise floor)"
+                                                  if s.noise_capped else ""))] if s.capped else []),
         *([("holdout", f"**warning: {s.holdout_warning}**" if s.holdout_warning else
                     "no divergence: the kept line's holdout scores follow its metric")]
           if any(k.holdout is not None for k in s.kept_changes) else []),

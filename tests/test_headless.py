@@ -30,7 +30,8 @@ def test_a_crash_shows_no_metric_and_its_reason() -> None:
 
 def test_a_discard_that_had_a_better_mean_says_why() -> None:
     # Demo 0006: a 25% gain discarded at p 0.0514, and the line said only "discard".
-    reason = "mean gain +0.400000 (5.0 sigma) over 3 paired seeds, p = 0.0514: not significant: p 0.051 > 0.05 after 3 runs"
+    reason = ("mean gain +0.400000 (5.0 sigma) over 3 paired seeds, p = 0.0514: "
+              "not significant: p 0.051 > 0.05 after 3 runs")
     dropped = _experiment(status=Status.DISCARD, metric=1.21, p_value=0.0514, gain_sigma=5.0, reason=reason)
     assert experiment_line(dropped, None, "val_bpb").endswith("  [not significant: p 0.051 > 0.05 after 3 runs]")
 

@@ -163,3 +163,15 @@ def test_the_single_look_rule_discards_it_and_says_why(tmp_path: Path) -> None:
     tried = engine.history[1]
     assert tried.status == Status.DISCARD and len(tried.runs) == 3
     assert f"not significant: p {tried.p_value:.2g} > 0.05 after 3 runs" in tried.reason, tried.reason
+
+
+def test_a_baseline_run_the_time_cap_cut_short_is_left_out_of_the_noise_floor(tmp_path: Path) -> None:
+    # Under CPU contention a tinylm baseline run stopped at step 181 of 341: the floor grew about 40 times.
+    capped = "if seed == 2:\n    print('time cap of 5 s reached after 181 of 341 steps: the run saw less data')\n"
+    script = train({0: 1.00, 1: 1.02, 2: 1.60}).replace("print('---')", capped + "print('---')")
+    root = make_project(tmp_path / "repo", train=script)
+    engine, events = run(root)
+    baseline = engine.history[0]
+    assert [round(r.capped, 2) for r in baseline.runs] == [0, 0, 0.53]
+    said = [e.text for e in events if isinstance(e, Notice)]
+    assert "noise floor: sigma 0.0141421 from 2 runs (1 time-capped run left out)" in said, said

@@ -399,8 +399,8 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
 
-    root = _root(args)
-    return run_browse(config.load(root), root, tag=args.tag or "", theme=args.theme or "")
+    root = _root(args)  # an imported night is browsed where there is no arsup.toml, as it is reported
+    return run_browse(config.load_if_present(root), root, tag=args.tag or "", theme=args.theme or "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

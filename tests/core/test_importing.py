@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from arsup import config
 from arsup.core import importing, journal
 from arsup.core.experiment import Status
 from arsup.core.summary import IMPORTED
@@ -45,6 +46,14 @@ def test_statuses_in_any_case_and_a_second_import_gets_the_next_free_tag(tmp_pat
         Status.KEEP, Status.DISCARD, Status.CRASH]
     assert (second.tag, second.first) == ("imported2", "0004")
     assert importing.metric_of(journal.Journal(tmp_path).events(), "imported2", None) == ("val_bpb", "minimize")
+
+
+def test_an_imported_night_is_read_by_its_own_metric_and_goal_not_the_projects(tmp_path: Path) -> None:
+    importing.import_results(tmp_path, MAR8, "mar8")
+    project = config.Config(project={"editable": ["fit.py"], "run": "x"}, metric={"name": "acc", "goal": "maximize"})
+    events = journal.Journal(tmp_path).events()
+    assert importing.metric_of(events, "mar8", project) == ("val_bpb", "minimize")
+    assert importing.metric_of(events, "nov28", project) == ("acc", "maximize")  # not imported: the project's
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -35,6 +35,7 @@ import git
 from arsup import config
 from arsup.core import journal
 from arsup.core.experiment import Experiment, RunResult, Status
+from arsup.core.metric_names import goal_of
 from arsup.core.summary import IMPORTED
 from arsup.core.vcs import GitError, Vcs
 
@@ -216,10 +217,19 @@ def _diff(repo: Vcs, commit_of: Callable[[str], str | None], parent: str, commit
 
 
 def metric_of(events: Iterable[dict[str, Any]], tag: str, project: config.Config | None) -> tuple[str, str]:
-    """The metric and goal to read `tag` by: an imported file's own metric, else the project's.
+    """The metric and goal to read `tag` by: an imported file's own metric and the goal its name says
+    (autoresearch minimises: val_bpb), else the project's.
 
-    An imported autoresearch log needs no arsup.toml (`project` None): val_bpb-style metrics are minimised."""
+    An imported log needs no arsup.toml (`project` None), and is not read by the project's metric where there is
+    one: a night of val_bpb is not a night of the project's accuracy."""
     names = [e.get("metric") for e in events if e.get("event") == "import" and e.get("tag") == tag]
     imported = names[-1] if names and isinstance(names[-1], str) else ""
+    if imported:
+        return imported, goal_of(imported) or "minimize"
     settings = project.metric if project is not None else config.MetricConfig()
-    return imported or settings.name, settings.goal
+    return settings.name, settings.goal
+
+
+def is_imported(events: Iterable[dict[str, Any]], tag: str) -> bool:
+    """Whether `tag` was read from a results.tsv (and so needs no arsup.toml to be browsed or reported)."""
+    return any(e.get("event") == "import" and e.get("tag") == tag for e in events)

@@ -12,15 +12,16 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from arsup.config import Config, ConfigError
+from arsup.config import CONFIG_NAME, Config, ConfigError, NotifyConfig
 from arsup.core.controls import Controls
 from arsup.core.events import Event, Notice, SessionStarted
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal, last_tag
 from arsup.core.monitor import Monitor
 from arsup.core.service import ControlClient
+from arsup.core.summary import IMPORTED
 from arsup.output import locations, say
 from arsup.tui import keys
 from arsup.tui.app import SupervisorApp
@@ -28,24 +29,25 @@ from arsup.tui.bridge import Bridge, LogToScreen
 
 
 def screen(
-    cfg: Config,
+    cfg: Config | None,
     bridge: Bridge,
     controls: Controls | None,
     theme: str = "",
     on_ready: Callable[[], None] | None = None,
     monitor: Monitor | None = None,
 ) -> SupervisorApp:
-    """The app as the command line opens it: theme, keys and alerts from the config, a monitor of this machine."""
-    key_map, problems = keys.keymap(cfg.keys)
+    """The app as the command line opens it: theme, keys and alerts from the config (the defaults where the
+    folder has none: an imported night is browsed anywhere), a monitor of this machine."""
+    key_map, problems = keys.keymap(cfg.keys if cfg is not None else {})
     return SupervisorApp(
         controls,
         bridge,
         on_ready=on_ready,
         monitor=monitor or Monitor(),
-        theme=theme or cfg.ui.theme,
+        theme=theme or (cfg.ui.theme if cfg is not None else ""),
         key_map=key_map,
         notices=problems,
-        notify=cfg.notify,
+        notify=cfg.notify if cfg is not None else NotifyConfig(),
     )
 
 
@@ -86,11 +88,14 @@ def run_attached(root: Path, cfg: Config, theme: str = "", out: TextIO = sys.std
     return 128 + app.signalled if app.signalled else 0
 
 
-def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
+def journal_session(cfg: Config | None, root: Path, tag: str) -> list[Event]:
     """The events that show a run's history from the journal: what a loop would say on starting.
 
-    Raises ConfigError, naming the tags there are, when the tag has no finished experiment."""
+    An imported night is shown by its own metric, goal and ids, and needs no arsup.toml (`cfg` None); a night
+    of arsup's is read by the project's config. Raises ConfigError, naming the tags there are, when the tag has
+    no finished experiment, or when a night of arsup's has no config to read it by."""
     from arsup.core.holdout import divergence
+    from arsup.core.importing import is_imported, metric_of
     from arsup.core.vcs import branch_name  # GitPython: only browsing needs it, not every attach
 
     journal = Journal(root, log_warnings=False)  # shown as notices, once
@@ -98,22 +103,37 @@ def journal_session(cfg: Config, root: Path, tag: str) -> list[Event]:
     if not history:
         tags = sorted({e.tag for e in journal.experiments()})
         raise ConfigError(f"no experiments for tag {tag!r} in {journal.path}; tags in the journal: {', '.join(tags)}")
+    events = journal.events()
+    metric, goal = metric_of(events, tag, cfg)
+    run: dict[str, Any]
+    if is_imported(events, tag):  # nothing of the project's config applies to a night another tool ran
+        run = {"time_budget": 0.0, "policy": "auto", "agent": IMPORTED, "model": "", "holdout_keeps": 0}
+    elif cfg is None:
+        raise ConfigError(f"no {CONFIG_NAME} in {root}; run `arsup init` there first (only an imported night "
+                          "is browsed without one)")
+    else:
+        run = {"time_budget": cfg.project.time_budget, "policy": cfg.policy.approve, "agent": cfg.agent.kind,
+               "model": cfg.agent.shown_model, "holdout_keeps": cfg.holdout.warn_keeps}
     started = SessionStarted(
         tag, branch_name(tag), "", resumed=len(history), project=str(root),  # no head: browsing never reads git
-        metric=cfg.metric.name, goal=cfg.metric.goal, time_budget=cfg.project.time_budget,
-        policy=cfg.policy.approve, agent=cfg.agent.kind, model=cfg.agent.shown_model,
-        history=history, holdout_keeps=cfg.holdout.warn_keeps,
+        metric=metric, goal=goal, history=history, **run,
     )
     notices = [Notice(warning, "warning") for warning in journal.warnings]
-    if started.holdout_keeps and (diverging := divergence(history, cfg.metric.goal, started.holdout_keeps)):
+    if started.holdout_keeps and (diverging := divergence(history, goal, started.holdout_keeps)):
         notices.append(Notice(f"holdout: {diverging}", "warning"))
     return [started, *notices]
 
 
-def run_browse(cfg: Config, root: Path, tag: str = "", theme: str = "") -> int:
-    """Open a run's history without starting anything; ConfigError when there is nothing to show."""
+def browse_app(cfg: Config | None, root: Path, tag: str = "", theme: str = "", monitor: Monitor | None = None,
+               ) -> SupervisorApp:
+    """The screen over a run's history (the latest tag by default); ConfigError when there is nothing to show."""
     bridge = Bridge()
     for event in journal_session(cfg, root, tag or last_tag(root)):
         bridge(event)
-    screen(cfg, bridge, None, theme).run()
+    return screen(cfg, bridge, None, theme, monitor=monitor)
+
+
+def run_browse(cfg: Config | None, root: Path, tag: str = "", theme: str = "") -> int:
+    """Open a run's history without starting anything; ConfigError when there is nothing to show."""
+    browse_app(cfg, root, tag, theme).run()
     return 0

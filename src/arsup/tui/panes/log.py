@@ -48,6 +48,9 @@ def past_log(experiment: Experiment) -> list[str]:
     for number, run in enumerate(experiment.runs, start=1):
         if len(experiment.runs) > 1:
             out.append(f"── run {number} of {len(experiment.runs)}, seed {run.seed} ──")
+        if not run.log_path:  # imported from a results.tsv, which keeps no logs
+            out.append(f"no log: {experiment.id} was {text.one_line(experiment.reason)}, which keeps no run logs")
+            continue
         try:
             out.extend(read_tail(Path(run.log_path)))
         except OSError as exc:

@@ -100,6 +100,7 @@ def test_the_history_reads_like_a_researchers_table() -> None:
     assert "Noise floor: sigma 0.002 from 9 runs" in user
     assert "must beat the best by more than about 0.002 (1 sigma)" in user
     assert "paired test over 3 seeds (p < 0.05), by at least 0.0011547 on average" in user  # 0.002 / sqrt(3)
+    assert "(a borderline result runs on up to 5 seeds, alpha split over the two looks)." in user
     lines = user.splitlines()
     header = next(line for line in lines if line.startswith("id "))
     for column in ("status", "val_bpb", "vs parent", "evidence", "training_seconds", "peak_vram_mb", "num_steps"):

@@ -92,8 +92,10 @@ def keep_rule(noise: Noise | None, rule: Rule | None) -> str:
         else "any amount"
     needed = rule.mean_bar(noise.sigma if noise else 0.0, rule.confirm_runs)
     effect = f", by at least {needed:.6g} on average" if needed else ""
+    second = (f" (a borderline result runs on up to {rule.max_runs} seeds, alpha split over the two looks)"
+              if rule.max_runs > rule.confirm_runs else "")
     return (f"{floor} To be kept, a change must beat the best by {margin} in its first run, "
-            f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}. "
+            f"then win a paired test over {rule.confirm_runs} seeds (p < {rule.alpha:g}){effect}{second}. "
             "Changes smaller than the noise cannot be told apart from luck: aim for bigger effects.")
 
 

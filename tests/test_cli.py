@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -40,6 +42,32 @@ def test_help_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "arsup") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """The parser and every command's, as `arsup --help` and `arsup COMMAND --help` show them."""
+    yield name, parser
+    for action in parser._actions:  # noqa: SLF001: argparse keeps its options there
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for command, sub in action.choices.items():
+                yield from _parsers(sub, command)
+
+
+def test_every_command_has_a_one_line_description_and_every_option_says_its_values() -> None:
+    seen = set()
+    for name, parser in _parsers(cli.build_parser()):
+        seen.add(name)
+        assert parser.description and "\n" not in parser.description, f"arsup {name} --help has no description"
+        assert name == "arsup" or len(parser.description) <= 100, f"arsup {name}: one line, as the command list"
+        for action in parser._actions:  # noqa: SLF001
+            if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:  # noqa: SLF001
+                continue
+            assert action.help, f"arsup {name} {action.option_strings or action.dest} has no help"
+            for choice in action.choices or ():
+                assert str(choice) in action.help, f"arsup {name} {action.dest}: {choice!r} not in {action.help!r}"
+            if action.dest == "agent":
+                assert all(kind in action.help for kind in config.AGENT_KINDS), f"arsup {name} --agent"
+    assert {"init", "demo", "policy", "export", "stop"} <= seen
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from arsup import __version__
 from arsup.core.policy import POLICIES
 from arsup.core.reaper import make_undumpable
+from arsup.samples import sample_names
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 EXIT_USAGE = 2
@@ -55,6 +56,14 @@ _LOOP_FLAGS = (
 )
 
 
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The commands, each of whose `--help` opens with the line `arsup --help` lists it by."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; read it with `parse_args`, which settles `--dir`.
 
@@ -76,18 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", type=Path, help="the research repo (default: the current folder)")
     _add_loop_options(parser)
     parser.add_argument("--browse", action="store_true", help="open the history of a run (--tag, default the latest)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
 
     init = commands.add_parser("init", parents=[where], help="write arsup.toml, detecting the layout")
-    init.add_argument("--metric", help="metric name printed by the script (default val_bpb)")
-    init.add_argument("--goal", choices=("minimize", "maximize"))
+    init.add_argument("--metric", metavar="NAME", help="the metric the training prints as `NAME: value` (default: "
+                      "read from the prints of the editable and protected files, else val_bpb)")
+    init.add_argument("--goal", choices=("minimize", "maximize"),
+                      help="minimize or maximize (default: what the metric's name says: loss down, accuracy up)")
     init.add_argument("--run", metavar="CMD", help="training command; {python} is arsup's interpreter")
     init.add_argument("--editable", action="append", metavar="F", help="a file the agent may edit (repeatable)")
     init.add_argument("--protected", action="append", metavar="F", help="a file nobody may edit (repeatable)")
     init.add_argument("--time-budget", type=float, metavar="S", help="seconds of training per run")
     init.add_argument("--timeout", type=float, metavar="S", help="hard kill after S seconds")
     init.add_argument("--force", action="store_true", help="overwrite an existing arsup.toml")
-    init.add_argument("--agent", default=unset, help="the researcher to write into [agent] kind (see run --agent)")
+    init.add_argument("--agent", default=unset, help="the researcher to write into [agent] kind: tuner, llm, "
+                      "script:FILE, claude-code, codex or command (see run --agent)")
     init.add_argument("--model", default=unset, help="the model to write into [agent] model")
 
     run = commands.add_parser("run", parents=[where], argument_default=unset, help="run the research loop in this repo")
@@ -115,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--tag", help="the tag to file it under (default: imported, imported2, ...)")
 
     export = commands.add_parser("export", parents=[where], help="finished experiments to MLflow (arsup[mlflow])")
-    export.add_argument("tracker", choices=("mlflow",), help="the tracker")
+    export.add_argument("tracker", choices=("mlflow",), help="the tracker: mlflow")
     export.add_argument("--tag", help="the run (default: the latest in the journal)")
     export.add_argument("--uri", help="tracking server or store (default: [export] mlflow_uri, "
                                       "$MLFLOW_TRACKING_URI, else .arsup/mlflow.db)")
@@ -135,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     note = commands.add_parser("note", parents=[where], help="a note to the agent, in every prompt from now on")
     note.add_argument("text", nargs="+", help="the note")
     set_policy = commands.add_parser("policy", parents=[where], help="when the loop asks a person")
-    set_policy.add_argument("name", choices=POLICIES)
+    set_policy.add_argument("name", choices=POLICIES, help="auto (never asks), edits (before each edit is "
+                            "applied), runs (before each run) or keeps (before each keep)")
     stop = commands.add_parser("stop", parents=[where], help="stop the loop: now (the run is killed and recorded)")
     stop.add_argument("--after-run", action="store_true", help="let the current experiment finish first")
 
@@ -144,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR", default=None,
                       help="where to put the copy: a new or empty folder (default: a temp folder)")
     _add_loop_options(demo)
-    demo.add_argument("--sample", default="tinylm", help="sample project (default tinylm)")
+    samples = sample_names()
+    demo.add_argument("--sample", default="tinylm", choices=samples, metavar="NAME",
+                      help=f"the sample project: {' or '.join(samples)} (default tinylm)")
     return parser
 
 

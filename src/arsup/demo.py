@@ -9,18 +9,9 @@ from pathlib import Path
 
 from arsup.config import ConfigError
 from arsup.core.vcs import Vcs
+from arsup.samples import sample_names, sample_projects_dir
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".arsup", "results.tsv")
-
-
-def sample_projects_dir() -> Path:
-    """Installed wheels carry the samples inside the package; a source checkout has them at the top."""
-    packaged = Path(__file__).parent / "_sample_projects"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "sample_projects"
-
-
-def sample_names() -> list[str]:
-    return sorted(p.name for p in sample_projects_dir().iterdir() if (p / "arsup.toml").is_file())
 
 
 def create_demo_repo(sample: str, target: Path | None) -> Path:

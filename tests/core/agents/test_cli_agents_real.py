@@ -45,7 +45,8 @@ def night(
 
 
 def shown(events: list[Any]) -> list[str]:
-    return [e.text for e in events if isinstance(e, AgentText)]
+    """The agent's stream as the screen shows it: the texts joined (as an LLM's tokens are), line by line."""
+    return "".join(e.text for e in events if isinstance(e, AgentText)).splitlines()
 
 
 def test_claude_codes_edit_becomes_a_kept_experiment_with_its_dollars(claude_cli: ClaudeCli, tmp_path: Path) -> None:

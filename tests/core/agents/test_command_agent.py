@@ -84,7 +84,7 @@ def test_a_good_edit_becomes_an_experiment(tmp_path: Path) -> None:
     assert experiment.hypothesis == "a higher learning rate converges faster in the budget"
     assert "LR = 0.003" in git(engine.root, "show", f"{experiment.commit}:train.py")
     assert len(calls.read_text().splitlines()) == 1  # accepted at once: no correction
-    shown = [e.text for e in events if isinstance(e, AgentText)]
+    shown = "".join(e.text for e in events if isinstance(e, AgentText)).splitlines()  # as the screen joins them
     assert "Editing train.py" in shown
     data = experiment.agent_data
     assert data["usage"] == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}

@@ -52,6 +52,7 @@ RETRY_BASE_S = 2.0  # the first wait after a rate limit; doubled each time, at m
 RETRY_MAX_S = 60.0
 KILL_GRACE_S = 2.0
 _DETAIL_CHARS = 300
+CALL = "arsup.call"  # the transcript's event opening each call: its command line, its session and workdir
 
 _AUTH = re.compile(r"\b401\b|\b403\b|invalid.{0,12}api.?key|authenticat|unauthori[sz]ed|not logged in|/login|"
                    r"log ?in again|credential", re.IGNORECASE)
@@ -285,8 +286,9 @@ class CLIAgent:
         )
         call.sandbox = self.dialect.fence(call)
         command = self.dialect.command(call)
-        stream = Stream(show=context.on_text, workdir=self.scratch.folder)
-        stream.events.append({"type": "arsup.call", "command": command, "resume": resume})
+        # One line per message or tool call: the screen joins what it is sent, as it joins an LLM's tokens.
+        stream = Stream(show=lambda line: context.on_text(line + "\n"), workdir=self.scratch.folder)
+        stream.events.append({"type": CALL, "command": command, "resume": resume, "workdir": str(self.scratch.folder)})
 
         def on_output(lines: list[str], partial: str) -> None:
             for line in lines:

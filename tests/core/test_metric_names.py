@@ -31,9 +31,14 @@ def test_every_way_of_printing_a_name_value_line_is_read() -> None:
         'print("test_f1 = {:.2f}".format(x))\n'
         'print(f"step {x} | loss {x}")\n'  # a progress line is not a `name: value` line
         'print(f"---\\nauc: {x}")\n'
+        'print("val_mse: " + str(x))\n'
+        'print("eval_loss:", x, flush=True)\n'
+        'print("test_loss:", x, sep="")\n'  # `test_loss:1.0`: still a line the default pattern reads
+        'print("x", x, sep=": ")\n'  # `x: 1.0`, a name that is no score, but a name: value line
     )
     assert [(p.name, p.line) for p in printed(source, "train.py")] == [
-        ("val_loss", 2), ("train_loss", 3), ("val_acc", 4), ("test_f1", 5), ("auc", 7),
+        ("val_loss", 2), ("train_loss", 3), ("val_acc", 4), ("test_f1", 5), ("auc", 7), ("val_mse", 8),
+        ("eval_loss", 9), ("test_loss", 10), ("x", 11),
     ]
     assert printed("def broken(:\n", "train.py") == []
 

@@ -69,6 +69,11 @@ def _template(node: ast.expr) -> str | None:
         return node.value
     if isinstance(node, ast.JoinedStr):
         return "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):  # "val_loss: " + str(loss)
+        left, right = _template(node.left), _template(node.right)
+        if left is None and right is None:
+            return None
+        return ("{}" if left is None else left) + ("{}" if right is None else right)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant):
         return _PERCENT.sub("{}", str(node.left.value)).replace("%%", "%")
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
@@ -83,8 +88,10 @@ def _printed_line(call: ast.Call) -> str | None:
     texts = [_template(arg) for arg in call.args]
     if len(call.args) == 1:
         return texts[0]
-    if len(call.args) == 2 and texts[0] is not None and texts[1] is None and not call.keywords:
-        return f"{texts[0]} {{}}"
+    if len(call.args) == 2 and texts[0] is not None and texts[1] is None:
+        given = next((k.value for k in call.keywords if k.arg == "sep"), ast.Constant(" "))
+        if isinstance(given, ast.Constant) and isinstance(given.value, str):
+            return f"{texts[0]}{given.value}{{}}"
     return None
 
 

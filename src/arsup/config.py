@@ -165,8 +165,21 @@ def _compile(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"not a valid regular expression ({exc})") from None
 
 
+class KindSettings(_Section):
+    """`[agent.<kind>]`: what differs between the agents of one night (`kind` a list)."""
+
+    model: str = ""
+    command: str = ""
+
+
+PER_KIND = "per_kind"
+
+
 class AgentConfig(_Section):
-    kind: str = "tuner"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    # `kind` in arsup.toml: one researcher, or a list of them whose proposals alternate ("a,b" on the command line)
+    kinds: list[str] = Field(default_factory=lambda: ["tuner"], alias="kind")
     space: dict[str, list[Union[float, str]]] = {}
     model: str = ""  # litellm model name, e.g. anthropic/claude-sonnet-4-5; ARSUP_MODEL when empty
     api_base: str = ""  # an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
@@ -179,22 +192,78 @@ class AgentConfig(_Section):
     command: str = ""
     session: Literal["fresh", "resume"] = "fresh"  # resume: each proposal continues the CLI's previous session
     allow_shell: bool = False  # claude-code: a shell too (Bash), not only the file tools
+    per_kind: dict[str, KindSettings] = {}  # [agent.codex] model = "...": one kind's own model or command
 
-    @field_validator("kind")
+    @model_validator(mode="before")
     @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value in ("tuner", "llm", *CLI_AGENT_KINDS) or (value.startswith("script:") and len(value) > len("script:")):
-            return value
-        raise ValueError(f"must be one of {', '.join(AGENT_KINDS)}")
+    def _kind_tables(cls, data: Any) -> Any:
+        """`[agent.codex]` is a table under [agent] named like a kind: kept apart from the fields (`command` is
+        both a field and a kind; the table is the one that is a table)."""
+        if not isinstance(data, dict):
+            return data
+        tables = {
+            key: value for key, value in data.items() if isinstance(value, dict) and key not in ("space", PER_KIND)
+        }
+        if not tables:
+            return data
+        rest = {key: value for key, value in data.items() if key not in tables}
+        return {**rest, PER_KIND: {**data.get(PER_KIND, {}), **tables}}
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",")] if "," in value else [value]
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        if not kinds:
+            raise ValueError(f"names no agent; use one of {', '.join(AGENT_KINDS)}, or a list of them")
+        for value in kinds:
+            if not (value in ("tuner", "llm", *CLI_AGENT_KINDS) or (value.startswith("script:") and len(value) > 7)):
+                raise ValueError(f"{value!r}: must be one of {', '.join(AGENT_KINDS)}" if len(kinds) > 1
+                                 else f"must be one of {', '.join(AGENT_KINDS)}")
+        if len(set(kinds)) < len(kinds):
+            raise ValueError(f"{kinds}: an agent is named twice; each kind makes every other proposal once")
+        return kinds
+
+    @model_validator(mode="after")
+    def _tables_of_kinds(self) -> AgentConfig:
+        strays = sorted(set(self.per_kind) - set(self.kinds))
+        if strays:
+            kinds = ", ".join(self.kinds)
+            raise ValueError(f"[agent.{strays[0]}] is set but {strays[0]!r} is not in [agent] kind ({kinds})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The first (with one agent, the only) researcher."""
+        return self.kinds[0]
 
     @property
     def script_path(self) -> str:
-        return self.kind.partition(":")[2]
+        return next((kind for kind in self.kinds if kind.startswith("script:")), "").partition(":")[2]
+
+    def model_for(self, kind: str) -> str:
+        settings = self.per_kind.get(kind)
+        return settings.model if settings and settings.model else self.model
+
+    def command_for(self, kind: str) -> str:
+        """[agent.<kind>] command, else [agent] command where it is this kind's: the one agent's, or kind
+        command's among several (claude-code and codex are then found on PATH)."""
+        settings = self.per_kind.get(kind)
+        if settings and settings.command:
+            return settings.command
+        return self.command if len(self.kinds) == 1 or kind == "command" else ""
 
     @property
     def shown_model(self) -> str:
-        """The model the screen names: the LLM's or a CLI agent's (its --model), none for the tuner or a script."""
-        return self.model if self.kind in ("llm", *CLI_AGENT_KINDS) else ""
+        """The model the screen names: the LLM's or a CLI agent's (its --model), none for the tuner or a script;
+        with several agents, theirs in order."""
+        models = [self.model_for(kind) for kind in self.kinds if kind in ("llm", *CLI_AGENT_KINDS)]
+        return " / ".join(model for model in models if model)
 
 
 class PolicyConfig(_Section):
@@ -416,7 +485,7 @@ def _check_paths(config: Config, root: Path) -> list[str]:
     for entry in config.project.editable:
         if entry in config.project.protected:
             problems.append(f"[project] editable: {entry!r} is also protected; a file is one or the other")
-    if config.agent.kind.startswith("script:") and not (root / config.agent.script_path).is_file():
+    if config.agent.script_path and not (root / config.agent.script_path).is_file():
         problems.append(f"[agent] kind: script file {config.agent.script_path!r} not found in {root}")
     return problems
 

@@ -51,7 +51,7 @@ def shown(events: list[Any]) -> list[str]:
 
 def test_claude_codes_edit_becomes_a_kept_experiment_with_its_dollars(claude_cli: ClaudeCli, tmp_path: Path) -> None:
     engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary)
-    train = agent.scratch.folder / "train.py"
+    train = agent.workspace.scratch.folder / "train.py"
     claude_cli.server.push(tool("Read", file_path=str(train)),
                            tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"),
                            answer(f"Done.\n{HYPOTHESIS}"))
@@ -73,7 +73,7 @@ def test_claude_code_outside_its_scratch_copy_is_denied_and_nothing_changes(
 ) -> None:
     engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary, max_experiments=2)
     root = engine.root
-    prepare = agent.scratch.folder / "prepare.py"
+    prepare = agent.workspace.scratch.folder / "prepare.py"
     outside = [tool("Write", file_path=str(root / "train.py"), content="LR = 0.003\n"),  # the project itself
                tool("Read", file_path=str(root / ".arsup" / "journal.jsonl")),  # the journal, with the holdout
                tool("Edit", file_path=str(prepare), old_string="DATA = 'fixed'", new_string="DATA = 'x'"),  # protected
@@ -117,7 +117,7 @@ def test_claude_code_hanging_is_killed_at_the_timeout_with_no_process_left(
 
 def test_claude_code_resumes_its_session_when_told_to(claude_cli: ClaudeCli, tmp_path: Path) -> None:
     engine, agent, _ = night(tmp_path, "claude-code", claude_cli.binary, max_experiments=3, session="resume")
-    train = agent.scratch.folder / "train.py"
+    train = agent.workspace.scratch.folder / "train.py"
     claude_cli.server.push(
         tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"), answer(HYPOTHESIS),
         tool("Edit", file_path=str(train), old_string="WIDTH = 64", new_string="WIDTH = 65"),

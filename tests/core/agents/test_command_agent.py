@@ -189,10 +189,10 @@ def test_the_lab_lies_beside_the_scratch_copy_with_the_history(tmp_path: Path) -
     engine, _, _ = night(tmp_path, "good")
     engine.run()
     agent = engine_agent(engine)
-    assert agent.lab.parent == agent.scratch.folder.parent and not agent.lab.is_relative_to(agent.scratch.folder)
-    history = (agent.lab / "history.md").read_text()
+    assert agent.workspace.lab.parent == agent.workspace.scratch.folder.parent and not agent.workspace.lab.is_relative_to(agent.workspace.scratch.folder)
+    history = (agent.workspace.lab / "history.md").read_text()
     assert "baseline" in history and "Noise floor" in history
-    assert (agent.lab / "instructions.md").read_text() == "Minimise val_bpb by editing train.py.\n"
+    assert (agent.workspace.lab / "instructions.md").read_text() == "Minimise val_bpb by editing train.py.\n"
 
 
 def engine_agent(engine: Engine) -> CLIAgent:

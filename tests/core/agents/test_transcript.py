@@ -20,7 +20,7 @@ def kept_lines(root: Path, experiment: object) -> list[str]:
 @pytest.mark.slow  # the real CLI
 def test_claude_codes_transcript_reads_back_as_it_was_shown(claude_cli: ClaudeCli, tmp_path: Path) -> None:
     engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary)
-    root, train = engine.root, agent.scratch.folder / "train.py"
+    root, train = engine.root, agent.workspace.scratch.folder / "train.py"
     claude_cli.server.push(tool("Read", file_path=str(train)),
                            tool("Read", file_path=str(root / ".arsup" / "journal.jsonl")),
                            tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"),

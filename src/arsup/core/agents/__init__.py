@@ -11,10 +11,18 @@ from pathlib import Path
 
 from arsup.config import AGENT_KINDS, CLI_AGENT_KINDS, Config, ConfigError
 from arsup.core.agents.base import Agent
+from arsup.core.agents.roster import Roster
 
 
 def create_agent(config: Config, root: Path) -> Agent:
-    kind = config.agent.kind
+    """The night's researcher; several kinds come as one `Roster`, whose proposals alternate between them."""
+    kinds = config.agent.kinds
+    if len(kinds) == 1:
+        return _one(config, root, kinds[0])
+    return Roster([_one(config, root, kind) for kind in kinds])
+
+
+def _one(config: Config, root: Path, kind: str) -> Agent:
     if kind == "tuner":
         from arsup.core.agents.tuner import TunerAgent
 
@@ -26,7 +34,7 @@ def create_agent(config: Config, root: Path) -> Agent:
         from arsup.core.agents.script import ScriptAgent
 
         try:
-            return ScriptAgent(root / config.agent.script_path)
+            return ScriptAgent(root / kind.partition(":")[2])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if kind == "llm":
@@ -34,7 +42,7 @@ def create_agent(config: Config, root: Path) -> Agent:
         from arsup.core.agents.llm_client import LLMClient
 
         agent = config.agent
-        model = agent.model or os.environ.get("ARSUP_MODEL", "")
+        model = agent.model_for(kind) or os.environ.get("ARSUP_MODEL", "")
         if not model:
             raise ConfigError(
                 "[agent] model: the llm agent needs a model; set it in arsup.toml, with --model "
@@ -51,35 +59,35 @@ def create_agent(config: Config, root: Path) -> Agent:
         )
         return LLMAgent(client, config.project.editable, config.project.protected)
     if kind in CLI_AGENT_KINDS:
-        return _cli_agent(config, root)
+        return _cli_agent(config, root, kind)
     raise ConfigError(f"[agent] kind: {kind!r} is unknown; use {', '.join(AGENT_KINDS)}")
 
 
-def _cli_agent(config: Config, root: Path) -> Agent:
-    """A coding agent CLI; [agent] command is the command line of kind "command", the CLI's path for the others."""
+def _cli_agent(config: Config, root: Path, kind: str) -> Agent:
+    """A coding agent CLI; its command is the command line of kind "command", the CLI's path for the others."""
     from arsup.core.agents.cli_agent import CLIAgent, CLIAgentError, Dialect
     from arsup.core.agents.command import CommandDialect, program_of
 
     agent, project = config.agent, config.project
     dialect: Dialect
-    program = agent.command
-    if agent.kind == "claude-code":
+    program, model = agent.command_for(kind), agent.model_for(kind)
+    if kind == "claude-code":
         from arsup.core.agents.claude_code import ClaudeCodeDialect
 
         dialect = ClaudeCodeDialect()
-    elif agent.kind == "codex":
+    elif kind == "codex":
         from arsup.core.agents.codex import CodexDialect
 
-        dialect = CodexDialect(model=agent.model)
+        dialect = CodexDialect(model=model)
     else:
-        if not program_of(agent.command):
+        if not program_of(program):
             raise ConfigError(
                 '[agent] command: kind "command" needs the command line, e.g. '
                 '"aider --yes --message-file {prompt_file} {files}"'
             )
-        dialect, program = CommandDialect(agent.command), program_of(agent.command)
+        dialect, program = CommandDialect(program), program_of(program)
     made = CLIAgent(
-        dialect, project.editable, project.protected, program=program, model=agent.model,
+        dialect, project.editable, project.protected, program=program, model=model,
         timeout=agent.timeout, session=agent.session, allow_shell=agent.allow_shell, retries=agent.retries,
         hidden=[root.resolve()],
     )

@@ -28,6 +28,7 @@ class Proposal:
     edits: str = ""
     files: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # agent's own data, kept as Experiment.agent_data
+    agent: str = ""  # who made it, where one Agent speaks for several (a roster); "" is the Agent's own name
 
 
 @dataclass
@@ -64,3 +65,9 @@ class Agent(Protocol):
 
     def observe(self, experiment: Experiment) -> None:
         """Learn from a finished experiment (kept, discarded, crashed or invalid)."""
+
+
+def lanes_of(agent: Agent) -> int:
+    """How many proposals `agent` can make at once, one call per thread. An agent that does not say (a `lanes`
+    attribute; a roster of CLI agents does) has the protocol's promise: it never sees two calls at once."""
+    return max(1, int(getattr(agent, "lanes", 1)))

@@ -52,6 +52,7 @@ RETRY_BASE_S = 2.0  # the first wait after a rate limit; doubled each time, at m
 RETRY_MAX_S = 60.0
 KILL_GRACE_S = 2.0
 _DETAIL_CHARS = 300
+TRANSCRIPT = "transcript"  # Proposal.meta: the events; the engine keeps them in agent.jsonl and records its path
 CALL = "arsup.call"  # the transcript's event opening each call: its command line, its session and workdir
 
 _AUTH = re.compile(r"\b401\b|\b403\b|invalid.{0,12}api.?key|authenticat|unauthori[sz]ed|not logged in|/login|"
@@ -153,8 +154,24 @@ def quoted(argv: Sequence[str]) -> str:
     return shlex.join([str(arg) for arg in argv])
 
 
+class Workspace:
+    """Where one proposal is made, outside the project (no .git, no .arsup above it): the scratch copy the CLI
+    works in, the lab beside it, and the CLI's session of this workspace's previous proposal."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="arsup-agent-"))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.base, True)
+        self.scratch = Scratch(self.base / "work")
+        self.lab = self.base / "lab"
+        self.session = ""  # for session = "resume": the next proposal made here continues it
+        self.calls = 0
+
+
 class CLIAgent:
-    """The proposal loop around a dialect; called from the proposer thread only (one call at a time)."""
+    """The proposal loop around a dialect. Calls may come from several proposer threads at once (one per slot):
+    each is made in a workspace of its own, borrowed for the call; a call alone always gets the same one."""
+
+    lanes = 64  # calls at once: as many as the loop has slots, in practice
 
     def __init__(
         self,
@@ -176,59 +193,64 @@ class CLIAgent:
         self.program = program or dialect.program
         self.model, self.timeout, self.session, self.allow_shell = model, timeout, session, allow_shell
         self.retries, self.max_corrections, self.hidden = retries, max_corrections, list(hidden)
-        self._last_session = ""  # the CLI's session of the previous proposal, for session = "resume"
         self._told_unpriced = False
-        base = Path(tempfile.mkdtemp(prefix="arsup-agent-"))  # outside the project: no .git, no .arsup above it
-        self._finalizer = weakref.finalize(self, shutil.rmtree, base, True)
-        self.base = base
-        self.scratch = Scratch(base / "work")
-        self.lab = base / "lab"
-        self._calls = 0
+        self.workspace = Workspace()  # the first; a second call at once gets one of its own
+        self._free = [self.workspace]
+        self._free_lock = threading.Lock()
 
     # -- the protocol -----------------------------------------------------------
 
     def propose(self, context: AgentContext) -> Proposal | None:
         program = self.find_program()
-        self.scratch.reset(context.export)
-        lab.write_lab(self.lab, context, self._notebook(context.history))
+        with self._free_lock:
+            here = self._free.pop() if self._free else Workspace()
+        try:
+            return self._propose(program, here, context)
+        finally:
+            with self._free_lock:
+                self._free.append(here)
+
+    def observe(self, experiment: Experiment) -> None:
+        """Nothing to update: the lab is written from the history for each proposal."""
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _propose(self, program: str, here: Workspace, context: AgentContext) -> Proposal | None:
+        here.scratch.reset(context.export)
+        lab.write_lab(here.lab, context, self._notebook(context.history))
         usage, calls, transcript, denials = Usage(), [], [], []
-        resume = self._last_session if self.session == "resume" else ""
-        text = lab.prompt(context, self.lab, self.editable, self.protected)
+        resume = here.session if self.session == "resume" else ""
+        text = lab.prompt(context, here.lab, self.editable, self.protected)
         try:
             for correction in range(self.max_corrections + 1):
                 purpose = "correction" if correction else "proposal"
-                stream = self._call(program, text, resume, context, purpose)
+                stream = self._call(program, here, text, resume, context, purpose)
                 usage.add(stream.usage)
                 calls.append({"purpose": purpose, "session": stream.session, "cli_s": round(stream.wall_s, 3),
                               **asdict(stream.usage)})
                 transcript += stream.events
                 denials += stream.denials
                 resume = stream.session if self.dialect.resumes else ""
-                proposal, reason = self._proposal(stream, context)
+                proposal, reason = self._proposal(here, stream, context)
                 if not reason or correction == self.max_corrections:
                     break
                 text = lab.CORRECTION.format(reason=reason)
                 if not self.dialect.resumes:  # a fresh call: it must be told the whole task again
-                    text = lab.prompt(context, self.lab, self.editable, self.protected) + "\n\n" + text
+                    text = lab.prompt(context, here.lab, self.editable, self.protected) + "\n\n" + text
         except _Cancelled:
             return None
-        self._last_session = resume
+        here.session = resume
         proposal.meta = {
             "model": self.model,
             "usage": asdict(usage),
             "calls": calls,
             "corrections": correction,
-            "notebook": lab.read_notebook(self.lab),
+            "notebook": lab.read_notebook(here.lab),
             "session": resume,
             "denials": denials,
-            "transcript": transcript,
+            TRANSCRIPT: transcript,
         }
         return proposal
-
-    def observe(self, experiment: Experiment) -> None:
-        """Nothing to update: the lab is written from the history for each proposal."""
-
-    # -- helpers -----------------------------------------------------------------
 
     def find_program(self) -> str:
         """The CLI's path; CLIAgentError saying how to install it when it is not there (asked at the start, and
@@ -244,9 +266,9 @@ class CLIAgent:
         mine = [e for e in history if e.agent == self.name]
         return next((e.agent_data["notebook"] for e in reversed(mine) if e.agent_data.get("notebook")), "")
 
-    def _proposal(self, stream: Stream, context: AgentContext) -> tuple[Proposal, str]:
+    def _proposal(self, here: Workspace, stream: Stream, context: AgentContext) -> tuple[Proposal, str]:
         """The proposal in the scratch copy, and why it would be refused ("" when it would not)."""
-        changes = self.scratch.changes()
+        changes = here.scratch.changes()
         hypothesis = next((h for m in reversed(stream.messages) if (h := parse_hypothesis(m))), "")
         files = changes.files
         if not files and not changes.problems and context.files:
@@ -258,10 +280,12 @@ class CLIAgent:
         reason = "; ".join(r for r in (missing, changes.refusal(), context.check(proposal)) if r)
         return proposal, reason
 
-    def _call(self, program: str, text: str, resume: str, context: AgentContext, purpose: str) -> Stream:
+    def _call(
+        self, program: str, here: Workspace, text: str, resume: str, context: AgentContext, purpose: str
+    ) -> Stream:
         """One call, retried with backoff while the API says it is rate limited."""
         for attempt in range(self.retries + 1):
-            stream, failure = self._run(program, text, resume, context)
+            stream, failure = self._run(program, here, text, resume, context)
             if not failure:
                 return stream
             if not _RATE.search(failure) or attempt == self.retries:
@@ -271,24 +295,26 @@ class CLIAgent:
             if context.cancel.wait(delay):
                 raise _Cancelled()
             if purpose == "proposal":  # start the task again from the best commit
-                self.scratch.reset(context.export)
+                here.scratch.reset(context.export)
         raise AssertionError("unreachable")
 
-    def _run(self, program: str, text: str, resume: str, context: AgentContext) -> tuple[Stream, str]:
+    def _run(
+        self, program: str, here: Workspace, text: str, resume: str, context: AgentContext
+    ) -> tuple[Stream, str]:
         """Run the CLI once; the stream and what went wrong ("" when it answered)."""
-        self._calls += 1
-        prompt_file = self.base / "prompt.md"
+        here.calls += 1
+        prompt_file = here.base / "prompt.md"
         prompt_file.write_text(text, encoding="utf-8")
         call = Invocation(
-            program=program, prompt=text, prompt_file=prompt_file, workdir=self.scratch.folder, lab=self.lab,
+            program=program, prompt=text, prompt_file=prompt_file, workdir=here.scratch.folder, lab=here.lab,
             files=list(context.files), model=self.model, resume=resume, allow_shell=self.allow_shell,
             hidden=self.hidden,
         )
         call.sandbox = self.dialect.fence(call)
         command = self.dialect.command(call)
         # One line per message or tool call: the screen joins what it is sent, as it joins an LLM's tokens.
-        stream = Stream(show=lambda line: context.on_text(line + "\n"), workdir=self.scratch.folder)
-        stream.events.append({"type": CALL, "command": command, "resume": resume, "workdir": str(self.scratch.folder)})
+        stream = Stream(show=lambda line: context.on_text(line + "\n"), workdir=here.scratch.folder)
+        stream.events.append({"type": CALL, "command": command, "resume": resume, "workdir": str(here.scratch.folder)})
 
         def on_output(lines: list[str], partial: str) -> None:
             for line in lines:
@@ -296,7 +322,7 @@ class CLIAgent:
                     self.dialect.read(line, stream)
 
         spec = runner.RunSpec(
-            command=command, cwd=self.scratch.folder, log_path=self.base / f"call-{self._calls}.log",
+            command=command, cwd=here.scratch.folder, log_path=here.base / f"call-{here.calls}.log",
             env=dict(os.environ), timeout=self.timeout, kill_grace=KILL_GRACE_S, sandbox=call.sandbox,
         )
         job = runner.Run(spec, on_output)

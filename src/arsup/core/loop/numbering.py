@@ -1,7 +1,11 @@
 """Experiment ids, handed out in order from any of the loop's threads (the proposer, the loop, the slots).
 
 `_lock` guards `_next`; ids are never reused, even for a proposal that is
-refused, so the journal's order is the order experiments were made in.
+refused. A proposal's id is reserved when the agent starts on it (the screen
+streams its making under that id, and proposals made at once each have
+their own), so with several proposer threads the journal may record a later
+id first, and an id reserved for a proposal that never came (the loop
+stopped, the agent ran dry) is never recorded.
 """
 
 from __future__ import annotations
@@ -29,11 +33,17 @@ class Numbering:
         with self._lock:
             return f"{self._next:04d}"
 
-    def new(self, hypothesis: str, agent: str, parent: str) -> Experiment:
-        """A new record on `parent`, its hypothesis on one line and capped."""
+    def reserve(self) -> str:
+        """The next id, taken now for an experiment that will exist later (a proposal the agent is making)."""
         with self._lock:
             experiment_id = f"{self._next:04d}"
             self._next += 1
+        return experiment_id
+
+    def new(self, hypothesis: str, agent: str, parent: str, experiment_id: str = "") -> Experiment:
+        """A new record on `parent` (with the id reserved for it, else the next), its hypothesis on one line
+        and capped."""
+        experiment_id = experiment_id or self.reserve()
         hypothesis = " ".join(hypothesis.split())
         if len(hypothesis) > MAX_HYPOTHESIS_CHARS:
             hypothesis = hypothesis[: MAX_HYPOTHESIS_CHARS - 1] + "…"

@@ -3,8 +3,10 @@
 Nothing here writes a file: a Prepared holds what would be written, and the
 scheduler writes it when its turn comes. Invariants:
 
-* The agent is called from the proposer thread only (`_prepare_next`, and
-  `observe` through `_deliver`): it never sees two calls at once.
+* The agent is called from the proposer threads only (`_prepare_next`, and
+  `observe` through `_deliver`), as many at once as it has lanes
+  (`lanes_of`, at most one per slot): an agent with one lane never sees two
+  calls at once. Each proposer thread has its own git (`_own_vcs`).
 * A proposal is journaled (QUEUED) as soon as it exists: a kill -9 before its
   turn loses neither its hypothesis nor what it cost.
 * `take` runs on the loop or a slot thread; `ahead`, `push` and `observe` on
@@ -28,7 +30,7 @@ from typing import Callable
 from arsup.config import Config
 from arsup.core import acceptance, journal, policy
 from arsup.core import changes as changes_
-from arsup.core.agents.base import Agent, AgentContext, Proposal
+from arsup.core.agents.base import Agent, AgentContext, Proposal, lanes_of
 from arsup.core.agents.edits import EditError
 from arsup.core.events import AgentText, LoopState, ProposalQueued, Proposing
 from arsup.core.experiment import Experiment, Status, Verdict
@@ -71,14 +73,17 @@ class Proposer:
         self.questions, self.line, self.planner, self.numbering = questions, line, planner, numbering
         self._policy_now, self._notes = policy_now, notes
         self._pipeline: Pipeline[Prepared] | None = None
-        self._vcs: Vcs | None = None  # the proposer thread's own git (GitPython is not thread-safe)
+        self._local = threading.local()  # each proposer thread's own git (GitPython is not thread-safe)
+        self._opened: list[Vcs] = []  # every thread's, for close()
+        self._opened_lock = threading.Lock()
         self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
         self._waiting = threading.Event()  # the loop has nothing to run until the proposer delivers
 
     # -- the scheduler's side (loop and slot threads) -----------------------------------
 
-    def open(self, depth: int) -> None:
-        self._pipeline = Pipeline(self._prepare_next, depth)
+    def open(self, depth: int, slots: int = 1) -> None:
+        """Make up to `depth` proposals ahead, as many at once as the agent can and the slots can use."""
+        self._pipeline = Pipeline(self._prepare_next, depth, workers=min(lanes_of(self.agent), slots))
 
     def take(self, in_place: bool, cancel: threading.Event) -> Prepared | None:
         """The next prepared proposal; None when the agent has no more ideas or `cancel` is set. `in_place`:
@@ -109,8 +114,10 @@ class Proposer:
     def close(self) -> list[Prepared]:
         """Stop making proposals (the caller set `proposals_cancel`); those never taken, oldest first."""
         unrun = self._pipeline.close() if self._pipeline is not None else []
-        if self._vcs is not None:
-            self._vcs.close()
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for vcs in opened:
+            vcs.close()
         return unrun
 
     def journal_queued(self, experiment: Experiment) -> None:
@@ -137,18 +144,18 @@ class Proposer:
         best = self.line.best()
         if best is None:
             raise AgentFailed("internal: a proposal was asked for before the branch had a best")
-        if self._vcs is None:
-            self._vcs = Vcs(self.root)
-        base = Snapshot(self._vcs, best.commit)
-        self.bus.emit(Proposing(self.numbering.peek()))
+        base = Snapshot(self._own_vcs(), best.commit)
+        number = self.numbering.reserve()
+        self.bus.emit(Proposing(number))
         asked_at = time.time()
         try:
-            proposal = self.agent.propose(self._context(best, base))
+            proposal = self.agent.propose(self._context(number, best, base))
         except Exception as exc:  # the agent cannot go on; nothing was written yet
             raise AgentFailed(f"the {self.agent.name} agent failed: {exc}") from exc
         if proposal is None:
             return None
-        experiment = self.numbering.new(proposal.hypothesis, self.agent.name, parent=best.commit)
+        maker = proposal.agent or self.agent.name
+        experiment = self.numbering.new(proposal.hypothesis, maker, parent=best.commit, experiment_id=number)
         experiment.propose_s = round(time.time() - asked_at, 3)
         experiment.agent_data = dict(proposal.meta)
         experiment.made_for = best.id
@@ -177,7 +184,15 @@ class Proposer:
         path.write_text("".join(json.dumps(event, default=str) + "\n" for event in transcript), encoding="utf-8")
         experiment.agent_data[TRANSCRIPT] = str(path.relative_to(self.root))
 
-    def _context(self, best: Experiment, base: Snapshot) -> AgentContext:
+    def _own_vcs(self) -> Vcs:
+        vcs = getattr(self._local, "vcs", None)
+        if vcs is None:
+            vcs = self._local.vcs = Vcs(self.root)
+            with self._opened_lock:
+                self._opened.append(vcs)
+        return vcs
+
+    def _context(self, number: str, best: Experiment, base: Snapshot) -> AgentContext:
         project = self.config.project
         files = {path: text for path in self.planner.editable_files(base.vcs) if (text := base.shown(path)) is not None}
         history = self.line.history()
@@ -198,9 +213,9 @@ class Proposer:
             notes=list(self._notes()),
             cancel=self.flags.proposals_cancel,
             check=lambda proposal: self.planner.refusal(proposal, base),
-            on_text=lambda text: self.bus.emit(AgentText(self.numbering.peek(), text)),
+            on_text=lambda text: self.bus.emit(AgentText(number, text)),
             notify=lambda message: self.bus.notice(message, "warning"),
-            export=lambda folder: _export(self._vcs, best.commit, folder),
+            export=lambda folder: _export(base.vcs, best.commit, folder),
         )
 
     def _approve_edit(self, prepared: Prepared) -> None:
@@ -232,10 +247,9 @@ class Proposer:
 
 
 
-def _export(vcs: Vcs | None, commit: str, folder: Path) -> None:
+def _export(vcs: Vcs, commit: str, folder: Path) -> None:
     """The project folder as `commit` holds it, written into `folder` (tracked files only: no .git, no .arsup,
-    nothing ignored); on the proposer thread, with its own git."""
-    assert vcs is not None
+    nothing ignored); on a proposer thread, with its own git."""
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(vcs.archive(commit))) as tree:
         tree.extractall(folder, filter="data")  # no link or path out of the folder

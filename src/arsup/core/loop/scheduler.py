@@ -73,7 +73,7 @@ class Scheduler:
         home_name, home_env = plan[0] if len(plan) == 1 else (slots.HOME, {})
         home = Slot(home_name, vcs.root, vcs, session.manifest, home_env)
         self.running.open([home])
-        self.proposer.open(self.config.slots.queue * len(plan))
+        self.proposer.open(self.config.slots.queue * len(plan), slots=len(plan))
         ended = "the loop ended on an error"
         try:
             ending = self._first_items(home) or self._work([home] if len(plan) == 1 else self._open_slots(plan))

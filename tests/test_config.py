@@ -176,3 +176,37 @@ def test_the_screen_names_the_model_of_an_llm_or_a_cli_agent_and_none_for_the_tu
     }
     assert shown == {"llm": "anthropic/claude-sonnet-4-5", "claude-code": "anthropic/claude-sonnet-4-5",
                      "codex": "anthropic/claude-sonnet-4-5", "command": "anthropic/claude-sonnet-4-5", "tuner": ""}
+
+
+@pytest.mark.slow
+def test_several_agents_take_a_list_and_tables_of_their_own(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo")
+    with (root / "arsup.toml").open("a") as toml:
+        toml.write('\n[agent]\nkind = ["claude-code", "codex"]\nmodel = "sonnet"\n\n'
+                   '[agent.codex]\nmodel = "gpt-5-codex"\ncommand = "/opt/codex/bin/codex"\n')
+    agent = config.load(root).agent
+    assert agent.kinds == ["claude-code", "codex"] and agent.kind == "claude-code"
+    assert [agent.model_for(k) for k in agent.kinds] == ["sonnet", "gpt-5-codex"]
+    assert [agent.command_for(k) for k in agent.kinds] == ["", "/opt/codex/bin/codex"]  # claude: found on PATH
+    assert agent.shown_model == "sonnet / gpt-5-codex"
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [
+        ({"kind": ["claude-code", "gpt"]}, "'gpt': must be one of tuner, llm, script:FILE"),
+        ({"kind": []}, "names no agent"),
+        ({"kind": ["codex", "codex"]}, "an agent is named twice"),
+        ({"kind": "codex", "claude-code": {"model": "x"}}, "[agent.claude-code] is set but 'claude-code' is not in"),
+    ],
+)
+def test_a_bad_list_of_agents_names_what_is_wrong(agent: dict, expected: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        config.AgentConfig(**agent)
+
+
+def test_one_agent_on_the_command_line_or_several_separated_by_commas() -> None:
+    assert config.AgentConfig(kind="codex").kinds == ["codex"]
+    assert config.AgentConfig(kind="claude-code, codex").kinds == ["claude-code", "codex"]
+    single = config.AgentConfig(kind="command", command="aider --yes {files}")
+    assert single.command_for("command") == "aider --yes {files}" and single.shown_model == ""

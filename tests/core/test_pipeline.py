@@ -265,3 +265,49 @@ def test_the_pipeline_hands_back_what_was_never_taken_and_raises_the_makers_erro
     idle = Pipeline(lambda: None, depth=0)
     assert idle.take(stopped) is None
     assert idle.close() == []
+
+
+def _two_waiting_takes(pipeline: Pipeline[str]) -> list[str | None]:
+    """Two slots asking at once, as two slot threads do."""
+    cancel, got = threading.Event(), []
+    takers = [threading.Thread(target=lambda: got.append(pipeline.take(cancel))) for _ in range(2)]
+    for taker in takers:
+        taker.start()
+    for taker in takers:
+        taker.join(10)
+    return got
+
+
+def test_two_workers_make_two_proposals_at_once_for_two_waiting_slots() -> None:
+    both_in = threading.Barrier(2, timeout=5)  # passed only when two makes are under way together
+
+    def make() -> str:
+        both_in.wait()
+        return threading.current_thread().name
+
+    pipeline = Pipeline(make, depth=0, workers=2)
+    got = _two_waiting_takes(pipeline)
+    assert sorted(got) == ["arsup-proposer-0", "arsup-proposer-1"]  # one from each thread, neither broke
+    pipeline.close()
+
+
+def test_one_worker_never_makes_two_at_once_and_workers_stay_within_the_depth() -> None:
+    lock, under_way, most = threading.Lock(), [0], [0]
+
+    def make() -> str:
+        with lock:
+            under_way[0] += 1
+            most[0] = max(most[0], under_way[0])
+        time.sleep(0.2)
+        with lock:
+            under_way[0] -= 1
+        return "made"
+
+    single = Pipeline(make, depth=0)
+    assert _two_waiting_takes(single) == ["made", "made"] and most[0] == 1
+    single.close()
+    most[0] = 0
+    three = Pipeline(make, depth=0, workers=3)  # three threads, but only two proposals wanted
+    assert _two_waiting_takes(three) == ["made", "made"]
+    time.sleep(0.3)
+    assert most[0] == 2 and three.close() == []

@@ -38,7 +38,8 @@ def test_a_real_night_with_its_checks(night: Path) -> None:  # noqa: F811
 
 
 def _record(id_: str, status: str, metric: float | None, **fields) -> Experiment:
-    return Experiment(id=id_, tag="t", parent="p", hypothesis=f"idea {id_}", agent="llm", commit=id_ * 7,
+    fields.setdefault("agent", "llm")
+    return Experiment(id=id_, tag="t", parent="p", hypothesis=f"idea {id_}", commit=id_ * 7,
                       status=status, metric=metric, **fields)
 
 
@@ -71,3 +72,39 @@ def test_a_night_without_a_result() -> None:
     summary = summarize("t", [_record("1", Status.CRASH, None, is_baseline=True)], "val_bpb", "minimize")
     assert summary.best is None and summary.gain is None and summary.keep_rate is None
     assert summary.kept_changes == [] and summary.wall_hours is None and summary.gpu_hours is None
+
+
+def test_two_agents_on_one_night_side_by_side_in_the_summary_and_the_report() -> None:
+    from arsup.report.markdown import night_markdown
+
+    def by(agent: str, cost: float) -> dict:
+        return {"agent": agent, "agent_data": {"usage": {"calls": 1, "cost_usd": cost}}}
+
+    experiments = [
+        _record("0000", Status.KEEP, 1.00, is_baseline=True, agent="arsup"),
+        _record("0001", Status.KEEP, 0.90, **by("claude-code", 0.40)),
+        _record("0002", Status.DISCARD, 0.95, **by("codex", 0.10)),
+        _record("0003", Status.KEEP, 0.85, **by("claude-code", 0.20)),
+        _record("0004", Status.KEEP, 0.84, **by("codex", 0.05)),
+        _record("0005", Status.INVALID, None, **by("codex", 0.05)),
+        _record("0006", Status.KEEP, 0.80, agent="person", is_baseline=True),  # a person's commit: nobody's
+    ]
+    summary = summarize("t", experiments, "val_bpb", "minimize")
+    claude, codex = summary.agents
+    assert (claude.agent, claude.proposed, claude.trained, claude.kept) == ("claude-code", 2, 2, 2)
+    assert claude.gain == pytest.approx(0.15) and claude.cost_per_keep == pytest.approx(0.30)
+    assert (codex.agent, codex.proposed, codex.trained, codex.kept) == ("codex", 3, 2, 1)
+    assert codex.gain == pytest.approx(0.01) and codex.cost_usd == pytest.approx(0.20)
+    report = night_markdown(summary, "chart.png")
+    assert "## Agents" in report
+    assert "| claude-code | 2 | 2 | 2 | +0.150000 | $0.60 | $0.30 |" in report
+    assert "| codex | 3 | 2 | 1 | +0.010000 | $0.20 | $0.20 |" in report
+
+
+def test_one_agent_has_no_comparison_table() -> None:
+    from arsup.report.markdown import night_markdown
+
+    experiments = [_record("0000", Status.KEEP, 1.0, is_baseline=True, agent="arsup"),
+                   _record("0001", Status.KEEP, 0.9)]
+    summary = summarize("t", experiments, "val_bpb", "minimize")
+    assert [a.agent for a in summary.agents] == ["llm"] and "## Agents" not in night_markdown(summary, "c.png")

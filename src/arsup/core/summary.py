@@ -16,6 +16,9 @@ Decisions, where the figures could be read two ways:
   start to the last end. Imported logs carry no times: both are None.
 * The gain of a kept change is against the best before it, which is what
   it had to beat.
+* An agent's gain is the sum of its keeps' gains: its share of the way from
+  the baseline to the best. Its dollars are its own proposals' (corrections
+  included); the baseline and a person's commits belong to no agent.
 * Every carry counts (slots: a candidate that beat a best replaced
   meanwhile runs again on the new one, maybe round after round); a kept
   change says how many rounds it was carried before it was kept.
@@ -69,6 +72,19 @@ class KeptChange:
 
 
 @dataclass
+class AgentRow:
+    """One researcher of the night (several take turns with `[agent] kind` a list): how it did, side by side."""
+
+    agent: str
+    proposed: int  # every record it made: trained, invalid and skipped
+    trained: int
+    kept: int
+    gain: float  # its keeps' gains summed, positive = better
+    cost_usd: float
+    cost_per_keep: float | None
+
+
+@dataclass
 class Summary:
     tag: str
     metric: str
@@ -104,6 +120,7 @@ class Summary:
     capped: list[str] = field(default_factory=list)  # "0001: time-capped at 53% of the steps: compare with care"
     kept_changes: list[KeptChange] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    agents: list[AgentRow] = field(default_factory=list)  # the researchers, in the order they first proposed
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +147,7 @@ def summarize(
     gpu_hours = sum(run_seconds) / 3600 if any(run_seconds) else None
     usage = total_usage(experiments)
     imported = [e for e in experiments if e.agent == IMPORTED]
+    kept_line = _kept_line(experiments, goal, verified, ablated)
     return Summary(
         tag=tag, metric=metric, goal=goal,
         source=imported[0].agent_data.get("source", "results.tsv") if imported else "arsup",
@@ -149,8 +167,9 @@ def summarize(
         carried=sum(_times_carried(e) > 0 for e in experiments),
         noise_capped=noise.capped if noise else 0,
         capped=[f"{e.id}: {note}" for e in experiments if (note := load.note(e))],
-        kept_changes=_kept_line(experiments, goal, verified, ablated),
+        kept_changes=kept_line,
         points=_points(experiments, goal, started),
+        agents=_agents(experiments, kept_line),
     )
 
 
@@ -195,6 +214,24 @@ def _kept_line(
         ))
         before = e.metric
     return line
+
+
+def _agents(experiments: list[Experiment], kept_line: list[KeptChange]) -> list[AgentRow]:
+    gains = {change.id: change.gain for change in kept_line if change.gain is not None}
+    mine: dict[str, list[Experiment]] = {}
+    for e in experiments:
+        if not e.is_baseline and not e.by_person:
+            mine.setdefault(e.agent, []).append(e)
+    rows = []
+    for agent, made in mine.items():
+        kept = [e for e in made if e.status == Status.KEEP]
+        cost = total_usage(made)["cost_usd"]
+        rows.append(AgentRow(
+            agent=agent, proposed=len(made), trained=sum(e.status in Status.TRAINED for e in made), kept=len(kept),
+            gain=sum(gains.get(e.id, 0.0) for e in kept), cost_usd=cost,
+            cost_per_keep=cost / len(kept) if kept else None,
+        ))
+    return rows
 
 
 def _times_carried(experiment: Experiment) -> int:

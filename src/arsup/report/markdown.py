@@ -99,6 +99,13 @@ def night_markdown(summary: Summary, chart: str) -> str:
     s = summary
     lines = [f"# arsup report: {s.tag}", "", f"**{headline(s)}**", "", f"![{s.tag}]({chart})", ""]
     lines += _table([["", ""]] + [[f"**{k}**", v] for k, v in _figures(s)])
+    if len(s.agents) > 1:
+        lines += ["", "## Agents", "", "They took turns, one proposal each, on the same problem and noise floor.", ""]
+        lines += _table([["agent", "proposed", "trained", "kept", "gain", "cost", "per keep"]] + [
+            [a.agent, str(a.proposed), str(a.trained), str(a.kept), _num(a.gain, "+.6f"), f"${a.cost_usd:.2f}",
+             f"${a.cost_per_keep:.2f}" if a.cost_per_keep is not None else "–"]
+            for a in s.agents
+        ])
     lines += ["", "## Kept changes", ""]
     if not s.kept_changes:
         lines.append("No change was kept.")

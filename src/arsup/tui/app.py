@@ -77,6 +77,7 @@ from arsup.tui.screens import (
     QuitScreen,
 )
 from arsup.view import HOME_SLOT, SessionView
+from arsup.tui.transcript import TranscriptScreen, applies
 from arsup.tui.themes import ThemeSet, load_themes
 
 ERROR_NOTICE_S = 600.0  # how long an error notice stays on screen
@@ -344,6 +345,10 @@ class SupervisorApp(App[int]):
             return view.pending.experiment
         return view.running or (view.history[-1] if view.history else None)
 
+    def _in_view(self) -> Experiment | None:
+        """The experiment the panes show: the past one picked in the history, else the live one."""
+        return self.selected or self._current()
+
     def _refresh_live(self) -> None:
         self._refresh_header()
         self.main.query_one(HistoryPane).running(self._in_flight())
@@ -466,6 +471,8 @@ class SupervisorApp(App[int]):
             return running
         if action == "live":
             return self.live and self.selected is not None
+        if action == "transcript":
+            return (experiment := self._in_view()) is not None and applies(experiment, self.view.agent)
         return True
 
     def _control(self, what: str, act: Callable[[Controls], object]) -> None:
@@ -523,6 +530,11 @@ class SupervisorApp(App[int]):
 
     def action_live(self) -> None:
         self._show_live()
+
+    def action_transcript(self) -> None:
+        experiment = self._in_view()
+        if experiment is not None:
+            self.push_screen(TranscriptScreen(experiment, self.view.project, self.palette))
 
     # -- leaving -------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "arsup.toml"
-AGENT_KINDS = ("tuner", "llm", "script:FILE", "claude-code", "codex", "command")
+AGENT_KINDS = ("tuner", "llm", "script:FILE", "claude-code", "codex", "command", "external")
 CLI_AGENT_KINDS = ("claude-code", "codex", "command")  # a coding agent CLI run in a scratch copy
 
 
@@ -222,7 +222,8 @@ class AgentConfig(_Section):
         if not kinds:
             raise ValueError(f"names no agent; use one of {', '.join(AGENT_KINDS)}, or a list of them")
         for value in kinds:
-            if not (value in ("tuner", "llm", *CLI_AGENT_KINDS) or (value.startswith("script:") and len(value) > 7)):
+            known = value in ("tuner", "llm", "external", *CLI_AGENT_KINDS)
+            if not (known or (value.startswith("script:") and len(value) > 7)):
                 raise ValueError(f"{value!r}: must be one of {', '.join(AGENT_KINDS)}" if len(kinds) > 1
                                  else f"must be one of {', '.join(AGENT_KINDS)}")
         if len(set(kinds)) < len(kinds):

@@ -26,6 +26,7 @@ from arsup.core.events import (
 )
 from arsup.core.experiment import Experiment, Status
 from arsup.core import load
+from arsup.core.agents.external import ExternalAgent
 from arsup.core.mlflow_export import LiveExport, tracking_uri
 from arsup.core.notify import CommandNotifier
 from arsup.core.service import ControlServer
@@ -142,9 +143,12 @@ def run_headless(engine: Engine, out: TextIO = sys.stdout, detached: bool = Fals
     if tracker.mlflow:
         exporter = LiveExport(tracking_uri(engine.root, tracker.mlflow_uri), engine.config.metric.name, engine.say)
     printer = Printer(out, "`arsup stop` stops, `arsup attach` watches" if detached else "Ctrl-C stops")
-    server = ControlServer(engine, engine.root)  # `arsup status`, `arsup approve`... while it runs
+    external = engine.agent if isinstance(engine.agent, ExternalAgent) else None  # proposals from clients
+    server = ControlServer(engine, engine.root, external)  # `arsup status`, `arsup approve`... while it runs
     engine.subscribe(printer)
     engine.subscribe(server)
+    if external is not None:
+        engine.subscribe(external)  # an offer learns its id from the loop's events
     hook = engine.config.notify
     notifier = CommandNotifier(hook.command, engine.root, hook.timeout, engine.say) if hook.command else None
     for helper in (notifier, exporter):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from arsup import config
+from arsup.core.agents.external import ExternalAgent
 from arsup.core.agents.script import ScriptAgent
 from arsup.core.loop import Engine
 from arsup.core.events import ApprovalRequested, Event, ExperimentFinished, QuestionClosed, SessionEnded, SessionStarted
@@ -207,4 +208,39 @@ def test_a_control_the_loop_cannot_take_is_an_error(project: Path) -> None:
     served.close()  # the loop is gone; the client does not know yet
     with pytest.raises((ControlRefused, OSError)):
         attached.client.kill()
+    attached.client.close()
+
+
+@pytest.mark.slow
+def test_an_external_loop_takes_proposals_from_a_client_and_checks_them(project: Path) -> None:
+    cfg = config.load(project, {"acceptance": {"mode": "greedy"}})
+    agent = ExternalAgent()
+    engine = Engine(cfg, project, agent, tag="ext")
+    server = ControlServer(engine, project, agent)
+    engine.subscribe(server)
+    engine.subscribe(agent)
+    engine.prepare()
+    server.start()
+    engine.start()
+    attached = Attached(project)
+    try:
+        assert attached.next(ExperimentFinished).experiment.is_baseline
+        refused = attached.client.propose("cheat", {"prepare.py": "DATA = 'mine'\n"})
+        assert not refused["experiment"] and "prepare.py" in refused["refused"]
+        taken = attached.client.propose("raise LR", {"train.py": TOY_TRAIN.replace("LR = 0.0001", "LR = 0.003")})
+        assert taken["experiment"] == "0002" and taken["status"] == "queued" and not taken["refused"]
+        finished = attached.next(ExperimentFinished).experiment
+        assert (finished.id, finished.status) == ("0002", Status.KEEP)
+    finally:
+        attached.client.close()
+        engine.stop()
+        assert engine.wait(30)
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_loop_with_its_own_agent_refuses_a_client_proposal(project: Path, loop: Loop) -> None:
+    attached = Attached(project)
+    with pytest.raises(ControlRefused, match='only a loop with \\[agent\\] kind = "external"'):
+        attached.client.propose("mine", {"train.py": "x\n"})
     attached.client.close()

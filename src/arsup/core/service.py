@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from arsup.core import wire
+from arsup.core.agents.external import ACCEPT_S, SETTLE_S, ExternalAgent
 from arsup.core.controls import Controls
 from arsup.core.events import (
     AgentText,
@@ -220,10 +221,14 @@ class _Client:
 
 
 class ControlServer:
-    """Serves one loop: subscribe it to the engine, then `start()`; `stop()` when the loop has ended."""
+    """Serves one loop: subscribe it to the engine, then `start()`; `stop()` when the loop has ended.
 
-    def __init__(self, controls: Controls, root: Path) -> None:
+    `proposals`: the loop's agent when it is external (`[agent] kind = "external"`): clients hand it proposals
+    with the control "propose"; any other loop refuses that control."""
+
+    def __init__(self, controls: Controls, root: Path, proposals: ExternalAgent | None = None) -> None:
         self.controls = controls
+        self.proposals = proposals
         self.root = root.resolve()
         self.path = socket_path(root)
         self.replay = Replay()
@@ -333,11 +338,24 @@ class ControlServer:
                     controls.add_note(_text(message, "text", "a note"))
                 case "policy":
                     controls.set_policy(_text(message, "name", "a policy"))
+                case "propose":
+                    reply.update(self._propose(message))
                 case _:
                     reply.update(ok=False, error=f"unknown control {name!r}")
         except ValueError as exc:
             reply.update(ok=False, error=str(exc))
         return reply
+
+
+    def _propose(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A client's proposal for an external agent: what became of it (its id, a refusal, or busy)."""
+        if self.proposals is None:
+            return {"ok": False, "error": 'this loop\'s agent makes its own proposals; only a loop with [agent] kind = '
+                                          '"external" takes them from a client (arsup mcp starts one)'}
+        files = message.get("files")
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ValueError("files must map each path to its new text")
+        return self.proposals.offer(_text(message, "hypothesis", "a hypothesis"), files).reply()
 
 
 def _text(message: dict[str, Any], key: str, what: str) -> str:
@@ -462,14 +480,23 @@ class ControlClient:
     def stop_after_run(self) -> None:
         self._must("stop_after_run")
 
+    def propose(self, hypothesis: str, files: dict[str, str]) -> dict[str, Any]:
+        """Hand an external loop a proposal: the reply's experiment (its id), refused (why) or busy (the loop is not
+        asking now)."""
+        reply = self.request("propose", timeout=self.timeout + ACCEPT_S + SETTLE_S, hypothesis=hypothesis, files=files)
+        if not reply["ok"]:
+            raise ControlRefused(reply["error"])
+        return reply
+
     def _must(self, control: str, **args: Any) -> None:
         """A control that must be carried out: ControlRefused says why it was not (a screen shows it)."""
         reply = self.request(control, **args)
         if not reply["ok"]:
             raise ControlRefused(reply["error"])
 
-    def request(self, control: str, **args: Any) -> dict[str, Any]:
-        """Send one control and wait for its reply (the reader thread must run, or this reads itself)."""
+    def request(self, control: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
+        """Send one control and wait for its reply, up to `timeout` (default: the client's); the reader thread
+        must run, or this reads itself."""
         with self._send_lock:
             self._next_id += 1
             ident = self._next_id
@@ -484,7 +511,7 @@ class ControlClient:
                     break
                 self._route(message)
         try:
-            return box.get(timeout=self.timeout)
+            return box.get(timeout=self.timeout if timeout is None else timeout)
         except queue.Empty:
             return {"ok": False, "error": "the loop did not answer"}
         finally:

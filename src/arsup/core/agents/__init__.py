@@ -23,6 +23,10 @@ def create_agent(config: Config, root: Path) -> Agent:
 
 
 def _one(config: Config, root: Path, kind: str) -> Agent:
+    if kind == "external":  # proposals come over the control socket (arsup mcp)
+        from arsup.core.agents.external import ExternalAgent
+
+        return ExternalAgent()
     if kind == "tuner":
         from arsup.core.agents.tuner import TunerAgent
 

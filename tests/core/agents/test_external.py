@@ -35,7 +35,8 @@ def test_an_offer_becomes_the_proposal_and_learns_its_id_from_the_loop() -> None
     with ThreadPoolExecutor(1) as client:
         pending: Future[Outcome] = client.submit(agent.offer, "raise LR", {"train.py": "LR = 0.003\n"})
         proposal = agent.propose(context(cancel))
-        assert proposal is not None and proposal.hypothesis == "raise LR" and proposal.files == {"train.py": "LR = 0.003\n"}
+        assert proposal is not None and proposal.hypothesis == "raise LR"
+        assert proposal.files == {"train.py": "LR = 0.003\n"}
         agent(ProposalQueued(experiment("0002", Status.QUEUED, proposal.meta)))
         assert pending.result(5) == Outcome(id="0002", status="queued")
 

@@ -132,7 +132,8 @@ class ExternalAgent:
         if offer is None:
             return
         invalid = isinstance(event, ExperimentFinished) and experiment.status == Status.INVALID
-        offer.settle(Outcome(id=experiment.id, refused=experiment.reason if invalid else "", status=str(experiment.status)))
+        refused = experiment.reason if invalid else ""
+        offer.settle(Outcome(id=experiment.id, refused=refused, status=str(experiment.status)))
 
     def _take(self, context: AgentContext) -> _Offer | None:
         with self._cond:

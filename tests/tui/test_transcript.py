@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,40 @@ def test_an_experiment_of_an_agent_without_transcripts_says_so_in_one_line() -> 
     lines, why = transcript_lines(made, "/nowhere")
     assert lines == [] and why == ("cannot read the transcript of 0004, /nowhere/.arsup/runs/0004/agent.jsonl: "
                                    "No such file or directory")
+
+
+SESSION = [  # a Claude Code call as stream-json prints it (paths under the scratch copy, one denied read)
+    {"type": "arsup.call", "command": "claude -p ...", "resume": "", "workdir": "/tmp/arsup-agent-x/work"},
+    {"type": "system", "subtype": "init", "session_id": "s1", "cwd": "/tmp/arsup-agent-x/work"},
+    {"type": "assistant", "message": {"content": [
+        {"type": "text", "text": "I will read the training script and the last run's loss curve first."},
+        {"type": "tool_use", "name": "Read", "input": {"file_path": "/tmp/arsup-agent-x/work/train.py"}}]}},
+    {"type": "user", "message": {"content": [{"type": "tool_result", "content": "LR = 0.0005 [/usr/bin]"}]}},
+    {"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "name": "Read", "input": {"file_path": "/home/me/tinylm/.arsup/journal.jsonl"}}]}},
+    {"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "name": "Edit", "input": {"file_path": "/tmp/arsup-agent-x/work/train.py",
+                                                      "old_string": "LR = 0.0005", "new_string": "LR = 0.0012"}}]}},
+    {"type": "assistant", "message": {"content": [
+        {"type": "text", "text": "Done.\nHYPOTHESIS: a 2.4x higher peak LR fits more steps in the budget"}]}},
+    {"type": "result", "subtype": "success", "session_id": "s1", "total_cost_usd": 0.0123, "result": "Done.",
+     "permission_denials": [{"tool_name": "Read", "tool_input": {"file_path": "/home/me/tinylm/.arsup/journal.jsonl"}}]},
+]
+
+
+def test_transcript_screen(snap_compare: Any, tmp_path: Path) -> None:
+    kept = tmp_path / ".arsup" / "runs" / "0008" / "agent.jsonl"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("".join(json.dumps(event) + "\n" for event in SESSION))
+    made = Experiment(id="0008", tag="nov28", parent="", commit="", agent="claude-code",
+                      hypothesis="a 2.4x higher peak LR fits more steps in the budget",
+                      agent_data={"transcript": ".arsup/runs/0008/agent.jsonl"})
+    app = SupervisorApp(None, Bridge())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await app.push_screen(TranscriptScreen(made, str(tmp_path), app.palette))
+        await until(pilot, lambda: "Done." in shown(app), what="the transcript")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)

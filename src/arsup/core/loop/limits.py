@@ -135,6 +135,9 @@ def _failed_baseline(experiment: Experiment) -> str:
     if experiment.runs and experiment.runs[-1].cause == Cause.NODE_LOST:  # lost twice: the cluster failed
         said = f"{what}'s run was lost twice ({experiment.reason})"
         return f"{said}; check the cluster's nodes (ray status) and restart arsup. Log: {log}"
+    if experiment.runs and experiment.runs[-1].killed:  # a person's kill (a stop returns before): not a crash
+        return (f"{what} ({experiment.id}) was killed by you, so nothing can be judged against it and the night "
+                f"ends here; start arsup again to measure it anew. Log: {log}")
     if names_the_wrong_metric(experiment.reason):  # the config names another line than the training prints
         return (f"{what} measured nothing: {experiment.reason}. Set it in arsup.toml (or make the training print "
                 f"that line), then start again. Log: {log}")

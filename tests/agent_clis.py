@@ -74,7 +74,10 @@ def codex_native(codex: Path) -> Path | None:
 
 
 def offline_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    """Clear the caller's agent variables and give the CLIs ``home`` as HOME; 127.0.0.1 bypasses proxies."""
+    """Clear the caller's agent variables and give the CLIs ``home`` as HOME; 127.0.0.1 bypasses proxies. Once per
+    test: a second CLI's fixture in the same test (both CLIs at once) must not clear what the first one set."""
+    if os.environ.get("HOME") == str(home):
+        return
     for name in list(os.environ):
         if name.startswith(_CALLERS_VARS):
             monkeypatch.delenv(name)

@@ -16,7 +16,7 @@ import pytest
 from arsup import config
 from arsup.core.agents import create_agent
 from arsup.core.agents.cli_agent import CLIAgent
-from arsup.core.events import AgentText
+from arsup.core.events import AgentText, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.loop import Engine
 from tests.agent_clis import ClaudeCli, CodexCli, transcript
@@ -174,3 +174,35 @@ def test_codex_with_a_refused_key_ends_the_night_in_one_line(codex_cli: CodexCli
     assert events[-1].error
     assert events[-1].reason.startswith("the codex agent failed: codex: not logged in, or the API key was refused")
     assert events[-1].reason.endswith("run `codex login`, or set OPENAI_API_KEY")
+
+
+def test_claude_code_and_codex_propose_at_once_for_two_slots_and_take_turns(
+    claude_cli: ClaudeCli, codex_cli: CodexCli, tmp_path: Path
+) -> None:
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"})
+    cfg = config.load(root, {
+        "budget": {"max_experiments": 3}, "slots": {"cpu": 2, "queue": 0},
+        "agent": {"kind": ["claude-code", "codex"], "timeout": 120,
+                  "claude-code": {"command": str(claude_cli.binary)}, "codex": {"command": str(codex_cli.binary)}},
+    })
+    roster = create_agent(cfg, root)
+    claude, _ = roster.agents
+    train = claude.workspace.scratch.folder / "train.py"  # its first workspace: it makes one proposal here
+    claude_cli.server.push(tool("Edit", file_path=str(train), old_string="LR = 0.0001", new_string="LR = 0.003"),
+                           answer(HYPOTHESIS))
+    codex_cli.server.push(tool("exec_command", cmd="sed -i 's/WIDTH = 64/WIDTH = 65/' train.py"),
+                          answer("HYPOTHESIS: a wider model"))
+    engine = Engine(cfg, root, roster, tag="t1")
+    ended: list[Any] = []
+    engine.subscribe(lambda event: ended.append(event) if isinstance(event, SessionEnded) else None)
+    engine.prepare()
+    engine.run()
+    assert not ended[-1].error, ended[-1].reason
+    baseline, *proposed = engine.history
+    by = {e.agent: e for e in proposed}
+    assert sorted(by) == ["claude-code", "codex"] and all(e.status in Status.TRAINED for e in proposed)
+    assert by["claude-code"].agent_data["usage"]["cost_usd"] > 0 and "LR = 0.003" in by["claude-code"].diff
+    assert "WIDTH = 65" in by["codex"].diff
+    spans = [(e.proposed_at - e.propose_s, e.proposed_at) for e in proposed]
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # both CLIs were at work together
+    assert (root / "prepare.py").read_text() == "DATA = 'fixed'\n" and git(root, "status", "--porcelain") == ""

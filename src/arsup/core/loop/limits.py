@@ -81,6 +81,13 @@ class Limits:
         spent = self.budget_spent(self.trained + in_flight, spent_usd)
         return Ending(spent) if spent else None
 
+    def left_to_those_under_way(self, flags: Flags, in_flight: int, spent_usd: float) -> bool:
+        """Whether the end `why_end` says is only that the experiments under way (slots still waiting for their
+        proposal included) use up the budget: then they finish, and only no new one starts."""
+        if not in_flight or flags.stopped.is_set() or flags.after_run.is_set():
+            return False
+        return not self.budget_spent(self.trained, spent_usd)
+
     def more_after_this(self, flags: Flags, in_flight: int, spent_usd: float) -> bool:
         """Whether another experiment may start after those now under way (so one is prepared meanwhile);
         `spent_usd` counts the one starting."""

@@ -189,7 +189,10 @@ class Scheduler:
                 if self.disk.is_full():
                     raise self.disk.stop()
                 with self._lock:
-                    self._ending = self._ending or self._why_end()
+                    ending = self._ending or self._why_end()
+                    if ending and not self._ending and self._left_to_others():
+                        return  # the budget's last experiments are under way in other slots: they finish them
+                    self._ending = ending
                     if self._ending:
                         flags.winding_down.set()
                         return
@@ -255,6 +258,10 @@ class Scheduler:
 
     def _why_end(self) -> Ending | None:
         return self.limits.why_end(self.flags, self.line.in_flight, self.line.spend(self.limits.started_at)["cost_usd"])
+
+    def _left_to_others(self) -> bool:
+        spent = self.line.spend(self.limits.started_at)["cost_usd"]
+        return self.limits.left_to_those_under_way(self.flags, self.line.in_flight, spent)
 
     def _judged(self, experiment: Experiment) -> Ending | None:
         """The limits' word on the experiment just finished: an end, or a pause (said, and taken)."""

@@ -22,6 +22,8 @@ from textual.pilot import Pilot
 
 from arsup import config
 from arsup.core.agents.script import ScriptAgent
+from arsup.core.events import ExperimentStarted, SessionStarted
+from arsup.core.experiment import Experiment, Status
 from arsup.core.loop import Engine
 from arsup.core.monitor import FixedGpuReader, Monitor
 from arsup.tui.app import SupervisorApp
@@ -189,3 +191,22 @@ def training_processes() -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def night() -> list[Experiment]:
+    """A baseline kept and three ideas discarded."""
+    base = Experiment("0001", "t", "c0", "baseline", "script", commit="c1", status=Status.KEEP, metric=1.0,
+                      is_baseline=True)
+    tried = [Experiment(f"{n:04d}", "t", "c1", f"idea {n}", "script", commit=f"d{n}", status=Status.DISCARD,
+                        metric=1.1) for n in (2, 3, 4)]
+    return [base, *tried]
+
+
+def screen_with(running: Experiment | None = None) -> tuple[SupervisorApp, RecordingControls]:
+    """A live-looking screen with no loop: a short night's history (and `running` in flight) as events."""
+    controls, bridge = RecordingControls(), Bridge()
+    history = night()
+    bridge(SessionStarted("t", "autoresearch/t", "c1", len(history), history=history))
+    if running is not None:
+        bridge(ExperimentStarted(running))
+    return SupervisorApp(controls, bridge), controls

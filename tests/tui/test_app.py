@@ -123,7 +123,7 @@ def test_kill_records_a_crash_and_the_loop_goes_on(repo: Path) -> None:
         log = app.main.query_one("#log-live", LinesView)
         await until(pilot, lambda: "training" in log.plain_lines and app.view.running is not None, what="training")
         assert app.check_action("kill", ())
-        await pilot.press("k")
+        await pilot.press("x", "y")  # kill, confirmed
         await finish(pilot, app)
         killed = app.view.history[1]
         assert (killed.status, killed.reason) == (Status.CRASH, "killed by user")

@@ -92,7 +92,10 @@ def test_demo_under_tmux_approve_kill_stop(tmp_path: Path) -> None:
         tmux.wait_for("Train this experiment?  0002", timeout=120)
         tmux.keys("a")
         tmux.wait_for("● training", "0002 live")
-        tmux.keys("k")
+        tmux.keys("k")  # up in the tree, as in vim: nothing is killed
+        tmux.keys("x")
+        tmux.wait_for("Kill the training of 0002?")
+        tmux.keys("y")
         tmux.wait_for("1 crashed", "Train this experiment?  0003", timeout=60)
         tmux.keys("Escape")
         history = tmux.wait_for("0002 crash")
@@ -110,6 +113,35 @@ def test_demo_under_tmux_approve_kill_stop(tmp_path: Path) -> None:
         tmux.close()
     rows = [row.split("\t") for row in (demo / "results.tsv").read_text().splitlines()[1:]]
     assert [row[3] for row in rows] == ["keep", "crash", "crash"]  # 0003 was stopped: recorded, not lost
+
+
+def test_a_kill_of_the_baseline_asks_first_says_who_killed_it_and_exits_non_zero(tmp_path: Path) -> None:
+    """The night lost to one key: `k` is up, `x` asks, `n` keeps the run; `y` kills, and the end says so."""
+    demo = tmp_path / "demo"
+    tmux = Tmux(f"{SCREEN} demo --policy runs --time-budget 5 --dir {demo}; echo {EXIT_MARK}$?; sleep 60", tmp_path)
+    try:
+        tmux.wait_for("Train this experiment?  0001", "baseline", timeout=60)
+        tmux.keys("a")
+        tmux.wait_for("● training", "0001 live")
+        tmux.keys("k")
+        tmux.keys("x")
+        tmux.wait_for("Kill the training of 0001?", "the night cannot go on without the baseline")
+        tmux.keys("n")
+        time.sleep(1)
+        assert "0001 live" in tmux.screen() and "Kill the training" not in tmux.screen()
+        tmux.keys("x")
+        tmux.wait_for("Kill the training of 0001?")
+        tmux.keys("y")
+        ended = tmux.wait_for("was killed by you", timeout=60)
+        assert "the baseline crashed" not in ended and "fix the training script" not in ended
+        tmux.keys("Escape")
+        time.sleep(0.5)  # not read as alt+q
+        tmux.keys("q")
+        said = tmux.wait_for(EXIT_MARK, timeout=30)
+        assert "arsup: error: the baseline (0001) was killed by you" in said.replace("\n", " ")
+        assert f"{EXIT_MARK}0" not in said, said
+    finally:
+        tmux.close()
 
 
 def test_the_loop_outlives_the_terminal_and_screens_come_and_go(tmp_path: Path) -> None:
@@ -131,7 +163,9 @@ def test_the_loop_outlives_the_terminal_and_screens_come_and_go(tmp_path: Path) 
     two = Tmux(f"{SCREEN} attach; echo {EXIT_MARK}$?; sleep 60", demo, name="two")
     try:
         one.wait_for("● training", "0002 live")
-        one.keys("k")  # kill from an attached screen
+        one.keys("x")  # kill from an attached screen
+        one.wait_for("Kill the training of 0002?")
+        one.keys("y")
         one.wait_for("Train this experiment?  0003", timeout=60)
         two.wait_for("Train this experiment?  0003", timeout=30)  # both screens see the same question
         two.keys("a")  # the second screen answers; the first one's dialog closes

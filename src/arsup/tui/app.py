@@ -23,11 +23,12 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from textual import events
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
 from arsup.config import NotifyConfig
 from arsup.core import policy
@@ -73,6 +74,7 @@ from arsup.tui.screens import (
     ApprovalScreen,
     ErrorScreen,
     HelpScreen,
+    KillScreen,
     NoteScreen,
     QuitScreen,
 )
@@ -137,6 +139,7 @@ class SupervisorApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = keys.main_bindings()
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     def __init__(
         self,
@@ -453,6 +456,15 @@ class SupervisorApp(App[int]):
 
     # -- keys ----------------------------------------------------------------------
 
+    async def on_event(self, event: events.Event) -> None:
+        """esc then a key typed quickly arrives as alt+key: split it again (the key after the esc took effect)."""
+        typed = keys.after_escape(event.key, event.character) if isinstance(event, events.Key) else None
+        if typed is None or isinstance(self.focused, Input) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        await super().on_event(events.Key("escape", "\x1b"))
+        self.call_after_refresh(self.post_message, events.Key(typed, event.character))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Only the keys that apply now are live (and shown in the footer)."""
         running = self.live and self.view.ended is None and not self.stopping
@@ -501,9 +513,17 @@ class SupervisorApp(App[int]):
             self._edit(self.view.pending)
 
     def action_kill(self) -> None:
-        if self.view.running is not None:
-            self.notify(f"killing the training of {self.view.running.id}", markup=False)
-            self._control("kill", lambda controls: controls.kill())
+        """Asks first (y kills): one key pressed by accident must not cost a run, or with the baseline the night."""
+        running = self.view.running
+        if running is not None:
+            self.push_screen(KillScreen(running), lambda kill: self._kill_chosen(running, bool(kill)))
+
+    def _kill_chosen(self, experiment: Experiment, kill: bool) -> None:
+        running = self.view.running
+        if not kill or running is None or running.id != experiment.id:  # declined, or that training ended meanwhile
+            return
+        self.notify(f"killing the training of {experiment.id}", markup=False)
+        self._control("kill", lambda controls: controls.kill())
 
     def action_pause(self) -> None:
         self._control("pause", lambda controls: controls.pause())

@@ -27,7 +27,7 @@ ACTIONS = (
     KeyAction("approve", "a", "approve", "approve the pending edit, run or keep"),
     KeyAction("skip", "s", "skip", "reject the pending proposal (recorded as skipped) or keep"),
     KeyAction("edit", "e", "edit", "edit the pending change in $EDITOR, then approve it"),
-    KeyAction("kill", "k", "kill run", "kill the running training; it is recorded as a crash and the loop goes on"),
+    KeyAction("kill", "x", "kill run", "kill the training (asks: y kills, n keeps it); recorded as a crash"),
     KeyAction("pause", "p", "pause", "pause after the current step; again to resume"),
     KeyAction("note", "n", "note", "write a note that the agent reads in every prompt from now on"),
     KeyAction("policy", "P", "policy", f"cycle the approval policy: {', '.join(POLICIES)}"),
@@ -39,6 +39,12 @@ ACTIONS = (
     KeyAction("quit", "q", "quit", "leave; while the loop runs, asks: detach (it goes on), stop after this run, or stop now"),
 )
 BY_ID = {action.id: action for action in ACTIONS}
+NAVIGATION = (  # the history's own keys, as vim, lazygit and k9s users move; not remappable
+    ("j k ↓ ↑", "move in the history"),
+    ("enter", "show that experiment"),
+    ("[ ]", "Tree, Table, Chart"),
+    ("tab", "next pane"),
+)
 
 
 def binding(action_id: str, action: str | None = None, label: str | None = None, show: bool = True) -> Binding:
@@ -62,6 +68,17 @@ def main_bindings() -> list[BindingType]:
         if action.id == "pause":
             bindings.append(binding("pause", "resume", "resume"))
     return bindings
+
+
+def after_escape(key: str, character: str | None) -> str | None:
+    """The key typed right after esc, when the terminal's parser read the two as one alt+key, else None.
+
+    Textual reads esc followed within ESCDELAY (100 ms) by `q` as alt+q: `esc` then `q`, typed quickly to close
+    a dialog and leave, would do nothing. arsup binds no alt key, so an alt+key of one character is those two."""
+    if character is None or len(character) != 1 or not key.startswith("alt+"):
+        return None
+    plain = key.removeprefix("alt+")
+    return character if plain == f"shift+{character.lower()}" else plain  # alt+shift+q is esc then Q
 
 
 def keymap(overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:

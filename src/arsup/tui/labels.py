@@ -31,10 +31,20 @@ def outcome(experiment: Experiment, parent_metric: float | None, goal: str, pale
     return label
 
 
-def tree_label(experiment: Experiment, parent_metric: float | None, goal: str, palette: Palette) -> Text:
-    """`0003 keep     2.189082 -0.447261  WARMUP_STEPS 20 -> 16`"""
+def tree_label(
+    experiment: Experiment, parent_metric: float | None, goal: str, palette: Palette, compact: bool = False
+) -> Text:
+    """`0003 keep     2.189082 -0.447261  WARMUP_STEPS 20 -> 16`; `compact` (a narrow tree, 80 columns):
+    `0003 k 2.189082 WARMUP_STEPS 20 -> 16`, the status as its coloured initial and no change, so the
+    hypothesis still shows its start (the table has every column)."""
     label = Text(experiment.id, style=palette.strong)
     label.append(" ")
+    if compact:
+        shown = experiment.metric if experiment.status in (Status.KEEP, Status.DISCARD) else None
+        label.append(experiment.status[:1], palette.status(experiment.status))
+        label.append(f" {text.metric(shown)} " if shown is not None else " ")
+        label.append(text.one_line(experiment.hypothesis))
+        return label
     label.append_text(outcome(experiment, parent_metric, goal, palette))
     label.append("  ")
     label.append(text.one_line(experiment.hypothesis))

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Static
 
 from arsup.core import policy
 from arsup.core.events import ApprovalRequested
+from arsup.core.experiment import Experiment
 from arsup.tui import keys, text
 from arsup.tui.lines import LinesView
 from arsup.tui.palette import Palette
@@ -162,6 +163,41 @@ class QuitScreen(ModalScreen[str]):
         self.dismiss(choice)
 
 
+class KillScreen(ModalScreen[bool]):
+    """The one-key confirm before a kill (as k9s asks before a destructive action): y kills, n or esc keeps it.
+
+    Enter does not confirm: a stray enter meant for the history must not end a run."""
+
+    BINDINGS = [Binding("y", "choose(True)", "kill"), Binding("n,escape", "choose(False)", "keep it running")]
+
+    def __init__(self, experiment: Experiment) -> None:
+        super().__init__(classes="dialog-screen")
+        self.experiment = experiment
+
+    def compose(self) -> ComposeResult:
+        experiment = self.experiment
+        after = (
+            "the night cannot go on without the baseline: it ends, and starting arsup again measures it anew"
+            if experiment.is_baseline
+            else "it is recorded as a crash and the loop goes on"
+        )
+        with Vertical(id="kill", classes="dialog") as box:
+            box.border_title = f"Kill the training of {experiment.id}?"
+            yield Static(Text(text.one_line(experiment.hypothesis), style="bold"))
+            yield Static(f"{after}.")
+            hint = Text()
+            hint.append(" y ", "bold reverse")
+            hint.append(" kill   ")
+            hint.append(" n ", "bold reverse")
+            hint.append(" / ")
+            hint.append(" esc ", "bold reverse")
+            hint.append(" keep it running")
+            yield Static(hint)
+
+    def action_choose(self, kill: bool) -> None:
+        self.dismiss(kill)
+
+
 class HelpScreen(ModalScreen[None]):
     """The keys as configured now, and what the approval policies mean."""
 
@@ -173,16 +209,23 @@ class HelpScreen(ModalScreen[None]):
         self.current_policy = current_policy
 
     def compose(self) -> ComposeResult:
+        """One line a key, then the moves and the policies as runs of words: it fits 80x24."""
         body = Text()
         for action in keys.ACTIONS:
             body.append(f"{keys.key_of(action.id, self.keymap):>5}  ", "bold")
             body.append(f"{action.help}\n")
-        body.append("\napproval policies (P cycles; now: ", "bold")
+        body.append("\nmoving  ", "bold")
+        for index, (shown, words) in enumerate(keys.NAVIGATION):
+            body.append(" · " if index else "")
+            body.append(shown, "bold")
+            body.append(f" {words}")
+        body.append(f"\npolicies  ({keys.key_of('policy', self.keymap)} cycles; now ", "bold")
         body.append(self.current_policy, "bold")
-        body.append(")\n", "bold")
-        for name, meaning in POLICY_HELP.items():
-            body.append(f"{name:>6}  ", "bold")
-            body.append(f"{meaning}\n")
+        body.append(") ", "bold")
+        for index, (name, meaning) in enumerate(POLICY_HELP.items()):
+            body.append(" · " if index else "")
+            body.append(name, "bold")
+            body.append(f" {meaning}")
         body.append("\nkeys can be changed in arsup.toml: [keys] approve = \"y\"", "dim")
         with Vertical(id="help", classes="dialog") as box:
             box.border_title = "Keys"

@@ -66,6 +66,17 @@ def test_a_crashed_baseline_ends_the_night_and_names_its_log() -> None:
     assert _limits().after(_ended(Status.CRASH, baseline=True), [], stopped=True) is None  # the person stopped it
 
 
+def test_a_baseline_the_person_killed_says_so_and_how_to_run_it_again() -> None:
+    killed = _ended(Status.CRASH, baseline=True, killed=True, reason="killed by user")
+    ending = _limits(interactive=True).after(killed, [killed], stopped=False)
+    assert isinstance(ending, Ending) and ending.error  # the night did not happen: non-zero from every front end
+    assert "crashed" not in ending.reason and "fix the training script" not in ending.reason
+    assert ending.reason == (
+        "the baseline (0001) was killed by you, so nothing can be judged against it and the night ends here; "
+        "start arsup again to measure it anew. Log: /runs/0001/run.log"
+    )
+
+
 def test_invalid_edits_in_a_row_end_the_night_and_a_valid_one_resets_the_count() -> None:
     limits = _limits()
     for number in range(1, MAX_INVALID_IN_A_ROW):

@@ -9,10 +9,12 @@ and the app shows that experiment in the other panes.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, TabbedContent, TabPane, Tree
+from textual.widgets import DataTable, TabbedContent, Tabs, TabPane, Tree
 from textual.widgets.tree import TreeNode
 
 from arsup.core.experiment import Experiment, Status
@@ -22,8 +24,15 @@ from arsup.tui.panes.chart import MetricChart
 from arsup.view import SessionView
 
 
+VIM_MOVES = [Binding("j", "cursor_down", "down", show=False), Binding("k", "cursor_up", "up", show=False)]
+TABS = ("tab-tree", "tab-table", "tab-chart")
+COMPACT_BELOW = 44  # a tree narrower than this (an 80-column terminal) gets compact labels
+
+
 class ExperimentTree(Tree[Experiment]):
     """Kept experiments at the top level, attempts under the commit they started from."""
+
+    BINDINGS = VIM_MOVES
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("experiments", id=id)
@@ -31,15 +40,25 @@ class ExperimentTree(Tree[Experiment]):
         self.guide_depth = 3
         self._trunk: dict[str, TreeNode[Experiment]] = {}
         self._running_nodes: dict[str, TreeNode[Experiment]] = {}  # by experiment id: one per busy slot
+        self.compact = False  # narrow (80 columns): labels that leave room for the hypothesis
+        self._shown: tuple[SessionView, Palette] | None = None  # what the last rebuild drew, to redraw on a resize
+
+    def on_resize(self, event: events.Resize) -> None:
+        compact = event.size.width < COMPACT_BELOW
+        if compact != self.compact and self._shown is not None:
+            self.compact = compact
+            self.rebuild(*self._shown)
+        self.compact = compact
 
     def rebuild(self, view: SessionView, palette: Palette) -> None:
+        self._shown = (view, palette)
         self.clear()
         self._trunk, self._running_nodes = {}, {}
         for experiment in view.history:
             self.add_experiment(experiment, view, palette)
 
     def add_experiment(self, experiment: Experiment, view: SessionView, palette: Palette) -> TreeNode[Experiment]:
-        label = labels.tree_label(experiment, view.parent_metric(experiment), view.goal, palette)
+        label = labels.tree_label(experiment, view.parent_metric(experiment), view.goal, palette, self.compact)
         if experiment.status == Status.KEEP:
             node = self.root.add(label, data=experiment, expand=True, allow_expand=False)
             self._trunk[experiment.commit] = node
@@ -67,6 +86,8 @@ class ExperimentTree(Tree[Experiment]):
 
 class ResultsTable(DataTable[Text]):
     """autoresearch's results.tsv as a table, one row per finished experiment, every cell a `Text`."""
+
+    BINDINGS = VIM_MOVES
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -101,6 +122,14 @@ class ResultsTable(DataTable[Text]):
 
 
 class HistoryPane(Vertical):
+    """The tab strip is out of the focus chain (tab lands on the rows, where the cursor is); `[` and `]` switch
+    views, as in lazygit."""
+
+    BINDINGS = [
+        Binding("left_square_bracket", "switch(-1)", "view", show=False),
+        Binding("right_square_bracket", "switch(1)", "view", show=False),
+    ]
+
     class Picked(Message):
         """A person chose an experiment to look at."""
 
@@ -122,6 +151,17 @@ class HistoryPane(Vertical):
                 yield ResultsTable(id="history-table")
             with TabPane("Chart", id="tab-chart"):
                 yield MetricChart(id="history-chart")
+
+    def on_mount(self) -> None:
+        self.query_one(Tabs).can_focus = False
+        self.query_one(MetricChart).can_focus = True  # so that `[` `]` still reach this pane while the chart shows
+
+    def action_switch(self, step: int) -> None:
+        """The next (or previous) view, its rows focused."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = TABS[(TABS.index(tabs.active) + step) % len(TABS)]
+        shown = {"tab-tree": ExperimentTree, "tab-table": ResultsTable, "tab-chart": MetricChart}[tabs.active]
+        self.query_one(shown).focus()
 
     @property
     def experiment_tree(self) -> ExperimentTree:

@@ -206,3 +206,37 @@ def test_claude_code_and_codex_propose_at_once_for_two_slots_and_take_turns(
     spans = [(e.proposed_at - e.propose_s, e.proposed_at) for e in proposed]
     assert max(start for start, _ in spans) < min(end for _, end in spans)  # both CLIs were at work together
     assert (root / "prepare.py").read_text() == "DATA = 'fixed'\n" and git(root, "status", "--porcelain") == ""
+
+
+def test_claude_code_with_a_model_that_does_not_exist_ends_the_night_saying_so(
+    claude_cli: ClaudeCli, tmp_path: Path
+) -> None:
+    engine, _, events = night(tmp_path, "claude-code", claude_cli.binary, model="claude-nonexistent-9")
+    claude_cli.server.push(*[error(404, "model: claude-nonexistent-9")] * 4)
+    engine.run()
+    assert events[-1].error
+    assert events[-1].reason.startswith("the claude-code agent failed: claude-code: the model 'claude-nonexistent-9' "
+                                        "does not exist or is not available")
+    assert events[-1].reason.endswith("check [agent] model")
+    assert [e.status for e in engine.history] == [Status.KEEP]  # the baseline, and nothing half-made
+
+
+def test_claude_code_rate_limited_is_tried_again_and_its_edit_is_kept(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    engine, agent, events = night(tmp_path, "claude-code", claude_cli.binary)
+    train = agent.workspace.scratch.folder / "train.py"
+    claude_cli.server.push(error(429), tool("Edit", file_path=str(train), old_string="LR = 0.0001",
+                                            new_string="LR = 0.003"), answer(HYPOTHESIS))
+    engine.run()
+    kept = engine.history[1]
+    assert kept.status == Status.KEEP and "LR = 0.003" in kept.diff
+    assert any("rate limited" in getattr(e, "text", "") and "trying again in 2 s" in getattr(e, "text", "")
+               for e in events)
+    assert [c["purpose"] for c in kept.agent_data["calls"]] == ["proposal"]  # the retry is the same call, again
+
+
+def test_codex_with_a_model_that_does_not_exist_ends_the_night_saying_so(codex_cli: CodexCli, tmp_path: Path) -> None:
+    engine, _, events = night(tmp_path, "codex", codex_cli.binary, model="gpt-nonexistent-9")
+    codex_cli.server.push(*[error(404, "The model `gpt-nonexistent-9` does not exist", code="model_not_found")] * 4)
+    engine.run()
+    assert events[-1].error and "codex: the model 'gpt-nonexistent-9' does not exist" in events[-1].reason
+    assert [e.status for e in engine.history] == [Status.KEEP]

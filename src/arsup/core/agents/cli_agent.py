@@ -59,7 +59,7 @@ _AUTH = re.compile(r"\b401\b|\b403\b|invalid.{0,12}api.?key|authenticat|unauthor
                    r"log ?in again|credential", re.IGNORECASE)
 _RATE = re.compile(r"\b429\b|rate.?limit|too many requests|overloaded|\b529\b|quota", re.IGNORECASE)
 _MODEL = re.compile(r"model.{0,80}(not.?found|does not exist|unknown|invalid|not supported|unsupported)|"
-                    r"(unknown|invalid) model|not_found_error", re.IGNORECASE)
+                    r"(unknown|invalid) model|not_found_error|issue with the selected model", re.IGNORECASE)
 
 
 class CLIAgentError(Exception):

@@ -29,8 +29,8 @@ def default_tag() -> str:
 
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--agent", help="tuner (offline, default), llm (a model through litellm), script:FILE, claude-code, codex "
-        "or command (the CLI in [agent] command)",
+        "--agent", help="tuner (offline, default), llm (a model through litellm), script:FILE, claude-code, codex, "
+        "command (the CLI in [agent] command) or external (proposals from your own session: arsup mcp)",
     )
     parser.add_argument("--model", help="the llm agent's model, e.g. anthropic/claude-sonnet-4-5 (or ARSUP_MODEL)")
     parser.add_argument("--api-base", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--timeout", type=float, metavar="S", help="hard kill after S seconds")
     init.add_argument("--force", action="store_true", help="overwrite an existing arsup.toml")
     init.add_argument("--agent", default=unset, help="the researcher to write into [agent] kind: tuner, llm, "
-                      "script:FILE, claude-code, codex or command (see run --agent)")
+                      "script:FILE, claude-code, codex, command or external (see run --agent)")
     init.add_argument("--model", default=unset, help="the model to write into [agent] model")
 
     run = commands.add_parser("run", parents=[where], argument_default=unset, help="run the research loop in this repo")
@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     stop = commands.add_parser("stop", parents=[where], help="stop the loop: now (the run is killed and recorded)")
     stop.add_argument("--after-run", action="store_true", help="let the current experiment finish first")
 
+    mcp = commands.add_parser("mcp", parents=[where], help="keyless: the loop's tools (MCP, stdio) for your own agent "
+                              "session")
+    mcp.add_argument("--work", type=Path, metavar="DIR",
+                     help="the working copy the agent edits (default: a folder of yours under the temp folder)")
     demo = commands.add_parser("demo", argument_default=unset,
                                help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR", default=None,
@@ -410,6 +414,18 @@ def cmd_remote(args: argparse.Namespace) -> int:
     return run_command(root, command, text)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """The keyless tools on stdio; the loop is started in the background (agent external) on first use."""
+    from arsup.keyless import KeylessError
+    from arsup.mcp_server import serve
+
+    try:
+        return serve(_root(args), args.work)
+    except KeylessError as exc:
+        print(f"arsup: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
@@ -432,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild, "report": cmd_report,
-        "import": cmd_import, "export": cmd_export,
+        "import": cmd_import, "export": cmd_export, "mcp": cmd_mcp,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:

@@ -1,0 +1,96 @@
+"""`arsup mcp` as a real subprocess, driven by the MCP SDK's own stdio client on a real project.
+
+The server starts the loop in the background with the external agent; the
+client edits the working copy and proposes, as an interactive agent would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from tests.conftest import TOY_TRAIN, git, make_project
+from tests.faults.conftest import fingerprint
+
+pytestmark = pytest.mark.slow
+
+ARSUP = [sys.executable, "-m", "arsup"]
+
+
+class Tools:
+    """The tools of one `arsup mcp` session: call(name, **arguments) -> (is_error, text)."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    async def call(self, name: str, **arguments: Any) -> tuple[bool, str]:
+        result = await self.session.call_tool(name, arguments)
+        return bool(result.isError), "".join(getattr(part, "text", "") for part in result.content)
+
+
+async def night(root: Path, work: Path) -> dict[str, tuple[bool, str]]:
+    """One short night through the tools; what each step answered."""
+    params = StdioServerParameters(command=ARSUP[0], args=[*ARSUP[1:], "mcp", "--dir", str(root), "--work", str(work)],
+                                   env=dict(os.environ), cwd=str(root))  # HOME: the fixture's temporary one
+    said: dict[str, tuple[bool, str]] = {}
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        said["tools"] = (False, " ".join(sorted(tool.name for tool in (await session.list_tools()).tools)))
+        tools = Tools(session)
+        said["brief"] = await tools.call("brief")
+        said["nothing"] = await tools.call("propose", hypothesis="nothing changed yet")
+        said["baseline"] = await tools.call("wait", id="0001", timeout_s=60)
+        (work / "train.py").write_text(TOY_TRAIN.replace("LR = 0.0001", "LR = 0.003"))
+        said["propose"] = await tools.call("propose", hypothesis="raise LR towards its optimum")
+        (work / "prepare.py").write_text("DATA = 'mine'\n")
+        said["cheat"] = await tools.call("propose", hypothesis="use my own data")
+        said["copy after refusal"] = (False, (work / "prepare.py").read_text())
+        said["verdict"] = await tools.call("wait", id="0002", timeout_s=60)
+        said["history"] = await tools.call("history", last=5)
+        said["log"] = await tools.call("log", id="0002", tail=3)
+        said["unknown"] = await tools.call("wait", id="0099")
+        said["status"] = await tools.call("status")
+    return said
+
+
+def test_a_night_through_the_mcp_tools_is_judged_and_a_protected_edit_is_refused(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"})
+    protected = fingerprint(root, ["prepare.py"])
+    work = tmp_path / "work"
+    try:
+        said = asyncio.run(asyncio.wait_for(night(root, work), 240))
+    finally:
+        subprocess.run([*ARSUP, "stop", "--dir", str(root)], capture_output=True, timeout=60)
+    assert said["tools"][1] == "brief history log propose status wait"
+    error, brief = said["brief"]
+    assert not error
+    assert f"Working copy (edit the files here, nowhere else): {work.resolve()}" in brief
+    assert "Editable files: train.py" in brief
+    assert "Protected files (a proposal that changes one is refused): prepare.py" in brief
+    assert "Minimise val_bpb by editing train.py." in brief and "Noise floor:" in brief
+    assert said["nothing"] == (True, said["nothing"][1]) and "holds no change yet" in said["nothing"][1]
+    assert said["baseline"][1].startswith("0001 keep, val_bpb 3.250000, 1 run.")
+    error, accepted = said["propose"]
+    assert not error and accepted.startswith("accepted as 0002: ")
+    assert "reset to the best (0001, val_bpb 3.250000)" in accepted
+    error, refused = said["cheat"]
+    assert not error and refused.startswith("refused: prepare.py: ") and "protected" in refused
+    assert "was reset" in refused
+    assert said["copy after refusal"][1] == "DATA = 'fixed'\n"  # the copy is the best again
+    error, verdict = said["verdict"]
+    assert not error and verdict.startswith("0002 keep, val_bpb 1.000523") and "reset to the best (0002" in verdict
+    assert "raise LR towards its optimum" in said["history"][1] and "0002  keep" in said["history"][1]
+    assert "val_bpb:          1.000523" in said["log"][1]
+    error, unknown = said["unknown"]
+    assert error and "no experiment '0099' in this night" in unknown and "Traceback" not in unknown
+    assert "agent external" in said["status"][1]
+    assert fingerprint(root, ["prepare.py"]) == protected
+    assert "LR = 0.003" in git(root, "show", "HEAD:train.py")  # the run branch holds the keep

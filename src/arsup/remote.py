@@ -37,8 +37,8 @@ def status_lines(view: SessionView, loop_pid: int) -> list[str]:
         out.append(waiting_line(view.pending))
     counts = view.counts()
     out.append(
-        f"experiments: {len(view.history)} ({counts[Status.KEEP]} keep, {counts[Status.DISCARD]} discard, "
-        f"{counts[Status.CRASH]} crash)"
+        f"experiments: {len(view.history)} ({'the baseline, ' if view.baseline else ''}{counts[Status.KEEP]} kept, "
+        f"{counts[Status.DISCARD]} discarded, {counts[Status.CRASH]} crashed)"
     )
     best = view.best
     if best is not None and best.metric is not None:

@@ -154,10 +154,12 @@ class SessionView:
         return next((e for e in self.history if e.is_baseline and e.status == Status.KEEP), None)
 
     def counts(self) -> dict[str, int]:
-        """Finished experiments by status (kept, discarded, crashed, and the rest)."""
+        """Finished experiments by status (kept, discarded, crashed, and the rest). `keep` counts the kept
+        changes, the baseline not counted: as the report and the summary count (a screen said 4, the report 3)."""
         counts = {status: 0 for status in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.INVALID, Status.SKIPPED)}
         for experiment in self.history:
-            counts[experiment.status] = counts.get(experiment.status, 0) + 1
+            if not (experiment.is_baseline and experiment.status == Status.KEEP):
+                counts[experiment.status] = counts.get(experiment.status, 0) + 1
         return counts
 
     def spend(self) -> dict[str, float]:

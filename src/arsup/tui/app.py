@@ -172,6 +172,7 @@ class SupervisorApp(App[int]):
         self.view = SessionView()
         self.palette = Palette.from_variables({})
         self.started_at = clock()
+        self.ended_at = 0.0  # when the loop's end reached the screen: the clock and the duty stop there
         self.selected: Experiment | None = None  # a past experiment shown instead of the live one
         self.stopping = ""  # "", "now" or "after this run"
         self.detached = False  # the screen closed and left the loop running
@@ -268,6 +269,7 @@ class SupervisorApp(App[int]):
                 timeout = ERROR_NOTICE_S if event.level == "error" else self.NOTIFICATION_TIMEOUT
                 self.notify(event.text, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
             case SessionEnded() if not ended_before:
+                self.ended_at = self.clock()
                 self._ended(event)
         if isinstance(event, REDRAWN_BY):
             self._refresh_live()
@@ -336,7 +338,7 @@ class SupervisorApp(App[int]):
 
     def _refresh_header(self) -> None:
         since = self.view.started_at or self.started_at  # the loop's start; the screen's own when unknown
-        now = self.clock()
+        now = self.ended_at or self.clock()
         duty = self.view.duty_cycles(now) if self.live else None
         info = HeaderInfo(state=self._state_label(), elapsed_s=now - since, duty=duty)
         self.main.query_one(HeaderPane).show(info, self.palette)

@@ -85,6 +85,8 @@ def run_attached(root: Path, cfg: Config, theme: str = "", out: TextIO = sys.std
         say(locations(root), out)
     if app.return_code:  # the screen itself failed (Textual has printed why), or the loop ended on an error
         return app.return_code
+    if ended is not None and ended.error and not app.detached:  # "arsup: error:" above is never followed by 0
+        return 2 if ended.state_folder else 1
     return 128 + app.signalled if app.signalled else 0
 
 

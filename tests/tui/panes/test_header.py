@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from arsup.core.events import ExperimentFinished, StateChanged
+from typing import Any
+
+from textual.pilot import Pilot
+
+from arsup.core.events import ExperimentFinished, SessionEnded, SessionStarted, StateChanged
 from arsup.core.experiment import Experiment, Status
+from arsup.tui.app import SupervisorApp
+from arsup.tui.bridge import Bridge
 from arsup.tui.palette import Palette
-from arsup.tui.panes.header import HeaderInfo, fields
+from arsup.tui.panes.header import HeaderInfo, HeaderPane, fields
 from arsup.view import SessionView
+from tests.tui.conftest import RecordingControls, drive, until
 
 
 def test_fields() -> None:
@@ -23,7 +30,7 @@ def test_fields() -> None:
     shown = [f.plain for f in fields(view, info, Palette.from_variables({}))]
     assert shown == [
         "tinylm", "autoresearch/nov28", "llm openai/qwen", "val_bpb ↓ minimize", "policy runs",
-        "baseline 3.000000", "best 2.500000 (-0.500000)", "exp 2 kept · 0 discarded · 0 crashed",
+        "baseline 3.000000", "best 2.500000 (-0.500000)", "exp 1 kept + baseline · 0 discarded · 0 crashed",
         "1:02:05", "$0.12 (3 calls)", "● proposing",
     ]
 
@@ -39,3 +46,24 @@ def test_a_time_capped_baseline_is_flagged() -> None:
     shown = [f.plain for f in fields(view, HeaderInfo("training", 60), Palette.from_variables({}))]
     assert "⚠ baseline time-capped at 53% of the steps (1 of 2 runs): compare with care" in shown
     assert sum("time-capped" in f for f in shown) == 1  # the best is the baseline: said once
+
+
+def test_the_clock_and_the_duty_stop_when_the_loop_has_ended() -> None:
+    now = [1000.0]
+    bridge = Bridge()
+    bridge(SessionStarted("t", "autoresearch/t", "c1", 0, started_at=1000.0))
+    app = SupervisorApp(RecordingControls(), bridge, clock=lambda: now[0])
+
+    def shown() -> str:
+        return " ".join(f.plain for f in app.main.query_one(HeaderPane)._fields)
+
+    async def go(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.view.branch, what="the session")
+        now[0] = 1065.0
+        bridge(SessionEnded("reached the budget of 6 experiments"))
+        await until(pilot, lambda: app.view.ended is not None and "0:01:05" in shown(), what="the end")
+        now[0] = 5000.0
+        app._tick()
+        assert "0:01:05" in shown()
+
+    drive(app, go, size=(120, 40))

@@ -49,7 +49,7 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
             items.append(Text(f"⚠ {which} {note}", style=palette.warn))
     counts = view.counts()
     tally = Text("exp ")
-    tally.append(f"{counts['keep']} kept", palette.good)
+    tally.append(f"{counts['keep']} kept" + (" + baseline" if baseline is not None else ""), palette.good)
     tally.append(f" · {counts['discard']} discarded · ")
     tally.append(f"{counts['crash']} crashed", palette.bad if counts["crash"] else "")
     items.append(tally)

@@ -124,3 +124,27 @@ def test_two_kinds_of_agent_take_turns_and_the_journal_says_who_made_each(tmp_pa
     assert "WIDTH = " in engine.history[1].diff and engine.history[2].agent_data.get("param")  # each its own kind
     rows = summarize("t1", Journal(root).experiments("t1"), "val_bpb", "minimize").agents
     assert [(row.agent, row.proposed) for row in rows] == [("command", 2), ("tuner", 2)]
+
+
+def test_the_same_change_proposed_twice_at_once_runs_once(tmp_path: Path) -> None:
+    import sys
+
+    from arsup import config
+    from arsup.core.agents import create_agent
+    from arsup.core.loop import Engine
+
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"})
+    script, log = tmp_path / "agent.py", tmp_path / "calls.log"
+    same = PARALLEL_AGENT.replace('f"WIDTH = {65 + os.getpid() % 1000}"', '"WIDTH = 80"')  # both lanes alike
+    script.write_text(same.replace("time.sleep(1.0)", "time.sleep(1.0 if len(log.read_text().split()) < 9 else 0)"))
+    cfg = config.load(root, {
+        "budget": {"max_experiments": 3}, "slots": {"cpu": 2, "queue": 0},
+        "agent": {"kind": "command", "command": f"{sys.executable} {script} {log}"},
+    })
+    engine = Engine(cfg, root, create_agent(cfg, root), tag="t1")
+    engine.prepare()
+    engine.run()
+    trained = [e for e in engine.history[1:] if e.status in Status.TRAINED]
+    refused = [e for e in engine.history[1:] if e.status == Status.INVALID]
+    assert len(trained) == 1, [(e.id, e.status, e.reason) for e in engine.history]  # not twice, one per lane
+    assert refused and all("repeats" in e.reason for e in refused)  # then refused each time it came again

@@ -58,10 +58,11 @@ class EditPlanner:
         tracked = vcs.tracked(candidates)
         return [path for path in candidates if path in tracked]
 
-    def plan(self, proposal: Proposal, base: Snapshot) -> dict[str, str]:
-        """The files a new proposal would write on `base`, or EditError saying why the engine refuses it."""
+    def plan(self, proposal: Proposal, base: Snapshot, own: str = "") -> dict[str, str]:
+        """The files a new proposal would write on `base`, or EditError saying why the engine refuses it; `own`:
+        the queued record it replaces (a person's version of it), which it may repeat."""
         changes, candidate = self._checked(proposal, base)
-        self._refuse_repeats(candidate, own="")
+        self._refuse_repeats(candidate, own=own)
         return changes
 
     def carry(self, experiment_id: str, hypothesis: str, changes: dict[str, str], made_on: Snapshot,

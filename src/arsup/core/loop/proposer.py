@@ -6,7 +6,9 @@ scheduler writes it when its turn comes. Invariants:
 * The agent is called from the proposer threads only (`_prepare_next`, and
   `observe` through `_deliver`), as many at once as it has lanes
   (`lanes_of`, at most one per slot): an agent with one lane never sees two
-  calls at once. Each proposer thread has its own git (`_own_vcs`).
+  calls at once. Each proposer thread has its own git (`_own_vcs`); a plan
+  and the hold of its signature are one step (`_planning`), so of two same
+  changes proposed at once the second is refused as a repeat.
 * A proposal is journaled (QUEUED) as soon as it exists: a kill -9 before its
   turn loses neither its hypothesis nor what it cost.
 * `take` runs on the loop or a slot thread; `ahead`, `push` and `observe` on
@@ -76,6 +78,7 @@ class Proposer:
         self._local = threading.local()  # each proposer thread's own git (GitPython is not thread-safe)
         self._opened: list[Vcs] = []  # every thread's, for close()
         self._opened_lock = threading.Lock()
+        self._planning = threading.Lock()  # a plan and its hold, one step across the proposer threads
         self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
         self._waiting = threading.Event()  # the loop has nothing to run until the proposer delivers
 
@@ -163,14 +166,16 @@ class Proposer:
         self.journal_queued(experiment)
         prepared = Prepared(experiment, proposal, best, base)
         try:
-            prepared.changes = self.planner.plan(proposal, base)
+            with self._planning:  # of two same changes proposed at once (two lanes), the second is a repeat
+                prepared.changes = self.planner.plan(proposal, base)
+                self.line.hold(experiment, signature(prepared.changes, base))
         except EditError as exc:
             prepared.verdict = Verdict(Status.INVALID, str(exc))
             return prepared
         if policy.asks(self._policy_now(), policy.EDIT):
             self._approve_edit(prepared)
         if prepared.verdict is None:
-            self.line.hold(experiment, signature(prepared.changes, base))
+            self.line.hold(experiment, signature(prepared.changes, base))  # the person's version, if they edited
             self.bus.emit(ProposalQueued(experiment.copy()))
         return prepared
 
@@ -232,7 +237,7 @@ class Proposer:
         elif answer.files is not None and answer.files != changes:
             prepared.proposal = Proposal(experiment.hypothesis, files=answer.files)
             try:
-                prepared.changes = self.planner.plan(prepared.proposal, base)
+                prepared.changes = self.planner.plan(prepared.proposal, base, own=experiment.id)
             except EditError as exc:
                 prepared.verdict = Verdict(Status.INVALID, f"after the person's edit: {exc}")
             experiment.agent_data["edited_by_user"] = True

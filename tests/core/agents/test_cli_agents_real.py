@@ -8,6 +8,9 @@ the agent's creation on (one folder, emptied for each proposal).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ from arsup.core.agents.cli_agent import CLIAgent
 from arsup.core.events import AgentText, SessionEnded
 from arsup.core.experiment import Status
 from arsup.core.loop import Engine
-from tests.agent_clis import ClaudeCli, CodexCli, transcript
+from arsup.core.journal import Journal
+from tests.agent_clis import INSTALLED, ClaudeCli, CodexCli, transcript
 from tests.agent_servers import answer, error, hang, tool
 from tests.conftest import git, make_project, marked_processes
 
@@ -240,3 +244,32 @@ def test_codex_with_a_model_that_does_not_exist_ends_the_night_saying_so(codex_c
     engine.run()
     assert events[-1].error and "codex: the model 'gpt-nonexistent-9' does not exist" in events[-1].reason
     assert [e.status for e in engine.history] == [Status.KEEP]
+
+
+def _arsup_headless(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`arsup run --headless ...` as a person types it, the CLIs found on PATH (the fixtures' environment)."""
+    env = {**os.environ, "PATH": f"{INSTALLED}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "arsup", "run", "--headless", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_arsup_run_headless_agent_claude_code_runs_a_night_of_its_edits(claude_cli: ClaudeCli, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo")
+    claude_cli.server.push(tool("Edit", file_path="train.py", old_string="LR = 0.0001", new_string="LR = 0.003"),
+                           answer(HYPOTHESIS))
+    done = _arsup_headless(root, "--agent", "claude-code", "--max-experiments", "2", "--max-cost", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [record] = [e for e in Journal(root).experiments() if e.agent == "claude-code"]
+    assert record.status == Status.KEEP and record.hypothesis == "a higher learning rate converges faster"
+    assert record.agent_data["usage"]["cost_usd"] > 0 and "a higher learning rate" in done.stdout
+    assert (root / "prepare.py").read_text() == "DATA = 'fixed'\n" and git(root, "status", "--porcelain") == ""
+
+
+def test_arsup_run_headless_agent_codex_runs_a_night_of_its_edits(codex_cli: CodexCli, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo")
+    codex_cli.server.push(tool("exec_command", cmd="sed -i 's/LR = 0.0001/LR = 0.003/' train.py"), answer(HYPOTHESIS))
+    done = _arsup_headless(root, "--agent", "codex", "--max-experiments", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [record] = [e for e in Journal(root).experiments() if e.agent == "codex"]
+    assert record.status == Status.KEEP and "LR = 0.003" in record.diff
+    assert (root / "prepare.py").read_text() == "DATA = 'fixed'\n" and git(root, "status", "--porcelain") == ""

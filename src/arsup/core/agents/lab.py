@@ -38,6 +38,7 @@ Read the lab folder {lab} first:
 - history.md: every experiment so far, the noise floor and the rule a change must pass to be kept
 - notes.md: notes from the person supervising you (follow them)
 - logs/: the last lines of the latest runs' logs
+- curves/: the loss curves of the best's and the latest runs (fraction of training, loss), where the training prints its progress
 - {notebook}: your lab notebook from earlier proposals; rewrite it (at most 12 short lines: what \
 helped, what did not, what to try next) before you finish
 
@@ -65,6 +66,13 @@ def write_lab(folder: Path, context: AgentContext, notebook: str) -> None:
         (folder / "logs" / f"{experiment.id}.log").write_text(experiment.crash_tail, encoding="utf-8")
     if context.last_crash_tail:
         (folder / "logs" / "last_crash.log").write_text(context.last_crash_tail, encoding="utf-8")
+    (folder / "curves").mkdir()
+    for experiment in _with_curves(context):
+        for run in experiment.runs:
+            if run.curve:
+                rows = "".join(f"{fraction:.4f}\t{loss:.6g}\n" for fraction, loss in run.curve)
+                path = folder / "curves" / f"{experiment.id}-seed{run.seed}.tsv"
+                path.write_text("fraction\tloss\n" + rows, encoding="utf-8")
 
 
 def read_notebook(folder: Path) -> str:
@@ -99,3 +107,10 @@ def prompt(context: AgentContext, lab: Path, editable: Sequence[str], protected:
 
 def _with_logs(history: list[Experiment]) -> list[Experiment]:
     return [e for e in history if e.crash_tail][-LOGS_SHOWN:]
+
+
+def _with_curves(context: AgentContext) -> list[Experiment]:
+    """The best and the latest experiments whose runs recorded a loss curve (the pruner's, `[prune]` on)."""
+    latest = [e for e in context.history if any(run.curve for run in e.runs)][-LOGS_SHOWN:]
+    best = [context.best] if context.best is not None and context.best.id not in {e.id for e in latest} else []
+    return best + latest

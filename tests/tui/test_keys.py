@@ -113,3 +113,32 @@ def test_esc_then_q_typed_quickly_is_not_alt_q() -> None:
         await until(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
 
     drive(app, go, size=(120, 40))
+
+
+def test_slash_filters_the_history_by_hypothesis_status_and_id() -> None:
+    app, _ = screen_with()
+
+    async def go(pilot: Pilot[Any]) -> None:
+        tree = app.main.query_one(ExperimentTree)
+        await until(pilot, lambda: app.focused is tree and len(tree.root.children) == 1, what="the tree")
+
+        def ids() -> list[str]:
+            found = []
+            for node in [*tree.root.children, *(c for n in tree.root.children for c in n.children)]:
+                if node.data is not None:
+                    found.append(node.data.id)
+            return sorted(found)
+
+        await pilot.press("slash", *"idea 3")
+        assert ids() == ["0003"]
+        await pilot.press("enter")  # back to the rows, the filter kept
+        assert app.focused is tree and ids() == ["0003"]
+        await pilot.press("slash", *"\b" * 6, *"discard")
+        await until(pilot, lambda: ids() == ["0002", "0003", "0004"], what="the discards")
+        await pilot.press("escape")  # clears
+        assert ids() == ["0001", "0002", "0003", "0004"] and app.focused is tree
+        await pilot.press("right_square_bracket", "slash", *"0004", "enter")
+        table = app.main.query_one(ResultsTable)
+        await until(pilot, lambda: table.row_count == 1 and app.focused is table, what="the filtered table")
+
+    drive(app, go, size=(120, 40))

@@ -553,6 +553,9 @@ class SupervisorApp(App[int]):
     def action_live(self) -> None:
         self._show_live()
 
+    def action_filter(self) -> None:
+        self.main.query_one(HistoryPane).start_filter()
+
     def action_transcript(self) -> None:
         experiment = self._in_view()
         if experiment is not None:

@@ -34,6 +34,8 @@ ACTIONS = (
     KeyAction("live", "l", "live", "back to the live experiment after looking at a past one"),
     KeyAction("transcript", "T", "transcript",
               "the coding agent's transcript of the experiment in view: each message and tool call, refused ones too"),
+    KeyAction("filter", "slash", "filter", "filter the history by words of the hypothesis, a status or an id",
+              display="/"),
     KeyAction("theme", "t", "theme", "cycle the colour theme"),
     KeyAction("help", "question_mark", "help", "this help", display="?"),
     KeyAction("quit", "q", "quit", "leave; while the loop runs, asks: detach (it goes on), stop after this run, or stop now"),

@@ -214,7 +214,7 @@ class HelpScreen(ModalScreen[None]):
         for action in keys.ACTIONS:
             body.append(f"{keys.key_of(action.id, self.keymap):>5}  ", "bold")
             body.append(f"{action.help}\n")
-        body.append("\nmoving  ", "bold")
+        body.append("moving  ", "bold")
         for index, (shown, words) in enumerate(keys.NAVIGATION):
             body.append(" · " if index else "")
             body.append(shown, "bold")

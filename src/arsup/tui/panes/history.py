@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, TabbedContent, Tabs, TabPane, Tree
+from textual.widgets import DataTable, Input, TabbedContent, Tabs, TabPane, Tree
 from textual.widgets.tree import TreeNode
 
 from arsup.core.experiment import Experiment, Status
@@ -29,6 +29,17 @@ TABS = ("tab-tree", "tab-table", "tab-chart")
 COMPACT_BELOW = 44  # a tree narrower than this (an 80-column terminal) gets compact labels
 
 
+def matches(experiment: Experiment, query: str) -> bool:
+    """Whether `/`'s words all occur (any case) in the experiment's id, status or hypothesis: `keep lr`."""
+    said = f"{experiment.id} {experiment.status} {experiment.hypothesis}".lower()
+    return all(word in said for word in query.lower().split())
+
+
+def filtered(view: SessionView, query: str) -> list[Experiment]:
+    """The history as the filter shows it (all of it without one)."""
+    return [e for e in view.history if matches(e, query)] if query.strip() else view.history
+
+
 class ExperimentTree(Tree[Experiment]):
     """Kept experiments at the top level, attempts under the commit they started from."""
 
@@ -41,6 +52,7 @@ class ExperimentTree(Tree[Experiment]):
         self._trunk: dict[str, TreeNode[Experiment]] = {}
         self._running_nodes: dict[str, TreeNode[Experiment]] = {}  # by experiment id: one per busy slot
         self.compact = False  # narrow (80 columns): labels that leave room for the hypothesis
+        self.query_text = ""  # the history's `/` filter
         self._shown: tuple[SessionView, Palette] | None = None  # what the last rebuild drew, to redraw on a resize
 
     def on_resize(self, event: events.Resize) -> None:
@@ -54,7 +66,7 @@ class ExperimentTree(Tree[Experiment]):
         self._shown = (view, palette)
         self.clear()
         self._trunk, self._running_nodes = {}, {}
-        for experiment in view.history:
+        for experiment in filtered(view, self.query_text):
             self.add_experiment(experiment, view, palette)
 
     def add_experiment(self, experiment: Experiment, view: SessionView, palette: Palette) -> TreeNode[Experiment]:
@@ -91,6 +103,7 @@ class ResultsTable(DataTable[Text]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.query_text = ""  # the history's `/` filter
 
     def rebuild(self, view: SessionView, palette: Palette) -> None:
         """Columns too: the metric's name arrives with the session, after the first frame."""
@@ -98,7 +111,7 @@ class ResultsTable(DataTable[Text]):
         holdout = ("holdout",) if view.holdout_keeps else ()
         for name in ("id", "commit", view.metric, *holdout, "Δ", "GB", "status", "description"):
             self.add_column(name, key=name)
-        for experiment in view.history:
+        for experiment in filtered(view, self.query_text):
             self.add_experiment(experiment, view, palette)
 
     def add_experiment(self, experiment: Experiment, view: SessionView, palette: Palette) -> None:
@@ -119,6 +132,19 @@ class ResultsTable(DataTable[Text]):
             Text(text.one_line(experiment.hypothesis)),
             key=experiment.id,
         )
+
+
+class FilterInput(Input):
+    """`/`'s line under the history: it filters as it is typed; enter goes back to the rows, esc clears it."""
+
+    BINDINGS = [Binding("escape", "clear", "clear the filter")]
+
+    class Cleared(Message):
+        """esc: the filter is gone."""
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.post_message(self.Cleared())
 
 
 class HistoryPane(Vertical):
@@ -151,10 +177,44 @@ class HistoryPane(Vertical):
                 yield ResultsTable(id="history-table")
             with TabPane("Chart", id="tab-chart"):
                 yield MetricChart(id="history-chart")
+        yield FilterInput(placeholder="filter: words of the hypothesis, a status, an id", id="history-filter")
 
     def on_mount(self) -> None:
         self.query_one(Tabs).can_focus = False
         self.query_one(MetricChart).can_focus = True  # so that `[` `]` still reach this pane while the chart shows
+
+    @property
+    def query_text(self) -> str:
+        return self.experiment_tree.query_text
+
+    def start_filter(self) -> None:
+        """`/`: the filter line shows and takes the keys."""
+        field = self.query_one(FilterInput)
+        field.display = True
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.value == self.query_text:
+            return
+        self.experiment_tree.query_text = self.query_one(ResultsTable).query_text = event.value
+        self.border_subtitle = f"/{event.value}" if event.value.strip() else ""
+        self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._back_to_rows()
+
+    def on_filter_input_cleared(self, event: FilterInput.Cleared) -> None:
+        event.stop()
+        self._back_to_rows()
+
+    def _back_to_rows(self) -> None:
+        field = self.query_one(FilterInput)
+        field.display = bool(field.value.strip())  # a filter in force stays in sight
+        tabs = self.query_one(TabbedContent)
+        rows = ResultsTable if tabs.active == "tab-table" else ExperimentTree
+        self.query_one(rows).focus()
 
     def action_switch(self, step: int) -> None:
         """The next (or previous) view, its rows focused."""
@@ -196,6 +256,9 @@ class HistoryPane(Vertical):
     def finished(self, experiment: Experiment) -> None:
         following = self.experiment_tree.is_vertical_scroll_end  # the person is not reading further up
         self.experiment_tree.set_running([(e, "") for e in self.view.training if e.id != experiment.id], self.palette)
+        if not matches(experiment, self.query_text):  # filtered out: not shown until the filter goes
+            self._stale.add("tab-chart")
+            return
         node = self.experiment_tree.add_experiment(experiment, self.view, self.palette)
         if following:
             self.experiment_tree.call_after_refresh(self.experiment_tree.scroll_to_node, node, animate=False)

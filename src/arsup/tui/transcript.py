@@ -22,7 +22,7 @@ from textual.widgets import Static
 
 from arsup.config import CLI_AGENT_KINDS
 from arsup.core.agents import transcript
-from arsup.core.agents.cli_agent import TRANSCRIPT
+from arsup.core.agents.base import TRANSCRIPT
 from arsup.core.experiment import Experiment
 from arsup.tui import text
 from arsup.tui.lines import LinesView

@@ -16,6 +16,9 @@ from arsup.core.acceptance import Noise, Rule
 from arsup.core.experiment import Experiment
 
 
+TRANSCRIPT = "transcript"  # Proposal.meta: a coding agent's events; the engine keeps them in agent.jsonl, records where
+
+
 @dataclass
 class Proposal:
     """A hypothesis and the change that tests it.

@@ -42,7 +42,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from arsup.core import runner
 from arsup.core.agents import lab
-from arsup.core.agents.base import AgentContext, Proposal
+from arsup.core.agents.base import TRANSCRIPT, AgentContext, Proposal
 from arsup.core.agents.edits import parse_hypothesis
 from arsup.core.agents.llm_client import Usage
 from arsup.core.agents.scratch import Scratch
@@ -52,7 +52,6 @@ RETRY_BASE_S = 2.0  # the first wait after a rate limit; doubled each time, at m
 RETRY_MAX_S = 60.0
 KILL_GRACE_S = 2.0
 _DETAIL_CHARS = 300
-TRANSCRIPT = "transcript"  # Proposal.meta: the events; the engine keeps them in agent.jsonl and records its path
 CALL = "arsup.call"  # the transcript's event opening each call: its command line, its session and workdir
 
 _AUTH = re.compile(r"\b401\b|\b403\b|invalid.{0,12}api.?key|authenticat|unauthori[sz]ed|not logged in|/login|"

@@ -32,7 +32,7 @@ from typing import Callable
 from arsup.config import Config
 from arsup.core import acceptance, journal, policy
 from arsup.core import changes as changes_
-from arsup.core.agents.base import Agent, AgentContext, Proposal, lanes_of
+from arsup.core.agents.base import TRANSCRIPT, Agent, AgentContext, Proposal, lanes_of
 from arsup.core.agents.edits import EditError
 from arsup.core.events import AgentText, LoopState, ProposalQueued, Proposing
 from arsup.core.experiment import Experiment, Status, Verdict
@@ -45,7 +45,6 @@ from arsup.core.loop.questions import Questions
 from arsup.core.pipeline import Pipeline
 from arsup.core.vcs import Vcs
 
-TRANSCRIPT = "transcript"  # Proposal.meta: a coding agent's events, kept in the run folder
 
 
 class AgentFailed(Exception):

@@ -210,3 +210,9 @@ def test_one_agent_on_the_command_line_or_several_separated_by_commas() -> None:
     assert config.AgentConfig(kind="claude-code, codex").kinds == ["claude-code", "codex"]
     single = config.AgentConfig(kind="command", command="aider --yes {files}")
     assert single.command_for("command") == "aider --yes {files}" and single.shown_model == ""
+
+
+def test_a_coding_agent_gets_longer_than_one_model_call_unless_the_timeout_is_set() -> None:
+    both = config.AgentConfig(kind="llm,claude-code")
+    assert (both.timeout_for("llm"), both.timeout_for("claude-code")) == (300.0, 1800.0)
+    assert config.AgentConfig(kind="codex", timeout=60).timeout_for("codex") == 60.0

@@ -173,6 +173,8 @@ class KindSettings(_Section):
 
 
 PER_KIND = "per_kind"
+MODEL_TIMEOUT_S = 300.0  # [agent] timeout's default for one LLM call
+CLI_TIMEOUT_S = 1800.0  # and for a coding agent's whole proposal
 
 
 class AgentConfig(_Section):
@@ -185,13 +187,16 @@ class AgentConfig(_Section):
     api_base: str = ""  # an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(4096, gt=0)
-    timeout: float = Field(300, gt=0)  # wall-clock deadline of one model call (a CLI agent: its whole call)
+    # wall-clock deadline of one model call (default 300 s), or of a CLI agent's whole call (default 1800 s:
+    # a coding agent reads, edits and checks for minutes)
+    timeout: Optional[float] = Field(None, gt=0)
     retries: int = Field(6, ge=0)  # transient failures (429, 5xx, timeouts) retried with backoff
     context_tokens: int = Field(0, ge=0)  # 0: litellm's model card, else 32768
     # kind = "command": the command line ({prompt}, {prompt_file}, {files}, {workdir}); claude-code, codex: the CLI
     command: str = ""
     session: Literal["fresh", "resume"] = "fresh"  # resume: each proposal continues the CLI's previous session
     allow_shell: bool = False  # claude-code: a shell too (Bash), not only the file tools
+    max_idle_blocks: int = Field(3, ge=0)  # external: the Stop hook blocks this many stops in a row without a proposal
     per_kind: dict[str, KindSettings] = {}  # [agent.codex] model = "...": one kind's own model or command
 
     @model_validator(mode="before")
@@ -246,6 +251,11 @@ class AgentConfig(_Section):
     @property
     def script_path(self) -> str:
         return next((kind for kind in self.kinds if kind.startswith("script:")), "").partition(":")[2]
+
+    def timeout_for(self, kind: str) -> float:
+        if self.timeout is not None:
+            return self.timeout
+        return CLI_TIMEOUT_S if kind in CLI_AGENT_KINDS else MODEL_TIMEOUT_S
 
     def model_for(self, kind: str) -> str:
         settings = self.per_kind.get(kind)

@@ -57,7 +57,7 @@ def _one(config: Config, root: Path, kind: str) -> Agent:
             api_base=agent.api_base,
             temperature=agent.temperature,
             max_tokens=agent.max_tokens,
-            deadline_s=agent.timeout,
+            deadline_s=agent.timeout_for(kind),
             retries=agent.retries,
             context_tokens=agent.context_tokens,
         )
@@ -92,7 +92,7 @@ def _cli_agent(config: Config, root: Path, kind: str) -> Agent:
         dialect, program = CommandDialect(program), program_of(program)
     made = CLIAgent(
         dialect, project.editable, project.protected, program=program, model=model,
-        timeout=agent.timeout, session=agent.session, allow_shell=agent.allow_shell, retries=agent.retries,
+        timeout=agent.timeout_for(kind), session=agent.session, allow_shell=agent.allow_shell, retries=agent.retries,
         hidden=[root.resolve()],
     )
     try:

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "session")
     mcp.add_argument("--work", type=Path, metavar="DIR",
                      help="the working copy the agent edits (default: a folder of yours under the temp folder)")
+    hook = commands.add_parser("hook", parents=[where], help="an agent session's hook: stop (the night is not over)")
+    hook.add_argument("event", choices=("stop",),
+                      help="stop: Claude Code's Stop hook, blocks a stop while the night runs")
     demo = commands.add_parser("demo", argument_default=unset,
                                help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR", default=None,
@@ -426,6 +429,16 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    """The Stop hook: whatever goes wrong, the agent may stop (a broken hook must never hold a session)."""
+    from arsup.hook import max_idle_blocks, stop_hook
+
+    root = _root(args)
+    if not sys.stdin.isatty():
+        sys.stdin.read()  # the session's JSON: the loop, not the session, says whether the night is over
+    return stop_hook(root, max_idle_blocks(root))
+
+
 def cmd_browse(args: argparse.Namespace) -> int:
     from arsup import config
     from arsup.tui.launch import run_browse
@@ -438,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     make_undumpable()  # first: a run must not read this process's environment (the API keys) in /proc
     args = parse_args(argv)
     command = "browse" if args.browse else args.command or "run"
+    if command == "hook":  # before the imports below: a hook answers in well under 200 ms
+        return cmd_hook(args)
     from arsup.config import ConfigError
     from arsup.background import LoopFailed
     from arsup.core.importing import BadLog
@@ -448,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild, "report": cmd_report,
-        "import": cmd_import, "export": cmd_export, "mcp": cmd_mcp,
+        "import": cmd_import, "export": cmd_export, "mcp": cmd_mcp, "hook": cmd_hook,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:

@@ -37,7 +37,7 @@ from arsup.background import LoopFailed, ensure_loop
 from arsup.core import acceptance
 from arsup.core.agents.base import AgentContext
 from arsup.core.agents.edits import EditError
-from arsup.core.agents.external import KIND
+from arsup.core.agents.external import ACCEPT_S, KIND, SETTLE_S
 from arsup.core.agents.lab import history_text
 from arsup.core.agents.prompt import history_table, keep_rule
 from arsup.core.agents.scratch import Scratch
@@ -203,7 +203,7 @@ class Keyless:
             if refusal:
                 return f"refused: {refusal.rstrip('.')}. {self._reset()}"
             try:
-                reply = client.propose(hypothesis, files)
+                reply = client.propose(hypothesis, files, timeout=client.timeout + ACCEPT_S + SETTLE_S)
             except ControlRefused as exc:
                 raise KeylessError(str(exc)) from None
             if reply["busy"]:

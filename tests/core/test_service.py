@@ -225,9 +225,10 @@ def test_an_external_loop_takes_proposals_from_a_client_and_checks_them(project:
     attached = Attached(project)
     try:
         assert attached.next(ExperimentFinished).experiment.is_baseline
-        refused = attached.client.propose("cheat", {"prepare.py": "DATA = 'mine'\n"})
+        refused = attached.client.propose("cheat", {"prepare.py": "DATA = 'mine'\n"}, timeout=70)
         assert not refused["experiment"] and "prepare.py" in refused["refused"]
-        taken = attached.client.propose("raise LR", {"train.py": TOY_TRAIN.replace("LR = 0.0001", "LR = 0.003")})
+        better = TOY_TRAIN.replace("LR = 0.0001", "LR = 0.003")
+        taken = attached.client.propose("raise LR", {"train.py": better}, timeout=70)
         assert taken["experiment"] == "0002" and taken["status"] == "queued" and not taken["refused"]
         finished = attached.next(ExperimentFinished).experiment
         assert (finished.id, finished.status) == ("0002", Status.KEEP)
@@ -242,5 +243,5 @@ def test_an_external_loop_takes_proposals_from_a_client_and_checks_them(project:
 def test_a_loop_with_its_own_agent_refuses_a_client_proposal(project: Path, loop: Loop) -> None:
     attached = Attached(project)
     with pytest.raises(ControlRefused, match='only a loop with \\[agent\\] kind = "external"'):
-        attached.client.propose("mine", {"train.py": "x\n"})
+        attached.client.propose("mine", {"train.py": "x\n"}, timeout=10)
     attached.client.close()

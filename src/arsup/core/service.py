@@ -33,10 +33,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arsup.core import wire
-from arsup.core.agents.external import ACCEPT_S, SETTLE_S, ExternalAgent
 from arsup.core.controls import Controls
 from arsup.core.events import (
     AgentText,
@@ -58,6 +57,9 @@ from arsup.core.events import (
     StateChanged,
 )
 from arsup.core.journal import STATE_DIR
+
+if TYPE_CHECKING:  # not at run time: the agents package loads the config's models, too slow for `arsup hook`
+    from arsup.core.agents.external import ExternalAgent
 
 logger = logging.getLogger(__name__)
 
@@ -340,6 +342,8 @@ class ControlServer:
                     controls.set_policy(_text(message, "name", "a policy"))
                 case "propose":
                     reply.update(self._propose(message))
+                case "tell" if self.proposals is not None:  # the session outside, for the person (arsup hook)
+                    self.proposals.tell(_text(message, "text", "a notice"))
                 case _:
                     reply.update(ok=False, error=f"unknown control {name!r}")
         except ValueError as exc:
@@ -480,10 +484,10 @@ class ControlClient:
     def stop_after_run(self) -> None:
         self._must("stop_after_run")
 
-    def propose(self, hypothesis: str, files: dict[str, str]) -> dict[str, Any]:
+    def propose(self, hypothesis: str, files: dict[str, str], timeout: float) -> dict[str, Any]:
         """Hand an external loop a proposal: the reply's experiment (its id), refused (why) or busy (the loop is not
-        asking now)."""
-        reply = self.request("propose", timeout=self.timeout + ACCEPT_S + SETTLE_S, hypothesis=hypothesis, files=files)
+        asking now); `timeout`: how long the loop may take (ExternalAgent's ACCEPT_S and SETTLE_S, and more)."""
+        reply = self.request("propose", timeout=timeout, hypothesis=hypothesis, files=files)
         if not reply["ok"]:
             raise ControlRefused(reply["error"])
         return reply

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.events import ApprovalRequested, Event, ExperimentFinished, ProposalQueued
@@ -73,6 +73,7 @@ class ExternalAgent:
         self._cond = threading.Condition()
         self._offers: deque[_Offer] = deque()
         self._accepted: dict[str, _Offer] = {}  # token -> offer taken and passed, until its events settle it
+        self._notify: Callable[[str], None] | None = None  # the loop's notices, once it has asked for a proposal
 
     # -- the clients' side (client threads) -------------------------------------------
 
@@ -96,8 +97,15 @@ class ExternalAgent:
 
     # -- the loop's side ---------------------------------------------------------------
 
+    def tell(self, text: str) -> None:
+        """A notice for the person about the session outside (its Stop hook let it stop)."""
+        if self._notify is None:
+            raise ValueError("the loop has not asked for a proposal yet")
+        self._notify(text)
+
     def propose(self, context: AgentContext) -> Proposal | None:
         """The next offer that passes the checks; None once the loop stops."""
+        self._notify = context.notify
         while True:
             offer = self._take(context)
             if offer is None:

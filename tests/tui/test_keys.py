@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Tabs
+from textual.widgets._toast import Toast
 
+from arsup.core.events import ApprovalRequested
 from arsup.core.experiment import Experiment, Status
 from arsup.tui.panes.history import ExperimentTree, ResultsTable
-from arsup.tui.screens import HelpScreen, KillScreen, QuitScreen
+from arsup.tui.screens import ApprovalScreen, HelpScreen, KillScreen, QuitScreen
 from arsup.tui import keys
 from tests.tui.conftest import drive, screen_with, until
 
@@ -142,3 +145,20 @@ def test_slash_filters_the_history_by_hypothesis_status_and_id() -> None:
         await until(pilot, lambda: table.row_count == 1 and app.focused is table, what="the filtered table")
 
     drive(app, go, size=(120, 40))
+
+
+
+def test_a_toast_never_covers_the_approval_dialog() -> None:
+    running = Experiment("0005", "t", "c1", "slow idea", "script", commit="d5", status=Status.PROPOSED)
+    app, _ = screen_with()
+    app.bridge(ApprovalRequested("run", running, Future(), question_id="q1"))
+
+    async def go(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen), what="the question")
+        app.notify("a long notice that would sit over the dialog's keys " * 3, timeout=30)
+        await pilot.pause(0.2)
+        assert not [toast for toast in app.screen.query(Toast) if toast.display and toast.region.area]
+        await pilot.press("escape")  # put aside: the notice shows on the main screen
+        await until(pilot, lambda: any(t.region.area for t in app.screen.query(Toast)), what="the toast")
+
+    drive(app, go, size=(80, 24), notifications=True)

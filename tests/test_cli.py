@@ -402,7 +402,7 @@ def test_a_bad_log_and_an_imported_tag_end_in_one_error_line(project: Path) -> N
 COMMANDS_WITH_DIR = {
     "init": [], "run": [], "demo": [], "verify": [], "ablate": [], "rebuild": [], "report": [],
     "import": ["results.tsv"], "export": ["mlflow"], "attach": [], "status": [], "approve": [], "skip": [],
-    "kill": [], "pause": [], "resume": [], "note": ["hello"], "policy": ["auto"], "stop": [], "mcp": [], "hook": ["stop"],
+    "kill": [], "pause": [], "resume": [], "note": ["hello"], "policy": ["auto"], "stop": [], "mcp": [], "hook": ["stop"], "agent": ["claude"],
 }
 
 

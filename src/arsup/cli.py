@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "session")
     mcp.add_argument("--work", type=Path, metavar="DIR",
                      help="the working copy the agent edits (default: a folder of yours under the temp folder)")
+    agent = commands.add_parser("agent", parents=[where], help="keyless: start your own Claude Code or Codex, set "
+                                "up as the researcher (arsup mcp)")
+    agent.add_argument("cli", choices=("claude", "codex"), help="claude (Claude Code) or codex")
+    agent.add_argument("--no-start", action="store_true", help="write the configuration and print the command")
     hook = commands.add_parser("hook", parents=[where], help="an agent session's hook: stop (the night is not over)")
     hook.add_argument("event", choices=("stop",),
                       help="stop: Claude Code's Stop hook, blocks a stop while the night runs")
@@ -429,6 +433,23 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    """Your interactive CLI in a folder set up for keyless mode: its config written, then it starts there."""
+    import shlex
+
+    from arsup import config
+    from arsup.keyless_agent import prepare, start
+
+    root = _root(args)
+    setup = prepare(args.cli, root, config.load(root))
+    print(f"arsup: {args.cli} is set up in {setup.folder}; the working copy is {setup.work}; "
+          f"`arsup attach --dir {root}` shows the loop beside it", flush=True)
+    if args.no_start:
+        print(f"cd {shlex.quote(str(setup.folder))} && {shlex.join(setup.argv)}")
+        return 0
+    return start(setup)
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     """The Stop hook: whatever goes wrong, the agent may stop (a broken hook must never hold a session)."""
     from arsup.hook import max_idle_blocks, stop_hook
@@ -463,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "init": cmd_init, "run": cmd_run, "demo": cmd_demo, "browse": cmd_browse, "attach": cmd_attach,
         "verify": cmd_verify, "ablate": cmd_ablate, "rebuild": cmd_rebuild, "report": cmd_report,
-        "import": cmd_import, "export": cmd_export, "mcp": cmd_mcp, "hook": cmd_hook,
+        "import": cmd_import, "export": cmd_export, "mcp": cmd_mcp, "hook": cmd_hook, "agent": cmd_agent,
         **dict.fromkeys(("status", "approve", "skip", "kill", "pause", "resume", "note", "policy", "stop"), cmd_remote),
     }
     try:

@@ -98,3 +98,36 @@ def test_status_names_what_each_slot_trains() -> None:
     assert [line for line in lines if line.startswith("running")] == [
         "running [gpu0]: 0005 lower LR", "running [gpu1]: 0004 wider model",
     ]
+
+
+def test_status_says_a_pending_pause_a_stop_after_the_run_and_the_notes_as_replayed_to_a_late_client() -> None:
+    """What the loop was asked and has not done yet: a late `arsup status` sees it through the replay too."""
+    from arsup.core.events import (
+        NoteAdded, Paused, Proposing, SessionStarted, StateChanged, StopAfterRunAsked,
+    )
+    from arsup.core.service import Replay
+    from arsup.remote import status_lines
+    from arsup.view import SessionView
+
+    replay = Replay()
+    for event in (
+        SessionStarted("t", "autoresearch/t", "h", 0, project="/p"),
+        NoteAdded("an old note", read=True),
+        Proposing("0002"),
+        NoteAdded("try a smaller model"),  # after the proposal's prompt: it waits for the next one
+        StateChanged("training", "0002"),
+        Paused(),
+        StopAfterRunAsked(),
+    ):
+        replay.add(event)
+    view = SessionView()
+    for event in replay.events():
+        view.apply(event)
+    lines = status_lines(view, 42)
+    assert "pause asked: the loop pauses after the current step" in lines
+    assert "stop asked: the loop ends after the experiments under way" in lines
+    assert "note: an old note" in lines
+    assert "note: try a smaller model (waiting: the agent reads it from its next proposal)" in lines
+    assert view.waiting_notes == ["try a smaller model"]
+    view.apply(Proposing("0003"))
+    assert view.waiting_notes == [] and "waiting" not in " ".join(status_lines(view, 42))

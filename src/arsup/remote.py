@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from arsup.core.events import LoopState
 from arsup.core.experiment import Status
 from arsup.core.service import ControlClient, LoopNotRunning
 from arsup.output import describe_question, waiting_line
@@ -30,6 +31,13 @@ def status_lines(view: SessionView, loop_pid: int) -> list[str]:
     ]
     detail = f" ({view.detail})" if view.detail else ""
     out.append(f"state: {view.state}{detail}")
+    if view.paused and view.state != LoopState.PAUSED:
+        out.append("pause asked: the loop pauses after the current step")
+    if view.stopping_after_run and view.ended is None:
+        out.append("stop asked: the loop ends after the experiments under way")
+    for number, note in enumerate(view.notes):
+        waiting = " (waiting: the agent reads it from its next proposal)" if number >= view.notes_read else ""
+        out.append(f"note: {note}{waiting}")
     for slot, experiment in sorted(view.slots.items()):  # one line per busy slot
         where = f" [{slot}]" if len(view.slots) > 1 else ""
         out.append(f"running{where}: {experiment.id} {' '.join(experiment.hypothesis.split())[:100]}")

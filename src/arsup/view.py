@@ -27,6 +27,7 @@ from arsup.core.events import (
     ExperimentFinished,
     ExperimentStarted,
     LoopState,
+    NoteAdded,
     Paused,
     PolicyChanged,
     ProposalQueued,
@@ -37,6 +38,7 @@ from arsup.core.events import (
     SessionEnded,
     SessionStarted,
     StateChanged,
+    StopAfterRunAsked,
 )
 from arsup.core.experiment import Experiment, Status, total_usage
 
@@ -58,6 +60,9 @@ class SessionView:
     agent: str = ""
     model: str = ""
     paused: bool = False  # a pause was asked for (the loop may still finish its step)
+    stopping_after_run: bool = False  # asked to end after the experiments under way
+    notes: list[str] = field(default_factory=list)  # the night's notes to the agent
+    notes_read: int = 0  # how many of them a prompt has had: the rest wait for the next proposal
     started_at: float = 0.0  # when the loop's session started (0: unknown, e.g. browsing)
     _kept: tuple[tuple[int, int], dict[str, Experiment]] | None = field(default=None, repr=False, compare=False)
     pid: int = 0  # the loop's process
@@ -81,6 +86,12 @@ class SessionView:
                 self._started(event)
             case Proposing():
                 self.proposing_id, self.agent_text = event.experiment_id, ""
+                self.notes_read = len(self.notes)
+            case NoteAdded():
+                self.notes.append(event.text)
+                self.notes_read = len(self.notes) if event.read else self.notes_read
+            case StopAfterRunAsked():
+                self.stopping_after_run = True
             case AgentText() if event.experiment_id == self.proposing_id:
                 self.agent_text = (self.agent_text + event.text)[-MAX_AGENT_TEXT:]
             case StateChanged():
@@ -115,6 +126,7 @@ class SessionView:
         self.branch, self.project, self.policy = event.branch, event.project, event.policy
         self.agent, self.model, self.paused, self.pid = event.agent, event.model, event.paused, event.pid
         self.started_at, self.holdout_keeps = event.started_at, event.holdout_keeps
+        self.notes, self.notes_read, self.stopping_after_run = [], 0, False  # said again after the start
         self.history = [e for e in event.history if e.status in Status.FINAL]
         self.best = acceptance.head_of_line(self.history)
 
@@ -133,6 +145,11 @@ class SessionView:
     def proposing_next(self) -> bool:
         """The agent makes the next proposal while a run trains (and has not delivered it yet)."""
         return self.running is not None and self.proposing_id > self.running.id and not self.queued
+
+    @property
+    def waiting_notes(self) -> list[str]:
+        """The notes no prompt has had yet: the agent reads them from its next proposal on."""
+        return self.notes[self.notes_read:]
 
     @property
     def pending(self) -> ApprovalRequested | None:
@@ -239,4 +256,6 @@ class SessionView:
             label = f"awaiting approval ({self.detail})"
         if self.paused and self.state != LoopState.PAUSED:
             label += ", pausing after this step"
+        if self.stopping_after_run:
+            label += ", stopping after this run"
         return label

@@ -13,7 +13,9 @@ from arsup import config
 from arsup.core import policy
 from arsup.core.agents.script import ScriptAgent
 from arsup.core.loop import Engine
-from arsup.core.events import ApprovalRequested, Event, RunOutput, SessionEnded, StateChanged
+from arsup.core.events import (
+    ApprovalRequested, Event, NoteAdded, RunOutput, SessionEnded, StateChanged, StopAfterRunAsked,
+)
 from arsup.core.experiment import Status
 from arsup.core.journal import Journal
 from tests.conftest import TOY_TRAIN, edit, git, write_script
@@ -173,6 +175,7 @@ def test_stop_after_run_finishes_the_experiment(project: Path) -> None:
     driver.engine.stop_after_run()
     end = driver.finish()
     assert end.reason == "stopped after the run, as asked"
+    assert any(isinstance(e, StopAfterRunAsked) for e in driver.events)  # said to every screen until it ends
     assert [e.hypothesis for e in driver.engine.history] == ["baseline", "slow-ish", "wider"]
     assert driver.engine.history[1].status in (Status.KEEP, Status.DISCARD)
     queued = driver.engine.history[2]  # proposed while slow-ish trained: recorded, never run
@@ -188,9 +191,11 @@ def test_notes_reach_the_agent_and_survive_a_restart(project: Path) -> None:
     driver.finish()
     notes = [e["text"] for e in Journal(project).events() if e["event"] == "note"]
     assert notes == ["try a smaller model"]
+    assert NoteAdded("try a smaller model") in driver.events  # waiting on screens until a prompt has it
     again = Driver(project, script)
     again.finish()
     assert again.engine.notes == ["try a smaller model"]
+    assert NoteAdded("try a smaller model", read=True) in again.events  # the restart says it was read
     assert [e.status for e in again.engine.history] == [Status.SKIPPED, Status.KEEP, Status.DISCARD]
 
 

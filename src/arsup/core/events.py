@@ -156,6 +156,20 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class NoteAdded:
+    """A person's note to the agent; `read` once a proposal's prompt has had it (the agent reads every note in
+    every prompt from then on): until then the screen and `arsup status` show it as waiting."""
+
+    text: str
+    read: bool = False
+
+
+@dataclass(frozen=True)
+class StopAfterRunAsked:
+    """The loop ends after the experiments under way: said until it does, on every screen and in `arsup status`."""
+
+
+@dataclass(frozen=True)
 class SessionEnded:
     reason: str
     error: bool = False
@@ -178,5 +192,7 @@ Event = (
     | ExperimentFinished
     | Notice
     | QuestionClosed
+    | NoteAdded
+    | StopAfterRunAsked
     | SessionEnded
 )

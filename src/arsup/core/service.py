@@ -43,6 +43,7 @@ from arsup.core.events import (
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    NoteAdded,
     Notice,
     Paused,
     PolicyChanged,
@@ -55,6 +56,7 @@ from arsup.core.events import (
     SessionEnded,
     SessionStarted,
     StateChanged,
+    StopAfterRunAsked,
 )
 from arsup.core.journal import STATE_DIR
 
@@ -105,6 +107,9 @@ class Replay:
         self.state: StateChanged | None = None
         self.policy: PolicyChanged | None = None
         self.pause: Paused | Resumed | None = None
+        self.after_run: StopAfterRunAsked | None = None
+        self.notes: list[str] = []  # this night's notes to the agent; those from `notes_read` on wait for a prompt
+        self.notes_read = 0
         self.questions: dict[str, ApprovalRequested] = {}
         self.notices: deque[Notice] = deque(maxlen=REPLAY_NOTICES)
         self.ended: SessionEnded | None = None
@@ -115,6 +120,13 @@ class Replay:
                 self.started, self.finished = event, []
             case Proposing():
                 self.proposing, self.agent_text = event, None
+                self.notes_read = len(self.notes)  # its prompt has every note so far
+            case NoteAdded():
+                self.notes.append(event.text)
+                if event.read:
+                    self.notes_read = len(self.notes)
+            case StopAfterRunAsked():
+                self.after_run = event
             case AgentText():
                 text = (self.agent_text.text if self.agent_text else "") + event.text
                 self.agent_text = AgentText(event.experiment_id, text)
@@ -158,7 +170,7 @@ class Replay:
 
     def events(self) -> list[Event]:
         out: list[Event] = [self.started] if self.started else []
-        out += [event for event in (self.policy, self.pause) if event is not None]
+        out += [event for event in (self.policy, self.pause, self.after_run) if event is not None]
         out += self.finished
         for experiment_id, started in self.training.items():  # oldest first: the newest is the one followed
             out += started
@@ -167,6 +179,8 @@ class Replay:
                 out.append(RunOutput(experiment_id, list(lines), partial))
         out += list(self.queued.values())
         out += [event for event in (self.proposing, self.agent_text) if event is not None]
+        # the notes after the proposal: replayed before it, its Proposing would mark them all read
+        out += [NoteAdded(text, read=number < self.notes_read) for number, text in enumerate(self.notes)]
         out += list(self.notices)
         if self.state:
             out.append(self.state)

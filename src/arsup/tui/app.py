@@ -39,6 +39,7 @@ from arsup.core.events import (
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    NoteAdded,
     Notice,
     Paused,
     PolicyChanged,
@@ -50,6 +51,7 @@ from arsup.core.events import (
     SessionEnded,
     SessionStarted,
     StateChanged,
+    StopAfterRunAsked,
 )
 from arsup.core.experiment import Experiment, Status
 from arsup.core.monitor import Monitor
@@ -88,7 +90,7 @@ STOP_WAIT_S = 60.0  # a stop kills the training (SIGTERM, grace, SIGKILL); then 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 REDRAWN_BY = (
     SessionStarted, Proposing, StateChanged, PolicyChanged, Paused, Resumed, ApprovalRequested, QuestionClosed,
-    ExperimentStarted, RunStarted, ExperimentFinished, SessionEnded,
+    ExperimentStarted, RunStarted, ExperimentFinished, SessionEnded, NoteAdded, StopAfterRunAsked,
 )  # the events after which the header, hypothesis, diff and keys are redrawn (not every streamed token)
 PANE_TITLES = {"hypothesis": "Hypothesis", "gpu": "GPU", "log": "Log", "diff": "Diff", "history": "History"}
 

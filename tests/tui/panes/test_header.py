@@ -67,3 +67,26 @@ def test_the_clock_and_the_duty_stop_when_the_loop_has_ended() -> None:
         assert "0:01:05" in shown()
 
     drive(app, go, size=(120, 40))
+
+
+def test_a_note_and_a_stop_after_the_run_stay_on_screen_until_they_take_effect() -> None:
+    from arsup.core.events import NoteAdded, Proposing, StopAfterRunAsked
+
+    bridge = Bridge()
+    bridge(SessionStarted("t", "autoresearch/t", "c1", 0))
+    app = SupervisorApp(RecordingControls(), bridge)
+
+    def shown() -> str:
+        return " ".join(f.plain for f in app.main.query_one(HeaderPane)._fields)
+
+    async def go(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.view.branch, what="the session")
+        bridge(StateChanged("training", "0002"))
+        bridge(NoteAdded("try a smaller model"))
+        bridge(StopAfterRunAsked())  # asked from another screen or `arsup stop --after-run`
+        await until(pilot, lambda: "✎ note for the next proposal: try a smaller model" in shown(), what="the note")
+        assert "stopping after this run" in shown()
+        bridge(Proposing("0003"))  # its prompt has the note
+        await until(pilot, lambda: "✎" not in shown(), what="the note read")
+
+    drive(app, go, size=(120, 40))

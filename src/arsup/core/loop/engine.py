@@ -50,7 +50,9 @@ from arsup.config import CONFIG_NAME, Config
 from arsup.core import acceptance, disk, journal, policy, sandbox
 from arsup.core.agents.base import Agent
 from arsup.core.controls import NOTE_MAX_CHARS
-from arsup.core.events import Notice, Paused, PolicyChanged, Resumed, SessionEnded, SessionStarted
+from arsup.core.events import (
+    NoteAdded, Notice, Paused, PolicyChanged, Resumed, SessionEnded, SessionStarted, StopAfterRunAsked,
+)
 from arsup.core.experiment import Experiment
 from arsup.core.loop.bus import EventBus, Subscriber
 from arsup.core.loop.disk_stop import DiskWatch
@@ -180,6 +182,7 @@ class Engine:
     def stop_after_run(self) -> None:
         """Let the current experiment finish, then end the loop."""
         self._flags.after_run.set()
+        self._bus.emit(StopAfterRunAsked())
         self._bus.notice("will stop after this experiment")
 
     def kill(self) -> None:
@@ -218,6 +221,7 @@ class Engine:
         if text:
             self.notes.append(text)
             self.journal.append("note", tag=self.tag, text=text)
+            self._bus.emit(NoteAdded(text))
             self._bus.notice(f"note for the agent: {text}")
 
     def answer(self, question_id: str, approved: bool, files: dict[str, str] | None = None) -> bool:
@@ -261,6 +265,8 @@ class Engine:
             pid=os.getpid(), started_at=time.time(), history=[e.copy() for e in session.history],
             holdout_keeps=self.config.holdout.warn_keeps,
         ))
+        for text in session.notes:  # the night's earlier notes: every prompt has had them
+            self._bus.emit(NoteAdded(text, read=True))
         unsandboxed = sandbox.warning(self.config.sandbox) if self.config.executor.kind == "local" else ""
         if unsandboxed:  # once per session: every run of it goes the same way (the probe is cached)
             self._bus.notice(unsandboxed, "warning")

@@ -61,6 +61,8 @@ def fields(view: SessionView, info: HeaderInfo, palette: Palette) -> list[Text]:
     if spend["calls"]:
         items.append(Text(f"${spend['cost_usd']:.2f} ({int(spend['calls'])} calls)"))
     items.append(Text(f"● {info.state}", style=palette.accent + palette.strong))
+    for note in view.waiting_notes:  # until a prompt has it: a toast alone fades before it takes effect
+        items.append(Text(f"✎ note for the next proposal: {text.one_line(note)[:60]}", style=palette.accent))
     return items
 
 

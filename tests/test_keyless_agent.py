@@ -15,7 +15,7 @@ import pytest
 
 from arsup import config
 from arsup.keyless_agent import TOOLS, first_message, prepare
-from tests.agent_clis import ClaudeCli, events, run_cli
+from tests.agent_clis import ClaudeCli, CodexCli, events, run_cli
 from tests.agent_servers import answer, tool
 from tests.conftest import git, make_project, results_rows
 from tests.faults.conftest import fingerprint
@@ -84,3 +84,21 @@ def test_the_real_claude_code_drives_a_night_through_arsup_mcp(claude_cli: Claud
     assert [row[3] for row in rows] == ["keep", "keep"] and rows[1][4] == "a higher learning rate converges faster"
     assert fingerprint(root, ["prepare.py"]) == protected and not (root / "helper.py").exists()
     assert "LR = 0.003" in git(root, "show", "HEAD:train.py")
+
+
+def test_the_real_codex_loads_arsups_tools_from_the_command_arsup_agent_codex_starts(
+    codex_cli: CodexCli, tmp_path: Path
+) -> None:
+    root = make_project(tmp_path / "repo")
+    setup = prepare("codex", root, config.load(root))
+    assert setup.argv[-1] == first_message(root, setup.work) and "workspace-write" in setup.argv
+    codex_cli.server.push(answer("Done."))
+    try:  # `codex exec`: the interactive command's options, in its non-interactive form
+        done = run_cli([codex_cli.binary, "exec", "--skip-git-repo-check", *setup.argv[1:]], cwd=setup.folder,
+                       timeout=120)
+    finally:
+        subprocess.run([sys.executable, "-m", "arsup", "stop", "--dir", str(root)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    offered = [t for t in codex_cli.server.turns[0]["tools"] if t.get("name") == "mcp__arsup"]
+    assert sorted(tool["name"] for tool in offered[0]["tools"]) == sorted(TOOLS)
+    assert first_message(root, setup.work) in json.dumps(codex_cli.server.turns[0]["input"])

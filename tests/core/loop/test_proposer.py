@@ -148,3 +148,25 @@ def test_the_same_change_proposed_twice_at_once_runs_once(tmp_path: Path) -> Non
     refused = [e for e in engine.history[1:] if e.status == Status.INVALID]
     assert len(trained) == 1, [(e.id, e.status, e.reason) for e in engine.history]  # not twice, one per lane
     assert refused and all("repeats" in e.reason for e in refused)  # then refused each time it came again
+
+
+def test_at_once_one_makes_one_proposal_at_a_time_whatever_the_slots(tmp_path: Path) -> None:
+    import sys
+
+    from arsup import config
+    from arsup.core.agents import create_agent
+    from arsup.core.loop import Engine
+
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"})
+    script, log = tmp_path / "agent.py", tmp_path / "calls.log"
+    script.write_text(PARALLEL_AGENT.replace("time.sleep(1.0)", "time.sleep(0.5)"))
+    cfg = config.load(root, {
+        "budget": {"max_experiments": 3}, "slots": {"cpu": 2, "queue": 0},
+        "agent": {"kind": "command", "command": f"{sys.executable} {script} {log}", "at_once": 1},
+    })
+    engine = Engine(cfg, root, create_agent(cfg, root), tag="t1")
+    engine.prepare()
+    engine.run()
+    lines = log.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "end", "start", "end"]  # never two under way
+    assert len(engine.history) == 3

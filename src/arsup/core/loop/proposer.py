@@ -79,13 +79,16 @@ class Proposer:
         self._opened_lock = threading.Lock()
         self._planning = threading.Lock()  # a plan and its hold, one step across the proposer threads
         self._unobserved: deque[Experiment] = deque()  # finished, not yet shown to the agent (its thread does)
+        self.earlier: list[Experiment] = []  # the other tags' finished experiments, as the agent sees them
         self._waiting = threading.Event()  # the loop has nothing to run until the proposer delivers
 
     # -- the scheduler's side (loop and slot threads) -----------------------------------
 
     def open(self, depth: int, slots: int = 1) -> None:
-        """Make up to `depth` proposals ahead, as many at once as the agent can and the slots can use."""
-        self._pipeline = Pipeline(self._prepare_next, depth, workers=min(lanes_of(self.agent), slots))
+        """Make up to `depth` proposals ahead, as many at once as the agent can, the slots can use and
+        `[agent] at_once` allows."""
+        workers = min(lanes_of(self.agent), slots, self.config.agent.at_once or slots)
+        self._pipeline = Pipeline(self._prepare_next, depth, workers=workers)
 
     def take(self, in_place: bool, cancel: threading.Event) -> Prepared | None:
         """The next prepared proposal; None when the agent has no more ideas or `cancel` is set. `in_place`:
@@ -213,6 +216,7 @@ class Proposer:
             rule=acceptance.Rule.from_config(self.config.acceptance),
             circling=[e.for_agent() for e in changes_.circling(history)],
             in_flight=[queued for _, queued, _ in self.line.pending()],
+            earlier=list(self.earlier),
             last_crash_tail=crashed.crash_tail if crashed else "",
             notes=list(self._notes()),
             cancel=self.flags.proposals_cancel,

@@ -94,3 +94,35 @@ def test_a_night_through_the_mcp_tools_is_judged_and_a_protected_edit_is_refused
     assert "agent external" in said["status"][1]
     assert fingerprint(root, ["prepare.py"]) == protected
     assert "LR = 0.003" in git(root, "show", "HEAD:train.py")  # the run branch holds the keep
+
+
+
+async def not_asking(root: Path, work: Path) -> dict[str, tuple[bool, str]]:
+    params = StdioServerParameters(command=ARSUP[0], args=[*ARSUP[1:], "mcp", "--dir", str(root), "--work", str(work)],
+                                   env=dict(os.environ), cwd=str(root))
+    said: dict[str, tuple[bool, str]] = {}
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = Tools(session)
+        said["brief"] = await tools.call("brief")
+        (work / "train.py").write_text(TOY_TRAIN.replace("WIDTH = 64", "WIDTH = 65"))
+        said["propose"] = await tools.call("propose", hypothesis="wider")
+        said["copy"] = (False, (work / "train.py").read_text())
+        said["training"] = await tools.call("wait", id="0001", timeout_s=0)
+    return said
+
+
+def test_a_proposal_the_loop_cannot_take_now_is_a_tool_error_and_the_copy_is_kept(tmp_path: Path) -> None:
+    slow = TOY_TRAIN + "import time\ntime.sleep(30)\n"  # the baseline trains first; the loop asks for nothing meanwhile
+    root = make_project(tmp_path / "repo", train=slow, project={"time_budget": 60, "timeout": 120})
+    work = tmp_path / "work"
+    try:
+        said = asyncio.run(asyncio.wait_for(not_asking(root, work), 120))
+    finally:
+        subprocess.run([*ARSUP, "stop", "--dir", str(root)], capture_output=True, timeout=60)
+    assert "Now: 0001 training." in said["brief"][1]
+    error, busy = said["propose"]
+    assert error and "the loop takes no proposal now (0001 training); your working copy is kept" in busy
+    assert "WIDTH = 65" in said["copy"][1]
+    error, training = said["training"]
+    assert not error and training.startswith("0001 is still training, ") and "% through run 1" in training

@@ -19,6 +19,7 @@ from tests.agent_clis import ClaudeCli, CodexCli, events, run_cli
 from tests.agent_servers import answer, tool
 from tests.conftest import git, make_project, results_rows
 from tests.faults.conftest import fingerprint
+from tests.test_mcp_server import stop_loop
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,7 @@ def test_the_real_claude_code_drives_a_night_through_arsup_mcp(claude_cli: Claud
         done = run_cli([claude_cli.binary, "-p", *setup.argv[1:], "--permission-mode", "acceptEdits",
                         "--output-format", "stream-json", "--verbose"], cwd=setup.folder, timeout=300)
     finally:
-        subprocess.run([sys.executable, "-m", "arsup", "stop", "--dir", str(root)], capture_output=True, timeout=60)
+        stop_loop(root)
     assert done.returncode == 0, done.stderr[-2000:]
     results = {}
     for event in events(done.stdout):
@@ -97,7 +98,7 @@ def test_the_real_codex_loads_arsups_tools_from_the_command_arsup_agent_codex_st
         done = run_cli([codex_cli.binary, "exec", "--skip-git-repo-check", *setup.argv[1:]], cwd=setup.folder,
                        timeout=120)
     finally:
-        subprocess.run([sys.executable, "-m", "arsup", "stop", "--dir", str(root)], capture_output=True, timeout=60)
+        stop_loop(root)
     assert done.returncode == 0, done.stderr[-2000:]
     offered = [t for t in codex_cli.server.turns[0]["tools"] if t.get("name") == "mcp__arsup"]
     assert sorted(tool["name"] for tool in offered[0]["tools"]) == sorted(TOOLS)

@@ -13,16 +13,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from arsup.background import running_loop
 from tests.conftest import TOY_TRAIN, git, make_project
 from tests.faults.conftest import fingerprint
 
 pytestmark = pytest.mark.slow
 
 ARSUP = [sys.executable, "-m", "arsup"]
+
+
+def stop_loop(root: Path) -> None:
+    """End the loop `arsup mcp` started in the background: `arsup stop`, and a kill if that did not end it."""
+    pid = running_loop(root)
+    subprocess.run([*ARSUP, "stop", "--dir", str(root)], capture_output=True, timeout=60)
+    if pid and psutil.pid_exists(pid):
+        try:
+            psutil.Process(pid).wait(30)
+        except psutil.TimeoutExpired:
+            psutil.Process(pid).kill()
 
 
 class Tools:
@@ -68,7 +81,7 @@ def test_a_night_through_the_mcp_tools_is_judged_and_a_protected_edit_is_refused
     try:
         said = asyncio.run(asyncio.wait_for(night(root, work), 240))
     finally:
-        subprocess.run([*ARSUP, "stop", "--dir", str(root)], capture_output=True, timeout=60)
+        stop_loop(root)
     assert said["tools"][1] == "brief history log propose status wait"
     error, brief = said["brief"]
     assert not error
@@ -119,7 +132,7 @@ def test_a_proposal_the_loop_cannot_take_now_is_a_tool_error_and_the_copy_is_kep
     try:
         said = asyncio.run(asyncio.wait_for(not_asking(root, work), 120))
     finally:
-        subprocess.run([*ARSUP, "stop", "--dir", str(root)], capture_output=True, timeout=60)
+        stop_loop(root)
     assert "Now: 0001 training." in said["brief"][1]
     error, busy = said["propose"]
     assert error and "the loop takes no proposal now (0001 training); your working copy is kept" in busy

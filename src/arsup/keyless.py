@@ -85,6 +85,7 @@ class Keyless:
         self.head = ""  # the branch's head when the session started: the baseline's code, the best until judged
         self._cond = threading.Condition()
         self._lock = threading.Lock()  # one tool at a time touches git and the working copy
+        self._opening = threading.Lock()  # tools called at once attach once
         self._client: ControlClient | None = None
         self._vcs: Vcs | None = None
 
@@ -132,8 +133,9 @@ class Keyless:
 
     def _attached(self) -> ControlClient:
         """The connection, opened on first use; KeylessError once the loop has ended."""
-        if self._client is None:
-            self.open()
+        with self._opening:
+            if self._client is None:
+                self.open()
         if self.view.ended is not None:
             raise KeylessError(f"the loop has ended ({self.view.ended.reason}); the night is over")
         assert self._client is not None

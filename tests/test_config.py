@@ -197,6 +197,7 @@ def test_several_agents_take_a_list_and_tables_of_their_own(tmp_path: Path) -> N
         ({"kind": ["claude-code", "gpt"]}, "'gpt': must be one of tuner, llm, script:FILE"),
         ({"kind": []}, "names no agent"),
         ({"kind": ["codex", "codex"]}, "an agent is named twice"),
+        ({"kind": ["external", "codex"]}, "external takes no turns with other agents"),
         ({"kind": "codex", "claude-code": {"model": "x"}}, "[agent.claude-code] is set but 'claude-code' is not in"),
     ],
 )

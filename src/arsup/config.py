@@ -232,6 +232,8 @@ class AgentConfig(_Section):
             if not (known or (value.startswith("script:") and len(value) > 7)):
                 raise ValueError(f"{value!r}: must be one of {', '.join(AGENT_KINDS)}" if len(kinds) > 1
                                  else f"must be one of {', '.join(AGENT_KINDS)}")
+        if "external" in kinds and len(kinds) > 1:
+            raise ValueError("external takes no turns with other agents: its proposals come from your own session")
         if len(set(kinds)) < len(kinds):
             raise ValueError(f"{kinds}: an agent is named twice; each kind makes every other proposal once")
         return kinds

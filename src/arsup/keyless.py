@@ -23,10 +23,8 @@ loop's events into a `SessionView`, as every front end does. Invariants:
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import tarfile
 import tempfile
 import threading
 import time
@@ -299,17 +297,11 @@ class Keyless:
 
     def _reset(self) -> str:
         """The working copy back at the best; the sentence that says so."""
-        commit = self._best_commit()
+        commit, vcs = self._best_commit(), self._git()
         try:
-            data = self._git().archive(commit)
+            self.scratch.reset(lambda folder: vcs.export(commit, folder))
         except GitError as exc:
             raise KeylessError(f"cannot read the best commit {commit[:7]}: {exc}") from None
-
-        def export(folder: Path) -> None:
-            with tarfile.open(fileobj=io.BytesIO(data)) as tree:
-                tree.extractall(folder, filter="data")  # no link or path out of the folder
-
-        self.scratch.reset(export)
         self.base = commit
         with self._cond:
             best = self.view.best

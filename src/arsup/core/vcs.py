@@ -22,8 +22,10 @@ one a run planted in the project folder later.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -333,6 +335,13 @@ class Vcs:
 
     def set_ref(self, tag: str, experiment_id: str, commit: str) -> None:
         self.git.update_ref(f"refs/arsup/{tag}/{experiment_id}", commit)
+
+    def export(self, commit: str, folder: Path) -> None:
+        """The project folder as `commit` holds it, written into `folder`: tracked files only (no .git, no .arsup,
+        nothing ignored), no link or path out of the folder. A coding agent's scratch copy."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(self.archive(commit))) as tree:
+            tree.extractall(folder, filter="data")
 
     def archive(self, commit: str) -> bytes:
         """The project folder as `commit` holds it, as a tar (what a run on another host works in)."""

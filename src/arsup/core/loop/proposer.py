@@ -19,9 +19,7 @@ scheduler writes it when its turn comes. Invariants:
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 import time
 from collections import deque
@@ -44,7 +42,6 @@ from arsup.core.loop.planning import EditPlanner, Snapshot, signature
 from arsup.core.loop.questions import Questions
 from arsup.core.pipeline import Pipeline
 from arsup.core.vcs import Vcs
-
 
 
 class AgentFailed(Exception):
@@ -223,7 +220,7 @@ class Proposer:
             check=lambda proposal: self.planner.refusal(proposal, base),
             on_text=lambda text: self.bus.emit(AgentText(number, text)),
             notify=lambda message: self.bus.notice(message, "warning"),
-            export=lambda folder: _export(base.vcs, best.commit, folder),
+            export=lambda folder: base.vcs.export(best.commit, folder),
         )
 
     def _approve_edit(self, prepared: Prepared) -> None:
@@ -254,10 +251,3 @@ class Proposer:
                 self.bus.notice(f"agent {self.agent.name} failed to learn from {experiment.id}: {exc!r}", "warning")
 
 
-
-def _export(vcs: Vcs, commit: str, folder: Path) -> None:
-    """The project folder as `commit` holds it, written into `folder` (tracked files only: no .git, no .arsup,
-    nothing ignored); on a proposer thread, with its own git."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(vcs.archive(commit))) as tree:
-        tree.extractall(folder, filter="data")  # no link or path out of the folder

@@ -104,8 +104,8 @@ def test_the_prompt_shows_the_noise_and_secondary_metrics_and_never_the_holdout(
     assert [e.holdout for e in engine.history if e.status == Status.KEEP] == [7.777777, 7.777777]  # it was measured
     last = server.requests[-1]["body"]["messages"]
     prompt = last[1]["content"]
-    # The toy script is deterministic: three seeds of the baseline and three of the keep agree exactly.
-    assert "Noise floor: none (6 runs of the same code gave the same values" in prompt
+    # The toy script is deterministic: five seeds of the baseline and three of the keep agree exactly.
+    assert "Noise floor: none (8 runs of the same code gave the same values" in prompt
     assert "then win a paired test over 3 seeds" in prompt
     header = next(line for line in prompt.splitlines() if line.startswith("id "))
     assert "peak_vram_mb" in header and "training_seconds" in header and "vs parent" in header

@@ -60,7 +60,8 @@ def test_counts_baseline_best_and_deltas() -> None:
         view.apply(ExperimentFinished(done, best))
     assert view.branch == "autoresearch/t"
     assert view.baseline is base and view.best is better
-    assert view.counts()["keep"] == 2 and view.counts()["discard"] == 1 and view.counts()["crash"] == 1
+    # kept changes, the baseline not counted (as the report counts)
+    assert view.counts()["keep"] == 1 and view.counts()["discard"] == 1 and view.counts()["crash"] == 1
     assert view.parent_metric(worse) == 3.0 and view.parent_metric(better) == 3.0
     assert view.parent_metric(crashed) == 2.5 and view.parent_metric(base) is None
 

@@ -30,7 +30,8 @@ def default_tag() -> str:
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agent", help="tuner (offline, default), llm (a model through litellm), script:FILE, claude-code, codex, "
-        "command (the CLI in [agent] command) or external (proposals from your own session: arsup mcp)",
+        "command (the CLI in [agent] command) or external (proposals from your own session: arsup mcp); "
+        "several, comma-separated, take turns (claude-code,codex)",
     )
     parser.add_argument("--model", help="the llm agent's model, e.g. anthropic/claude-sonnet-4-5 (or ARSUP_MODEL)")
     parser.add_argument("--api-base", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")

@@ -135,6 +135,7 @@ class Night:
         self.best = score(self.all_constants())
         self.history = [self._record("baseline", "arsup", Status.KEEP, self.best, {})]
         self.proposals: list[tuple[Proposal, dict[str, str]]] = []  # each with the files it was made on
+        self.earlier: list[Experiment] = []  # an earlier night's history, as the engine hands it on a new tag
 
     def all_constants(self) -> dict[str, Any]:
         return {k: v for text in self.files.values() for k, v in constants(text).items()}
@@ -144,6 +145,7 @@ class Night:
             instructions="",
             files=dict(self.files),
             history=[e.copy() for e in self.history],
+            earlier=[e.copy() for e in self.earlier],
             metric="val_bpb",
             goal=self.goal,
             time_budget=300,
@@ -557,3 +559,64 @@ def test_a_constant_in_flight_waits_for_its_result_while_another_has_a_step() ->
     assert ahead(only("LR", "DROPOUT")).meta["param"] == "DROPOUT"
     alone = ahead(only("LR"))  # no other constant: better a step than no proposal, but not the one in flight
     assert alone.meta["param"] == "LR" and alone.meta["value"] != 2e-3
+
+
+def tuned(night: Night) -> dict[str, set[Any]]:
+    """Runs the night until the tuner is out of values: each constant it changed, with the values it tried."""
+    while night.step() is not None:
+        pass
+    values: dict[str, set[Any]] = {}
+    for proposal, _ in night.proposals:
+        values.setdefault(proposal.meta["param"], set()).add(proposal.meta["value"])
+    return values
+
+
+def test_data_constants_are_left_alone_and_only_the_training_choices_are_tuned() -> None:
+    assert set(tuned(Night(TunerAgent(seed=0), flat, files={"train.py": "N_FEATURES = 2\nLR = 0.01\n"}))) == {"LR"}
+    files = {
+        "train.py": "NUM_CLASSES = 10\nN_TRAIN = 1000\nVAL_FRACTION = 0.1\nINPUT_DIM = 784\n"
+        "H100_BF16_PEAK_FLOPS = 989.5e12\nDATA_DIR = 'data'\nTRAIN_STEPS = 1000\nLABEL_SMOOTHING = 0.1\n"
+    }
+    # A size, split, dimension or path the data fixes, and the hardware's peak, are not training choices.
+    assert set(tuned(Night(TunerAgent(seed=0), flat, files=files))) == {"TRAIN_STEPS", "LABEL_SMOOTHING"}
+
+
+def test_a_comment_on_its_line_freezes_a_constant_and_a_space_entry_still_tunes_it() -> None:
+    files = {
+        "train.py": "HIDDEN = 32  # fixed: the checkpoint's width\n"
+        "DEPTH = 4  # do not tune\n"
+        "IMAGE = 28  # data\n"
+        "MIXUP = 0.2  # data augmentation strength\n"
+        "BATCH_SIZE = 64  # the data budget is fixed, so a smaller batch means more steps\n"
+        "LR = 0.01\n"
+    }
+    assert set(tuned(Night(TunerAgent(seed=0), flat, files=files))) == {"MIXUP", "BATCH_SIZE", "LR"}
+    opted_in = tuned(Night(TunerAgent(space={"HIDDEN": [16, 64]}, seed=0), flat, files=files))
+    assert "HIDDEN" in opted_in and "DEPTH" not in opted_in
+
+
+def test_a_pattern_in_the_space_excludes_every_constant_it_matches_but_one_given_a_range() -> None:
+    files = {"train.py": "N_HEAD = 4\nN_EMBD = 128\nN_LAYER = 2\nLR = 0.01\n"}
+    night = Night(TunerAgent(space={"N_*": [], "N_LAYER": [1, 8]}, seed=0), flat, files=files)
+    assert set(tuned(night)) == {"N_LAYER", "LR"}
+    with pytest.raises(ValueError, match=r"\[agent.space\] N_\*: a name pattern can only exclude"):
+        TunerAgent(space={"N_*": [1, 8]})
+    agent = TunerAgent(space={"DATA_*": []})
+    with pytest.raises(ValueError, match=r"\[agent.space\] DATA_\*: no top-level constant matching `DATA_\*`"):
+        agent.propose(Night(agent, flat, files=files).context())
+
+
+def test_a_new_night_on_the_same_code_does_not_try_again_what_an_earlier_night_tried() -> None:
+    files = {"train.py": "LR = 0.01\nDROPOUT = 0.1\n"}
+    first = Night(TunerAgent(seed=0), flat, files=files)
+    first.run(4)
+    before = {(p.meta["param"], p.meta["value"]) for p, _ in first.proposals}
+    again = Night(TunerAgent(seed=0), flat, files=files)
+    again.earlier = first.history
+    again.run(4)
+    assert before.isdisjoint((p.meta["param"], p.meta["value"]) for p, _ in again.proposals)
+    # On other code what the earlier night learnt may not hold: the same seed makes the same night again.
+    other = Night(TunerAgent(seed=0), flat, files={"train.py": files["train.py"] + "WIDTH_NOTE = 'wider'\n"})
+    other.earlier = first.history
+    other.run(4)
+    assert {(p.meta["param"], p.meta["value"]) for p, _ in other.proposals} == before

@@ -15,7 +15,6 @@ from typing import Any, Callable, Protocol
 from arsup.core.acceptance import Noise, Rule
 from arsup.core.experiment import Experiment
 
-
 TRANSCRIPT = "transcript"  # Proposal.meta: a coding agent's events; the engine keeps them in agent.jsonl, records where
 
 
@@ -48,7 +47,11 @@ class AgentContext:
     noise: Noise | None = None  # how much runs of the same code differ: what a gain must beat
     rule: Rule | None = None  # how a candidate gets kept
     circling: list[Experiment] = field(default_factory=list)  # the latest experiments, all acting on one place
-    in_flight: list[Experiment] = field(default_factory=list)  # proposed, not finished (queued or training), oldest first
+    # proposed, not finished (queued or training), oldest first
+    in_flight: list[Experiment] = field(default_factory=list)
+    # the repo's other tags' finished experiments (earlier nights), oldest first: what they tried on the same code
+    # need not be tried again
+    earlier: list[Experiment] = field(default_factory=list)
     last_crash_tail: str = ""
     notes: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the loop stops; agents wait on it

@@ -24,6 +24,7 @@ continues the search where the night left off.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import hashlib
 import json
 import math
@@ -73,11 +74,26 @@ _FAMILIES: tuple[tuple[str, ...], ...] = (
 
 # Words that mark a constant as plumbing, data or measurement rather than a
 # hyperparameter: tuning a seed fits noise, a vocabulary size must match the
-# tokenizer, tuning EVAL_* or a time budget games the metric. [agent.space] can
-# still opt such a constant in.
+# tokenizer, tuning EVAL_* or a time budget games the metric. The data words
+# name what the data fixes (N_FEATURES, NUM_CLASSES must match it; a path or a
+# split is where it lies and how much of it there is) and the hardware's
+# figures (autoresearch's H100_BF16_PEAK_FLOPS); none is a training choice.
+# [agent.space] can still opt such a constant in.
 _NOT_HYPERPARAMETERS = frozenset(
     {"SEED", "VOCAB", "EVAL", "LOG", "PRINT", "VERBOSE", "WORKERS"}
     | {"BUDGET", "TIME", "TIMEOUT", "PORT", "SAVE", "CHECKPOINT"}
+    | {"DATA", "DATASET", "CORPUS", "TOKENIZER", "FEATURES", "CLASSES", "LABELS", "SAMPLES", "EXAMPLES"}
+    | {"VAL", "TEST", "HOLDOUT", "SHARD", "SHARDS", "PATH", "DIR", "FILE", "FILENAME", "URL", "FLOPS"}
+)
+# Whole names of data sizes whose words alone would say too much (TRAIN_STEPS is a training choice).
+_DATA_NAMES = re.compile(r"(?:N|NUM)_(?:TRAIN|INPUTS?|OUTPUTS?)|TRAIN_(?:SIZE|FRAC|FRACTION|SPLIT)|(?:IN|OUT)PUT_DIM")
+# A comment on the constant's line that says it is not to be tuned: one that opens with the word
+# (`# data`, `# fixed: set by prepare.py`, `# dataset (MNIST)`, `# fixed by the loader`, not `# data augmentation`)
+# or that says so anywhere (`# do not tune`).
+_FROZEN_COMMENT = re.compile(
+    r"^#\s*(?:data|dataset|fixed|frozen)(?:\s*$|\s*[:;,.(\u2013\u2014]|\s+-|\s+by\b)"
+    r"|\b(?:do\s+not|don'?t|never)\s+tune\b|\bnot\s+(?:tunable|a\s+hyperparameter)\b",
+    re.IGNORECASE,
 )
 
 _STARTUP_TRIALS = 5  # random picks before TPE models; a night holds ~100 experiments over several constants
@@ -96,6 +112,7 @@ class _Constant:
     start: int  # character offsets of the literal in the file's text
     end: int
     named: tuple[str, ...] = ()  # the strings quoted in a comment after it: `# one of "gelu", "relu"`
+    frozen: bool = False  # its comment says it is data or fixed: `# data`, `# fixed`, `# do not tune`
 
 
 @dataclass(frozen=True)
@@ -223,7 +240,10 @@ class TunerAgent:
         records = [r for r in (_Record.from_meta(e.agent_data) for e in context.history) if r is not None]
         in_flight = [r for r in (_Record.from_meta(e.agent_data) for e in context.in_flight) if r is not None]
         base = _fingerprint(context.files)
-        tried = {(r.param, r.value) for r in records + in_flight if r.base == base}
+        # An earlier night's value counts as tried where it was tried on this same code (a new tag started on
+        # that night's line, or on the commit it started from): what it learnt there still holds.
+        earlier = [r for r in (_Record.from_meta(e.agent_data) for e in context.earlier) if r is not None]
+        tried = {(r.param, r.value) for r in records + in_flight + earlier if r.base == base}
         # With TPE, a constant whose first step from its value was clearly worse goes first: the metric is
         # sensitive to it, so the step the other way is the most promising one. A constant with a step in
         # flight (proposals made ahead) goes last: the next step on it depends on that result, and a keep
@@ -260,6 +280,8 @@ class TunerAgent:
             raise ValueError(f'{where}: expected [low, high], ["a", "b", ...] or [] to exclude it, got {entry!r}')
         if not entry:
             self._excluded.add(name)
+        elif _is_pattern(name):
+            raise ValueError(f"{where}: a name pattern can only exclude (give []); a range or choices need one name")
         elif all(isinstance(item, str) for item in entry):
             if len(entry) < 2 or len(set(entry)) != len(entry):
                 raise ValueError(f"{where}: choices must be at least two different strings, got {list(entry)!r}")
@@ -279,16 +301,26 @@ class TunerAgent:
     def _knobs(self, files: Mapping[str, str]) -> list[_Knob]:
         """The searchable constants in file order; raises ValueError for a space entry that fits no constant."""
         constants = {c.name: c for c in _find_constants(files)}
+        excluded: set[str] = set()
         for name in sorted(self._excluded | set(self._choices) | set(self._ranges)):
-            if name not in constants:
+            pattern = _is_pattern(name)
+            if pattern:
+                matched = [c for c in constants if fnmatch.fnmatchcase(c, name)]
+            else:
+                matched = [name] if name in constants else []
+            if not matched:
                 found = ", ".join(constants) or "none"
+                wanted = f"constant matching `{name}`" if pattern else f"`{name} = <number or string>`"
                 raise ValueError(
-                    f"[agent.space] {name}: no top-level `{name} = <number or string>` in the editable files "
+                    f"[agent.space] {name}: no top-level {wanted} in the editable files "
                     f"({', '.join(files) or 'none'}); constants found: {found}"
                 )
+            if name in self._excluded:
+                excluded.update(matched)
         knobs = []
         for constant in constants.values():
-            if constant.name not in self._excluded:
+            # A name's own range or choices win over a pattern that excludes it ("N_*" = [] with N_LAYER = [1, 8]).
+            if constant.name not in excluded or constant.name in self._choices or constant.name in self._ranges:
                 knob = self._knob(constant)
                 if knob is not None:
                     knobs.append(knob)
@@ -312,7 +344,7 @@ class TunerAgent:
                     raise ValueError(f"{where}: {name} is an int in {constant.path}; give whole-number bounds")
                 return _Knob(constant, name, IntDistribution(int(low), int(high), log=low > 0))
             return _Knob(constant, name, FloatDistribution(float(low), float(high), log=low > 0))
-        if _NOT_HYPERPARAMETERS & set(name.split("_")):
+        if constant.frozen or _NOT_HYPERPARAMETERS & set(name.split("_")) or _DATA_NAMES.fullmatch(name):
             return None
         if isinstance(value, str):
             family = next((f for f in _FAMILIES if value in f), None)
@@ -642,8 +674,10 @@ def _find_constants(files: Mapping[str, str]) -> list[_Constant]:
             start = offsets.at(node.lineno, node.col_offset)
             end = offsets.at(node.end_lineno, node.end_col_offset)
             after = text[end:].partition("\n")[0].lstrip()
-            named = tuple(a or b for a, b in _QUOTED.findall(after[1:])) if after.startswith("#") else ()
-            found[target.id] = _Constant(target.id, path, value, text[start:end], start, end, named)
+            comment = after if after.startswith("#") else ""
+            named = tuple(a or b for a, b in _QUOTED.findall(comment[1:]))
+            frozen = bool(_FROZEN_COMMENT.search(comment))
+            found[target.id] = _Constant(target.id, path, value, text[start:end], start, end, named, frozen)
     return list(found.values())
 
 
@@ -699,6 +733,11 @@ def _round_sig(x: float) -> float:
 def _decimals(x: float) -> int:
     """Decimal places that keep three significant digits of ``x`` (> 0)."""
     return max(0, 2 - math.floor(math.log10(x)))
+
+
+def _is_pattern(name: str) -> bool:
+    """An [agent.space] key like ``"DATA_*"``: it excludes every constant whose name it matches (fnmatch)."""
+    return any(char in name for char in "*?[")
 
 
 def _is_number(x: object) -> TypeGuard[int | float]:

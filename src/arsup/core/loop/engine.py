@@ -51,7 +51,14 @@ from arsup.core import acceptance, disk, journal, policy, sandbox
 from arsup.core.agents.base import Agent
 from arsup.core.controls import NOTE_MAX_CHARS
 from arsup.core.events import (
-    NoteAdded, Notice, Paused, PolicyChanged, Resumed, SessionEnded, SessionStarted, StopAfterRunAsked,
+    NoteAdded,
+    Notice,
+    Paused,
+    PolicyChanged,
+    Resumed,
+    SessionEnded,
+    SessionStarted,
+    StopAfterRunAsked,
 )
 from arsup.core.experiment import Experiment
 from arsup.core.loop.bus import EventBus, Subscriber
@@ -256,6 +263,7 @@ class Engine:
         self._line.load(session.history)
         self._numbering.start_at(session.next_id)
         self._trainer.branch = session.branch
+        self._proposer.earlier = [e.for_agent() for e in session.earlier]
         vcs = self.vcs
         self._bus.emit(SessionStarted(
             self.tag, self.branch, vcs.head(), resumed=len(session.history), project=str(self.root),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arsup.config import Config
 from arsup.core import disk, journal, manifest, runner, slots, summary
@@ -41,6 +41,7 @@ class Session:
     manifest: manifest.Manifest
     persons_head: str = ""  # a commit a person added to the run branch, measured before anything else
     measure_again: Experiment | None = None  # its run proved nothing (a full disk, a lost cluster): trained first
+    earlier: list[Experiment] = field(default_factory=list)  # the other tags' finished experiments, for the agent
 
 
 class _Opening:
@@ -95,13 +96,15 @@ class _Opening:
         notes = [e["text"] for e in self.journal.events() if e.get("event") == "note" and e.get("tag") == self.tag]
         best = head_of_line(history)
         persons_head = self._persons_head(branch, best) if best is not None and vcs.head() != best.commit else ""
+        every = self.journal.experiments()
         session = Session(
-            branch, history, notes, self.journal.next_number(),
+            branch, history, notes, self.journal.next_number(every),
             manifest.Manifest.take(self.root, manifest.expand(self.root, project.protected)),
             persons_head, self.measure_again,
+            earlier=[e for e in every if e.tag != self.tag and e.status in Status.FINAL],
         )
         results_path = self.root / journal.RESULTS_NAME
-        other = journal.other_results_tag(results_path, self.journal.experiments(), self.tag)
+        other = journal.other_results_tag(results_path, every, self.tag)
         if other:
             self.bus.notice(
                 f"{journal.RESULTS_NAME} held the rows of tag {other}; it now holds {self.tag}'s (one file per run "

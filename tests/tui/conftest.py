@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from arsup import config
+from arsup.core.agents.base import AgentContext, Proposal
 from arsup.core.agents.script import ScriptAgent
 from arsup.core.events import ExperimentStarted, SessionStarted
 from arsup.core.experiment import Experiment, Status
@@ -37,12 +39,29 @@ _prepared: list[Engine] = []
 _started: list[Engine] = []
 
 
-def script_engine(root: Path, *proposals: dict[str, Any], approve: str = "auto") -> Engine:
-    """An engine whose agent replays `proposals`, greedy, one quick run per experiment; not prepared."""
+class GatedAgent(ScriptAgent):
+    """A script agent that proposes only once `gate` is set: the test, not the clock, says when it has thought,
+    so a step that must come before a proposal does not race the agent on a loaded machine."""
+
+    def __init__(self, path: Path, gate: threading.Event) -> None:
+        super().__init__(path)
+        self.gate = gate
+
+    def propose(self, context: AgentContext) -> Proposal | None:
+        self.gate.wait(60)
+        return super().propose(context)
+
+
+def script_engine(
+    root: Path, *proposals: dict[str, Any], approve: str = "auto", gate: threading.Event | None = None
+) -> Engine:
+    """An engine whose agent replays `proposals`, greedy, one quick run per experiment; not prepared.
+    With `gate`, each proposal waits for it (`GatedAgent`)."""
     script = root.parent / "proposals.jsonl"
     script.write_text("".join(json.dumps(p) + "\n" for p in proposals))
     overrides = {"policy": {"approve": approve}, "acceptance": {"mode": "greedy"}}
-    engine = Engine(config.load(root, overrides), root, ScriptAgent(script), tag="tui")
+    agent = ScriptAgent(script) if gate is None else GatedAgent(script, gate)
+    engine = Engine(config.load(root, overrides), root, agent, tag="tui")
     engine.interactive = True  # a person watches: a crash streak pauses and asks instead of ending the loop
     _prepared.append(engine)
     return engine
@@ -64,9 +83,10 @@ def live_app(
     approve: str = "auto",
     key_map: dict[str, str] | None = None,
     theme: str = "",
+    gate: threading.Event | None = None,
 ) -> SupervisorApp:
     """The screen over a prepared engine in this process, which it owns; the loop starts after the first frame."""
-    engine = script_engine(root, *proposals, approve=approve)
+    engine = script_engine(root, *proposals, approve=approve, gate=gate)
     bridge = Bridge()
     engine.subscribe(bridge)
     engine.prepare()
@@ -152,7 +172,8 @@ async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: flo
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
+            shown = type(pilot.app.screen).__name__
+            raise AssertionError(f"timed out waiting for {what or condition} (the screen shows {shown})")
         await pilot.pause(0.05)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,17 @@ def test_approve_and_skip_from_the_main_screen_after_hiding_the_modal(repo: Path
 
 
 def test_a_question_waits_for_the_open_dialog_and_esc_puts_it_aside(repo: Path) -> None:
-    app = live_app(repo, {**HIGHER_LR, "think_s": 1.0}, approve="runs")
+    thought = threading.Event()  # the agent proposes 0002 only once the help is open
+    app = live_app(repo, HIGHER_LR, approve="runs", gate=thought)
 
     async def go(pilot: Pilot[Any]) -> None:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and app.screen.is_mounted)
         await pilot.press("a")
         # On a loaded machine a key pressed at once could reach the dialog before it had gone.
         await until(pilot, lambda: app.screen is app.main, what="the answered dialog to close")
         await pilot.press("question_mark")  # help opens while the agent thinks
         assert isinstance(app.screen, HelpScreen)
+        thought.set()
         await until(pilot, lambda: app.view.pending is not None and app.view.pending.experiment.id == "0002")
         assert isinstance(app.screen, HelpScreen)  # not stacked on top of the help
         await pilot.press("escape")
@@ -113,7 +116,10 @@ def test_a_question_waits_for_the_open_dialog_and_esc_puts_it_aside(repo: Path) 
         await finish(pilot, app)
         assert statuses(app) == [("baseline", Status.KEEP), ("higher LR", Status.KEEP)]
 
-    drive(app, go, size=(120, 40))
+    try:
+        drive(app, go, size=(120, 40))
+    finally:
+        thought.set()  # a failed step must not leave the agent waiting
 
 
 def test_kill_records_a_crash_and_the_loop_goes_on(repo: Path) -> None:

@@ -17,7 +17,9 @@ and records every request (``server.requests``; ``server.turns`` holds only the 
   (``response.created``, ``response.output_item.done`` per item, ``response.completed`` with usage).
 
 Behaviours, the same for both: ``answer(text)`` a final text turn; ``tool(name, **input)`` a turn that
-calls one tool (a ``tool_use`` block; a ``function_call`` whose arguments are ``input`` as JSON);
+calls one tool (a ``tool_use`` block; a ``function_call`` whose arguments are ``input`` as JSON, and
+whose ``namespace`` is what comes before a ``/`` in the name: Codex offers an MCP server's tools as one
+namespace, so ``tool("mcp__arsup/brief")`` calls arsup's ``brief``);
 ``error(status, message="", retry_after=None)`` that status with the API's own error body (OpenAI's
 defaults per status as in tests/openai_server.py; Anthropic's ``{"type": "error", "error": {...}}``);
 ``hang(seconds)`` silent, then the connection drops (a timeout test kills the CLI long before). With
@@ -143,6 +145,8 @@ class _ResponsesHandler(_ScriptedHandler):
             items.append({"type": "message", "id": f"msg_{next(_ids)}", "role": "assistant", "content": content})
         for name, arguments in turn.calls:
             call = {"type": "function_call", "id": f"fc_{next(_ids)}", "call_id": f"call_{next(_ids)}"}
+            namespace, _, name = name.rpartition("/")
+            call |= {"namespace": namespace} if namespace else {}
             items.append(call | {"name": name, "arguments": json.dumps(arguments)})
         for index, item in enumerate(items):
             done_item = {"type": "response.output_item.done", "output_index": index, "item": item}

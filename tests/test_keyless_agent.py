@@ -87,19 +87,44 @@ def test_the_real_claude_code_drives_a_night_through_arsup_mcp(claude_cli: Claud
     assert "LR = 0.003" in git(root, "show", "HEAD:train.py")
 
 
-def test_the_real_codex_loads_arsups_tools_from_the_command_arsup_agent_codex_starts(
+def test_the_real_codex_drives_a_night_through_arsup_mcp_and_its_stop_hook_keeps_it_going(
     codex_cli: CodexCli, tmp_path: Path
 ) -> None:
-    root = make_project(tmp_path / "repo")
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"}, agent={"max_idle_blocks": 1})
+    protected = fingerprint(root, ["prepare.py"])
     setup = prepare("codex", root, config.load(root))
     assert setup.argv[-1] == first_message(root, setup.work) and "workspace-write" in setup.argv
-    codex_cli.server.push(answer("Done."))
+    train, split = setup.work / "train.py", setup.work / "prepare.py"
+    codex_cli.server.push(
+        tool("mcp__arsup/brief"),  # Codex offers an MCP server's tools as one namespace
+        tool("exec_command", cmd=f"sed -i 's/LR = 0.0001/LR = 0.003/' {train}"),
+        tool("mcp__arsup/propose", hypothesis="a higher learning rate converges faster"),
+        tool("mcp__arsup/wait", id="0002", timeout_s=120),
+        tool("exec_command", cmd=f"echo 'SPLIT = 0.5' >> {split}"),  # a protected file
+        tool("mcp__arsup/propose", hypothesis="a different split"),
+        answer("I am out of ideas."),  # the Stop hook blocks this stop: the night runs
+        answer("Still out of ideas."),  # one block without a proposal ([agent] max_idle_blocks = 1): it may stop
+    )
     try:  # `codex exec`: the interactive command's options, in its non-interactive form
-        done = run_cli([codex_cli.binary, "exec", "--skip-git-repo-check", *setup.argv[1:]], cwd=setup.folder,
-                       timeout=120)
+        done = run_cli([codex_cli.binary, "exec", "--skip-git-repo-check", "--json", *setup.argv[1:]],
+                       cwd=setup.folder, timeout=300)
     finally:
         stop_loop(root)
     assert done.returncode == 0, done.stderr[-2000:]
     offered = [t for t in codex_cli.server.turns[0]["tools"] if t.get("name") == "mcp__arsup"]
     assert sorted(tool["name"] for tool in offered[0]["tools"]) == sorted(TOOLS)
-    assert first_message(root, setup.work) in json.dumps(codex_cli.server.turns[0]["input"])
+    calls = [event["item"] for event in events(done.stdout)
+             if event.get("type") == "item.completed" and event["item"].get("type") == "mcp_tool_call"]
+    assert [call["tool"] for call in calls] == ["brief", "propose", "wait", "propose"]
+    assert all(call["error"] is None for call in calls)  # no approval asked: arsup's tools are approved
+    said = "\n".join(block["text"] for call in calls for block in call["result"]["content"])
+    assert "# arsup research brief" in said and "accepted as 0002" in said
+    assert "0002 keep, val_bpb 1.000523" in said
+    assert "refused: prepare.py" in said  # refused through the tool, with the file and the reason
+    last = json.dumps(codex_cli.server.turns[-1]["input"][-1])
+    assert "<hook_prompt" in last and "The arsup night is not over" in last  # the Stop hook's instruction
+    assert len(codex_cli.server.turns) == 8  # and the second stop was let through
+    rows = results_rows(root)
+    assert [row[3] for row in rows] == ["keep", "keep"] and rows[1][4] == "a higher learning rate converges faster"
+    assert fingerprint(root, ["prepare.py"]) == protected
+    assert "LR = 0.003" in git(root, "show", "HEAD:train.py")

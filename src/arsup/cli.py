@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--no-start", action="store_true", help="write the configuration and print the command")
     hook = commands.add_parser("hook", parents=[where], help="an agent session's hook: stop (the night is not over)")
     hook.add_argument("event", choices=("stop",),
-                      help="stop: Claude Code's Stop hook, blocks a stop while the night runs")
+                      help="stop: Claude Code's and Codex's Stop hook, blocks a stop while the night runs")
     demo = commands.add_parser("demo", argument_default=unset,
                                help="run the loop on a fresh copy of a sample project, offline")
     demo.add_argument("--dir", dest="command_dir", type=Path, metavar="DIR", default=None,

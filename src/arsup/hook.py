@@ -1,8 +1,9 @@
 """`arsup hook stop`: an agent session's Stop hook, so that a keyless night does not end with the agent's patience.
 
-Claude Code runs it whenever the agent is about to stop, with a JSON object
-on stdin; a JSON answer `{"decision": "block", "reason": ...}` on stdout
-sends the reason back to the agent as its next instruction. The hook asks
+Claude Code and Codex run it whenever the agent is about to stop, with a
+JSON object on stdin; a JSON answer `{"decision": "block", "reason": ...}`
+on stdout (the same for both CLIs) sends the reason back to the agent as its
+next instruction. The hook asks
 the project's loop, over its control socket, whether the night is over:
 
 * No loop runs, the loop has ended (budget spent, `arsup stop`, the

@@ -6,8 +6,9 @@ emptied and refilled after each proposal, so nothing of the CLI's may live
 in it). For Claude Code: `.mcp.json` (the arsup server) and
 `.claude/settings.json` (edits of the editable files in the copy allowed,
 the protected ones denied, no shell unless `[agent] allow_shell`, arsup's
-tools allowed, and the Stop hook). For Codex: the MCP server entry and the
-workspace-write sandbox as `-c` overrides of its command line. Then the CLI
+tools allowed, and the Stop hook). For Codex: the MCP server entry with its
+tools approved, the Stop hook and the workspace-write sandbox, as options
+of its command line. Then the CLI
 starts in that folder with a first message that explains the loop.
 """
 
@@ -94,12 +95,22 @@ def write_claude(folder: Path, root: Path, work: Path, cfg: Config) -> None:
 
 
 def codex_argv(program: str, folder: Path, root: Path, work: Path) -> list[str]:
-    """Codex with arsup's MCP server and a sandbox that may write the working copy only (its folder)."""
+    """Codex with arsup's MCP server, its tools approved (a night asks no one each call), arsup's Stop hook, and
+    a sandbox that may write the working copy only (its folder).
+
+    Codex runs a hook only once a person has trusted it in `/hooks`, and says nothing while it does not: the
+    night would end at the agent's first "I am out of ideas". arsup passes its own hook here, on the command
+    line, so it starts Codex with `--dangerously-bypass-hook-trust` (automation that vets its hook, as the
+    flag's help says). `arsup agent codex --no-start` prints the command for anyone who would rather drop
+    the flag and trust the hook in `/hooks`."""
     command = mcp_command(root, work)
+    stop = json.dumps(hook_command(root))  # a JSON string is a TOML basic string
     return [
-        program, "--cd", str(folder), "--sandbox", "workspace-write",
+        program, "--cd", str(folder), "--sandbox", "workspace-write", "--dangerously-bypass-hook-trust",
         "-c", f"mcp_servers.arsup.command={json.dumps(command[0])}",
         "-c", f"mcp_servers.arsup.args={json.dumps(command[1:])}",
+        "-c", 'mcp_servers.arsup.default_tools_approval_mode="approve"',
+        "-c", f'hooks.Stop=[{{hooks=[{{type="command", command={stop}, timeout=10}}]}}]',
         first_message(root, work),
     ]
 

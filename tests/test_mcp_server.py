@@ -71,6 +71,10 @@ async def night(root: Path, work: Path) -> dict[str, tuple[bool, str]]:
         said["log"] = await tools.call("log", id="0002", tail=3)
         said["unknown"] = await tools.call("wait", id="0099")
         said["status"] = await tools.call("status")
+        note = subprocess.run([*ARSUP, "note", "--dir", str(root), "try", "a", "wider", "model"], capture_output=True,
+                              text=True, timeout=60)  # a person's note, from another terminal
+        said["note"] = (note.returncode != 0, note.stdout + note.stderr)
+        said["brief with a note"] = await tools.call("brief")
     return said
 
 
@@ -105,6 +109,9 @@ def test_a_night_through_the_mcp_tools_is_judged_and_a_protected_edit_is_refused
     error, unknown = said["unknown"]
     assert error and "no experiment '0099' in this night" in unknown and "Traceback" not in unknown
     assert "agent external" in said["status"][1]
+    assert "## Notes from the person supervising you\n\n(none)" in brief
+    assert not said["note"][0], said["note"][1]
+    assert "## Notes from the person supervising you\n\n- try a wider model" in said["brief with a note"][1]
     assert fingerprint(root, ["prepare.py"]) == protected
     assert "LR = 0.003" in git(root, "show", "HEAD:train.py")  # the run branch holds the keep
 

@@ -40,7 +40,7 @@ from arsup.core.agents.lab import history_text
 from arsup.core.agents.prompt import history_table, keep_rule
 from arsup.core.agents.scratch import Scratch
 from arsup.core.editing import carry_over
-from arsup.core.events import Event, Notice, SessionStarted
+from arsup.core.events import Event, SessionStarted
 from arsup.core.experiment import Experiment, Status
 from arsup.core.journal import STATE_DIR
 from arsup.core.service import ControlClient, ControlRefused, LoopNotRunning
@@ -51,7 +51,6 @@ from arsup.view import SessionView
 WAIT_MAX_S = 600.0  # one wait call at most (an MCP client's own timeout is often shorter: call wait again)
 TAIL_MAX = 2000  # lines of a log one call returns at most
 CRASH_TAIL_LINES = 30
-NOTE_PREFIX = "note for the agent: "  # how the loop announces a person's note (engine.add_note)
 _ID = re.compile(r"\d{1,9}")
 
 
@@ -78,7 +77,6 @@ class Keyless:
             raise KeylessError(f"the working copy {self.work} must be outside the project {self.root}")
         self.scratch = Scratch(self.work)
         self.view = SessionView()
-        self.notes: list[str] = []
         self.base = ""  # the commit the working copy was exported from
         self.head = ""  # the branch's head when the session started: the baseline's code, the best until judged
         self._cond = threading.Condition()
@@ -126,8 +124,6 @@ class Keyless:
         self.view.apply(event)
         if isinstance(event, SessionStarted):
             self.head = event.head
-        if isinstance(event, Notice) and event.text.startswith(NOTE_PREFIX):
-            self.notes.append(event.text.removeprefix(NOTE_PREFIX))
 
     def _attached(self) -> ControlClient:
         """The connection, opened on first use; KeylessError once the loop has ended."""
@@ -275,7 +271,7 @@ class Keyless:
             best=view.best.for_agent() if view.best is not None else None,
             noise=acceptance.noise(view.history, view.metric),
             rule=acceptance.Rule.from_config(self.config.acceptance),
-            in_flight=[e.for_agent() for e in [*view.training, *view.queued]], notes=list(self.notes),
+            in_flight=[e.for_agent() for e in [*view.training, *view.queued]], notes=list(self.view.notes),
         )
 
     def _best_commit(self) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from arsup.config import SlotsConfig
+from arsup.config import ExecutorConfig, SlotsConfig
 from arsup.core.experiment import Status
-from arsup.core.slots import HOME, carried_hypothesis, plan
+from arsup.core.slots import HOME, carried_hypothesis, devices, plan
 from tests.conftest import edit, git, make_engine, make_project, write_script
 from tests.faults.conftest import assert_invariants, fingerprint
 
@@ -52,6 +52,25 @@ def test_the_plan_names_one_slot_per_gpu_or_cpu_share() -> None:
     assert plan(SlotsConfig(cpu=2), {}, two_gpus) == [
         ("cpu0", {"CUDA_VISIBLE_DEVICES": ""}), ("cpu1", {"CUDA_VISIBLE_DEVICES": ""}),
     ]
+
+
+def test_the_devices_the_runs_have_are_the_gpus_the_slots_divide_or_none() -> None:
+    """What the session record says (the report names slot-hours GPU-hours only where they were)."""
+    local = ExecutorConfig()
+
+    def two_gpus() -> list[str]:
+        return ["GPU-aaa", "GPU-bbb"]
+
+    assert devices(SlotsConfig(), local, {}, list) == []  # a CPU box
+    assert devices(SlotsConfig(), local, {}, lambda: ["GPU-aaa"]) == ["GPU-aaa"]  # one slot, and it has the GPU
+    assert devices(SlotsConfig(), local, {}, two_gpus) == ["GPU-aaa", "GPU-bbb"]
+    assert devices(SlotsConfig(), local, {"CUDA_VISIBLE_DEVICES": "2, 3"}, two_gpus) == ["2", "3"]
+    assert devices(SlotsConfig(), local, {"CUDA_VISIBLE_DEVICES": ""}, two_gpus) == []  # hidden by the person
+    assert devices(SlotsConfig(gpus="none"), local, {}, two_gpus) == ["GPU-aaa", "GPU-bbb"]  # CUDA as set: all
+    assert devices(SlotsConfig(gpus=["1"]), local, {}, two_gpus) == ["1"]
+    assert devices(SlotsConfig(cpu=2), local, {}, two_gpus) == []
+    assert devices(SlotsConfig(), ExecutorConfig.model_construct(kind="ray", gpus=1.0), {}, list) == ["ray"]
+    assert devices(SlotsConfig(), ExecutorConfig.model_construct(kind="ray", gpus=0.0), {}, two_gpus) == []
 
 
 @pytest.mark.slow

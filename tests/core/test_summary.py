@@ -11,6 +11,7 @@ from arsup.core.checks import ablate, verify
 from arsup.core.experiment import Experiment, RunResult, Status
 from arsup.core.journal import Journal
 from arsup.core.summary import summarize
+from tests.conftest import TOY_TRAIN, make_engine, make_project, write_script
 from tests.core.test_checks import night  # noqa: F401  (fixture)
 
 
@@ -35,6 +36,45 @@ def test_a_real_night_with_its_checks(night: Path) -> None:  # noqa: F811
     assert a.ablation["contribution"] == pytest.approx(0.1) and b.ablation["contribution"] == pytest.approx(0.05)
     assert [p.best for p in summary.points] == pytest.approx([1.0, 0.9, 0.85])
     assert summary.source == "arsup" and summary.cost_usd == 0.0 and summary.cost_per_improvement == 0.0
+
+
+@pytest.mark.slow
+def test_a_night_on_cpu_slots_counts_slot_hours_and_one_on_a_gpu_counts_gpu_hours(tmp_path: Path) -> None:
+    """The session record says which GPUs the slots had; the report's hours are named after it."""
+    from arsup.report.markdown import headline, night_markdown
+
+    root = make_project(tmp_path / "repo")
+    script = write_script(root, {"hypothesis": "raise LR", "files": {"train.py": TOY_TRAIN.replace("0.0001", "0.001")}})
+    for tag, slots in (("cpu", {"cpu": 1}), ("gpu", {"gpus": ["0"]})):  # "0": a GPU by index, even on this box
+        engine, _ = make_engine(root, script, tag=tag, max_experiments=1, slots=slots)
+        engine.run()
+    ledger = Journal(root)
+    sessions = {e["tag"]: e for e in ledger.events() if e["event"] == "session"}
+    assert sessions["cpu"]["gpus"] == [] and sessions["gpu"]["gpus"] == ["0"]
+    cpu, gpu = (summarize(tag, ledger.experiments(tag), "val_bpb", "minimize", ledger.events()) for tag in sessions)
+    assert cpu.gpus_used is False and gpu.gpus_used is True
+    assert cpu.gpu_hours is not None and gpu.gpu_hours is not None  # the same key for scripts, whatever it counts
+    assert "slot-hours" in headline(cpu) and "GPU" not in headline(cpu) and "GPU-hours" in headline(gpu)
+    on_cpu = night_markdown(cpu, "c.png")
+    assert "| **slot-hours** |" in on_cpu and "; the runs had no GPU) |" in on_cpu
+    assert "| **GPU-hours** |" in night_markdown(gpu, "c.png") and "slot-hours" not in night_markdown(gpu, "c.png")
+
+
+def test_a_journal_that_does_not_say_which_gpus_counts_slot_hours_and_says_what_a_slot_is() -> None:
+    from arsup.report.markdown import night_markdown
+
+    experiments = [_record("1", Status.KEEP, 0.5, is_baseline=True, runs=[RunResult(0, "", wall_s=3600.0)])]
+    older = [{"event": "session", "tag": "t", "branch": "autoresearch/t", "head": "abc", "agent": "llm"}]
+    assert summarize("t", experiments, "acc", "maximize").gpus_used is None  # an imported night: no session
+    summary = summarize("t", experiments, "acc", "maximize", older)  # an arsup before the record said
+    assert summary.gpus_used is None and summary.gpu_hours == pytest.approx(1.0)
+    report = night_markdown(summary, "c.png")
+    assert "| **slot-hours** | 1.00 h (training time summed over runs, seeds included; one slot is one GPU on a " \
+           "GPU box, and this journal does not say whether the runs had one) |" in report
+    resumed = [*older, {**older[0], "gpus": []}, {**older[0], "gpus": ["GPU-aaa"]}, {**older[0], "tag": "u"}]
+    assert summarize("t", experiments, "acc", "maximize", resumed).gpus_used is True  # some session had a GPU
+    assert summarize("t", experiments, "acc", "maximize", resumed[:2]).gpus_used is None  # one session unknown
+    assert summarize("t", experiments, "acc", "maximize", resumed[1:2]).gpus_used is False
 
 
 def _record(id_: str, status: str, metric: float | None, **fields) -> Experiment:
@@ -97,8 +137,9 @@ def test_two_agents_on_one_night_side_by_side_in_the_summary_and_the_report() ->
     assert codex.gain == pytest.approx(0.01) and codex.cost_usd == pytest.approx(0.20)
     report = night_markdown(summary, "chart.png")
     assert "## Agents" in report
-    assert "| claude-code | 2 | 2 | 2 | +0.150000 | $0.60 | $0.30 |" in report
-    assert "| codex | 3 | 2 | 1 | +0.010000 | $0.20 | $0.20 |" in report
+    assert "| agent | proposed | trained | kept | improvement | cost | per keep |" in report
+    assert "| claude-code | 2 | 2 | 2 | 0.150000 | $0.60 | $0.30 |" in report
+    assert "| codex | 3 | 2 | 1 | 0.010000 | $0.20 | $0.20 |" in report
 
 
 def test_one_agent_has_no_comparison_table() -> None:

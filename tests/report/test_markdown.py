@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from arsup.core.experiment import Experiment, Status
 from arsup.core.summary import summarize
 from arsup.report.markdown import comparison_markdown, night_markdown
@@ -35,9 +37,9 @@ def test_the_report_says_how_often_a_candidate_was_carried_per_kept_change_and_i
     report = night_markdown(summary, "progress.png")
     assert ("| **carried onto a newer best** | 3 times, 2 of them kept (slots: a candidate that beat a best "
             "replaced meanwhile ran again on the new one) |") in report
-    assert "| id | commit | val_bpb | gain | gain % | sigma | p | seeds | carried | hypothesis |" in report
-    assert "| 0006 | 0006000 | 0.700000 | +0.100000 | +12.50 | – | – | 0 | 2 | wider (carried 2 times:" in report
-    assert "| 0002 | 0002000 | 0.900000 | +0.100000 | +10.00 | – | – | 0 | 0 | deeper |" in report
+    assert "| id | commit | val_bpb | improvement | sigma | p | seeds | carried | hypothesis |" in report
+    assert "| 0006 | 0006000 | 0.700000 | 0.100000 (12.50%) | – | – | 0 | 2 | wider (carried 2 times:" in report
+    assert "| 0002 | 0002000 | 0.900000 | 0.100000 (10.00%) | – | – | 0 | 0 | deeper |" in report
 
 
 def test_a_night_without_slots_has_no_carried_words_and_the_comparison_stays_aligned() -> None:
@@ -60,3 +62,19 @@ def test_a_time_capped_run_is_flagged_and_left_out_of_the_noise_floor() -> None:
     assert "| **noise floor** | sigma 0.00190919 from 2 runs |" in report
     assert ("| **time-capped** | 0001: time-capped at 53% of the steps (1 of 3 runs): compare with care "
             "(1 left out of the noise floor) |") in report
+
+
+def test_a_gain_reads_as_an_improvement_or_as_worse_never_as_a_raw_signed_difference() -> None:
+    import dataclasses
+
+    from arsup.report.markdown import headline
+
+    better = summarize("t", CARRIED_NIGHT, "val_bpb", "minimize")  # lower is better: 1.0 down to 0.6
+    assert "; improvement 0.400000 (40.00%) over the baseline 1.000000;" in headline(better)
+    assert "| **improvement** | 0.400000 (40.00%) over the baseline |" in night_markdown(better, "p.png")
+    worse = dataclasses.replace(better, gain=-0.012345, gain_pct=-1.2345)
+    assert "; worse by 0.012345 (1.23%) than the baseline 1.000000;" in headline(worse)
+    report = night_markdown(worse, "p.png")
+    assert "| **improvement** | worse by 0.012345 (1.23%) than the baseline |" in report
+    assert "+0." not in report and "-0.0" not in report and not re.search(r"\bgain\b", report)
+    assert "| **improvement** |" in comparison_markdown([better, worse], "c.png")

@@ -53,9 +53,13 @@ def test_the_imported_mar8_log_reports_without_a_config(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert figures["best"] == 0.969686 and figures["experiments"] == 126 and figures["baseline"] == 0.9979
     assert figures["wall_hours"] is None and figures["source"] == str(MAR8)
+    assert figures["gpus_used"] is None and figures["gpu_hours"] is None  # a results.tsv does not say
     assert (tmp_path / "out" / "results.tsv").read_text() == MAR8.read_text()
-    assert "| **wall time** | unknown (no times recorded) |" in (tmp_path / "out" / "report.md").read_text()
-    assert headline(written.summaries[0]).startswith("mar8: best val_bpb 0.969686 (0119); +0.028214 (+2.83%)")
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| **wall time** | unknown (no times recorded) |" in report
+    assert "| **slot-hours** | unknown (no times recorded) |" in report and "GPU-hours" not in report
+    assert headline(written.summaries[0]).startswith(
+        "mar8: best val_bpb 0.969686 (0119); improvement 0.028214 (2.83%) over the baseline 0.997900;")
 
 
 def test_the_chart_shows_every_point_the_best_and_names_the_keeps(tmp_path: Path) -> None:
@@ -106,7 +110,8 @@ def test_a_night_with_a_holdout_shows_it_and_its_divergence(tmp_path: Path) -> N
     assert [k.holdout for k in summary.kept_changes] == pytest.approx([2.064, 2.128, 2.256, 2.512])
     assert "the holdout got worse by 0.384" in summary.holdout_warning
     report = (written.out / "report.md").read_text()
-    assert "| id | commit | val_bpb | holdout | gain |" in report and "**warning: over the last 3 keeps" in report
+    assert "| id | commit | val_bpb | holdout | improvement |" in report
+    assert "**warning: over the last 3 keeps" in report
     assert json.loads((written.out / "summary.json").read_text())["kept_changes"][3]["holdout"] == 2.512
     figure = chart.draw_night(summary, tmp_path / "h.png")
     ax = figure.axes[0]

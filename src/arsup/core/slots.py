@@ -22,13 +22,15 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from arsup.config import SlotsConfig
+from arsup.config import ExecutorConfig, SlotsConfig
 from arsup.core import manifest, runner
 from arsup.core.journal import STATE_DIR
+from arsup.core.monitor import GpuReader
 from arsup.core.vcs import Vcs
 
 WORKTREES = "worktrees"  # under .arsup/
@@ -60,17 +62,40 @@ def plan(
         return [(f"cpu{index}", {"CUDA_VISIBLE_DEVICES": ""}) for index in range(config.cpu)]
     if config.gpus == "none":
         return [(HOME, {})]
-    if config.gpus == "auto":
-        visible = environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = [gpu.strip() for gpu in visible.split(",") if gpu.strip()] if visible is not None else find_gpus()
-        if len(gpus) <= 1:
-            return [(HOME, {})]
-    else:
-        gpus = list(config.gpus)
+    gpus = _gpus(config, environ, find_gpus)
+    if config.gpus == "auto" and len(gpus) <= 1:
+        return [(HOME, {})]
     order = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     if len(gpus) == 1:
         return [(HOME, {"CUDA_VISIBLE_DEVICES": gpus[0], **order})]
     return [(f"gpu{index}", {"CUDA_VISIBLE_DEVICES": gpu, **order}) for index, gpu in enumerate(gpus)]
+
+
+def devices(
+    config: SlotsConfig, executor: ExecutorConfig, environ: Mapping[str, str] = os.environ,
+    find_gpus: Callable[[], list[str]] | None = None,
+) -> list[str]:
+    """The GPUs the night's runs have, as the session record keeps them: ids or UUIDs as CUDA names them, [] on a
+    CPU box or with CPU slots. A cluster's GPUs are not known here by name: "ray" stands for them."""
+    if executor.kind == "ray":
+        return ["ray"] if executor.gpus else []
+    return [] if config.cpu else _gpus(config, environ, find_gpus or _found_gpus)
+
+
+def _found_gpus() -> list[str]:
+    reader = GpuReader()
+    try:
+        return reader.uuids()
+    finally:
+        reader.close()
+
+
+def _gpus(config: SlotsConfig, environ: Mapping[str, str], find_gpus: Callable[[], list[str]]) -> list[str]:
+    """The GPUs the runs see: the list configured, else those CUDA_VISIBLE_DEVICES leaves visible (all without it)."""
+    if isinstance(config.gpus, list):
+        return list(config.gpus)
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    return [gpu.strip() for gpu in visible.split(",") if gpu.strip()] if visible is not None else find_gpus()
 
 
 def carried_hypothesis(original: str, times: int, beat: str, kept: str, limit: int) -> str:

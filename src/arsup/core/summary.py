@@ -14,6 +14,14 @@ Decisions, where the figures could be read two ways:
 * GPU-hours are the runs' wall time summed: each run holds one slot (one
   GPU on a GPU box), confirmation seeds included; wall time is the first
   start to the last end. Imported logs carry no times: both are None.
+* They are GPU-hours only where the runs had GPUs: `gpus_used` says so from
+  the night's `session` records (their `gpus`, the slots' devices): True
+  when any session had one, False when every session recorded none (a CPU
+  box, CPU slots), None when a session does not say (an arsup before the
+  record did, an imported results.tsv). The report calls them slot-hours
+  unless True, and for None says that a slot is one GPU on a GPU box: the
+  hours are right, the word GPU might not be. The JSON keys scripts read
+  (`gpu_hours`, `gpu_hours_per_improvement`) keep their names.
 * The gain of a kept change is against the best before it, which is what
   it had to beat.
 * An agent's gain is the sum of its keeps' gains: its share of the way from
@@ -109,11 +117,12 @@ class Summary:
     started_at: float | None
     finished_at: float | None
     wall_hours: float | None
-    gpu_hours: float | None
+    gpu_hours: float | None  # slot-hours: GPU-hours where gpus_used
     cost_usd: float
     llm_calls: int
     cost_per_improvement: float | None
     gpu_hours_per_improvement: float | None
+    gpus_used: bool | None = None  # the runs had GPUs (the session records); None: the journal does not say
     holdout_warning: str = ""  # the kept line improves val while the holdout gets worse
     carried: int = 0  # candidates run again on a newer best (slots), one per carry
     noise_capped: int = 0  # time-capped runs left out of the noise floor
@@ -132,6 +141,7 @@ def summarize(
 ) -> Summary:
     """The night of `tag` from its experiments (journal order) and the journal's verify/ablate events;
     a holdout divergence is looked for over the last `holdout_keeps` keeps."""
+    events = list(events)  # read twice: the checks and the sessions
     verified, ablated = _checks(tag, events)
     trained = [e for e in experiments if e.status in Status.TRAINED and not e.is_baseline]
     counts = {status: sum(e.status == status for e in experiments) for status in Status.FINAL}
@@ -163,6 +173,7 @@ def summarize(
         gpu_hours=gpu_hours, cost_usd=usage["cost_usd"], llm_calls=int(usage["calls"]),
         cost_per_improvement=usage["cost_usd"] / kept if kept else None,
         gpu_hours_per_improvement=gpu_hours / kept if kept and gpu_hours is not None else None,
+        gpus_used=_gpus_used(tag, events),
         holdout_warning=divergence(experiments, goal, holdout_keeps),
         carried=sum(_times_carried(e) > 0 for e in experiments),
         noise_capped=noise.capped if noise else 0,
@@ -195,6 +206,14 @@ def _checks(tag: str, events: Iterable[dict[str, Any]]) -> tuple[dict[str, dict]
                 if isinstance(row, dict) and isinstance(row.get("id"), str):
                     ablated[row["id"]] = row
     return verified, ablated
+
+
+def _gpus_used(tag: str, events: list[dict[str, Any]]) -> bool | None:
+    """Whether the night's runs had GPUs, from its session records; None where one does not say."""
+    recorded = [event.get("gpus") for event in events if event.get("event") == "session" and event.get("tag") == tag]
+    if any(recorded):
+        return True
+    return False if recorded and all(isinstance(gpus, list) for gpus in recorded) else None
 
 
 def _kept_line(

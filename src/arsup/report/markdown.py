@@ -23,14 +23,38 @@ def _pvalue(p: float | None) -> str:
     return _num(p, ".3g")
 
 
+def _improvement(gain: float | None, pct: float | None = None, over: str = "", named: bool = False) -> str:
+    """A gain (positive = better, whatever the goal) as a reader takes it, never as a raw signed difference:
+    `0.028214 (2.83%) over the baseline` (`improvement ...` when `named`), `worse by 0.012345 (1.23%) than ...`."""
+    if gain is None:
+        return f"not compared with {over}" if named and over else "–"
+    amount = f"{abs(gain):.6f}" + (f" ({abs(pct):.2f}%)" if pct is not None else "")
+    if gain < 0:
+        return f"worse by {amount}" + (f" than {over}" if over else "")
+    return ("improvement " if named else "") + amount + (f" over {over}" if over else "")
+
+
+def _hours_name(summary: Summary) -> str:
+    """What the runs' hours are: GPU-hours only where the session records say the runs had GPUs."""
+    return "GPU-hours" if summary.gpus_used else "slot-hours"
+
+
+def _hours_explained(summary: Summary) -> str:
+    if summary.gpu_hours is None:
+        return _hours(None)
+    why = {True: "", False: "; the runs had no GPU",
+           None: "; one slot is one GPU on a GPU box, and this journal does not say whether the runs had one"}
+    return f"{_hours(summary.gpu_hours)} (training time summed over runs, seeds included{why[summary.gpus_used]})"
+
+
 def headline(summary: Summary) -> str:
     """One line: where the night got to, from where, at what cost."""
     s = summary
     if s.best is None:
         return f"{s.tag}: {s.experiments} experiments, no successful run"
-    gain = f"; {_num(s.gain, '+.6f')} ({_num(s.gain_pct, '+.2f')}%) over the baseline {s.baseline:.6f}" \
+    gain = f"; {_improvement(s.gain, s.gain_pct, f'the baseline {s.baseline:.6f}', named=True)}" \
         if s.gain is not None and s.baseline is not None else ""
-    hours = f", {s.gpu_hours:.2f} GPU-hours" if s.gpu_hours is not None else ""
+    hours = f", {s.gpu_hours:.2f} {_hours_name(s)}" if s.gpu_hours is not None else ""
     cost = f", ${s.cost_usd:.2f}" if s.llm_calls else ""
     return (f"{s.tag}: best {s.metric} {s.best:.6f} ({s.best_id}){gain}; "
             f"{s.experiments} experiments, {s.kept} kept, {s.crashed} crashed{hours}{cost}")
@@ -41,21 +65,20 @@ def _figures(s: Summary) -> list[tuple[str, str]]:
     if s.cost_per_improvement is not None and s.llm_calls:
         per_kept.append(f"${s.cost_per_improvement:.2f}")
     if s.gpu_hours_per_improvement is not None:
-        per_kept.append(f"{s.gpu_hours_per_improvement:.2f} GPU-hours")
+        per_kept.append(f"{s.gpu_hours_per_improvement:.2f} {_hours_name(s)}")
     best = next((k for k in s.kept_changes if k.id == s.best_id), None)
     return [
         ("metric", f"{s.metric} ({'lower' if s.goal == 'minimize' else 'higher'} is better)"),
         ("baseline", _num(s.baseline)),
         ("best", f"{_num(s.best)} ({s.best_id}, commit {short_commit(best.commit)})" if best else _num(s.best)),
-        ("gain", f"{_num(s.gain, '+.6f')} ({_num(s.gain_pct, '+.2f')}%)"),
+        ("improvement", _improvement(s.gain, s.gain_pct, "the baseline")),
         ("experiments", f"{s.experiments} recorded; after the baseline {s.trained} trained: {s.kept} kept, "
                         f"{s.discarded} discarded, {s.crashed} crashed; {s.invalid} invalid, {s.skipped} skipped"),
         ("keep rate", _num(None if s.keep_rate is None else 100 * s.keep_rate, ".1f") + " %"),
         ("crash rate", _num(None if s.crash_rate is None else 100 * s.crash_rate, ".1f") + " %"),
         ("wall time", _hours(s.wall_hours) + (f" ({_when(s.started_at)} to {_when(s.finished_at)})"
                                               if s.started_at else "")),
-        ("GPU-hours", _hours(s.gpu_hours) + (" (training time summed over runs, seeds included)"
-                                            if s.gpu_hours is not None else "")),
+        (_hours_name(s), _hours_explained(s)),
         ("LLM spend", f"${s.cost_usd:.2f} over {s.llm_calls} calls" if s.llm_calls else "none (offline agent)"),
         ("per kept improvement", ", ".join(per_kept) or "–"),
         ("noise floor", f"sigma {s.noise_sigma:.6g} from {s.noise_runs} runs" if s.noise_sigma is not None
@@ -77,13 +100,13 @@ def _check_lines(change: KeptChange) -> list[str]:
     lines = []
     if change.verify:
         v = change.verify
+        versus = _improvement(v.get("gain"), over="the baseline", named=True)
         lines.append(f"- verified: mean {_num(v.get('mean'))} ± {_num(v.get('std'))} over "
-                     f"{len(v.get('values') or {})} seeds; gain over the baseline {_num(v.get('gain'), '+.6f')}, "
-                     f"p = {_pvalue(v.get('p_value'))}")
+                     f"{len(v.get('values') or {})} seeds; {versus}, p = {_pvalue(v.get('p_value'))}")
     if change.ablation:
         a = change.ablation
         lines.append(f"- ablated: {a['note']}" if a.get("note") else
-                     f"- ablated: worth {_num(a.get('contribution'), '+.6f')} in the final best, "
+                     f"- ablated: {_improvement(a.get('contribution'), over='the final best without it', named=True)}, "
                      f"p = {_pvalue(a.get('p_value'))}")
     return lines
 
@@ -101,8 +124,8 @@ def night_markdown(summary: Summary, chart: str) -> str:
     lines += _table([["", ""]] + [[f"**{k}**", v] for k, v in _figures(s)])
     if len(s.agents) > 1:
         lines += ["", "## Agents", "", "They took turns, one proposal each, on the same problem and noise floor.", ""]
-        lines += _table([["agent", "proposed", "trained", "kept", "gain", "cost", "per keep"]] + [
-            [a.agent, str(a.proposed), str(a.trained), str(a.kept), _num(a.gain, "+.6f"), f"${a.cost_usd:.2f}",
+        lines += _table([["agent", "proposed", "trained", "kept", "improvement", "cost", "per keep"]] + [
+            [a.agent, str(a.proposed), str(a.trained), str(a.kept), _improvement(a.gain), f"${a.cost_usd:.2f}",
              f"${a.cost_per_keep:.2f}" if a.cost_per_keep is not None else "–"]
             for a in s.agents
         ])
@@ -112,10 +135,10 @@ def night_markdown(summary: Summary, chart: str) -> str:
     else:
         holdout = any(k.holdout is not None for k in s.kept_changes)
         carried = any(k.carried for k in s.kept_changes)
-        lines += _table([["id", "commit", s.metric, *(["holdout"] if holdout else []), "gain", "gain %", "sigma",
+        lines += _table([["id", "commit", s.metric, *(["holdout"] if holdout else []), "improvement", "sigma",
                           "p", "seeds", *(["carried"] if carried else []), "hypothesis"]] + [
             [k.id, short_commit(k.commit), _num(k.metric), *([_num(k.holdout)] if holdout else []),
-             _num(k.gain, "+.6f"), _num(k.gain_pct, "+.2f"), _num(k.gain_sigma, ".1f"), _pvalue(k.p_value),
+             _improvement(k.gain, k.gain_pct), _num(k.gain_sigma, ".1f"), _pvalue(k.p_value),
              str(k.seeds), *([str(k.carried)] if carried else []), k.hypothesis]
             for k in s.kept_changes
         ])

@@ -114,7 +114,8 @@ class _Opening:
         journal.write_results(results_path, self.config.metric.name, history)
         self.journal.guard()
         reserve.take()
-        self.journal.append("session", tag=self.tag, branch=branch, head=vcs.head(), agent=agent)
+        self.journal.append("session", tag=self.tag, branch=branch, head=vcs.head(), agent=agent,
+                            gpus=slots.devices(self.config.slots, self.config.executor))  # the report's GPU-hours
         return session
 
     def _persons_head(self, branch: str, best: Experiment) -> str:

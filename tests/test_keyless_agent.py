@@ -7,6 +7,8 @@ and edit the working copy; HOME is a temporary folder (the claude_cli fixture).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.agent_clis import ClaudeCli, CodexCli, events, run_cli
 from tests.agent_servers import answer, tool
 from tests.conftest import git, make_project, results_rows
 from tests.faults.conftest import fingerprint
+from tests.terminal import EXIT_MARK, Tmux
 from tests.test_mcp_server import stop_loop
 
 pytestmark = pytest.mark.slow
@@ -84,6 +87,43 @@ def test_the_real_claude_code_drives_a_night_through_arsup_mcp(claude_cli: Claud
     rows = results_rows(root)  # judged like any other night: results.tsv's commit, val_bpb, memory, status, text
     assert [row[3] for row in rows] == ["keep", "keep"] and rows[1][4] == "a higher learning rate converges faster"
     assert fingerprint(root, ["prepare.py"]) == protected and not (root / "helper.py").exists()
+    assert "LR = 0.003" in git(root, "show", "HEAD:train.py")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_arsup_agent_claude_starts_the_interactive_claude_code_which_researches_until_the_hook_lets_it_stop(
+    claude_cli: ClaudeCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command a person types, in a real terminal: the interactive CLI opens on the first message, calls
+    arsup's tools, and its stops are blocked until the hook's reminders run out."""
+    root = make_project(tmp_path / "repo", acceptance={"mode": "greedy"}, agent={"max_idle_blocks": 1})
+    setup = prepare("claude", root, config.load(root))  # what `arsup agent claude` prepares: to script the edit
+    monkeypatch.setenv("PATH", f"{claude_cli.binary.parent}:{os.environ['PATH']}")  # `claude` as installed
+    # a person who has used Claude Code before: past its first-run screens, the folder trusted
+    seen = {"hasCompletedOnboarding": True, "projects": {str(setup.folder): {"hasTrustDialogAccepted": True}}}
+    (claude_cli.home / ".claude.json").write_text(json.dumps(seen))
+    claude_cli.server.push(
+        tool("mcp__arsup__brief"),
+        tool("Edit", file_path=str(setup.work / "train.py"), old_string="LR = 0.0001", new_string="LR = 0.003"),
+        tool("mcp__arsup__propose", hypothesis="a higher learning rate converges faster"),
+        tool("mcp__arsup__wait", id="0002", timeout_s=120),
+        answer("I am out of ideas."),  # blocked by the hook: the night runs
+        answer("Still out of ideas."),  # let through: one reminder without a proposal
+    )
+    tmux = Tmux(f"{sys.executable} -m arsup agent claude --dir {root}; echo {EXIT_MARK}$?; sleep 60", root)
+    try:
+        tmux.wait_for("Do you want to use this API key?", timeout=60)
+        tmux.keys("Up")  # yes: the person's own key
+        tmux.keys("Enter")
+        screen = tmux.wait_for("the agent stopped after 1 reminder without a new proposal", timeout=180)
+        assert "You are the researcher of an arsup night on repo" in screen  # the first message, sent for them
+        assert "The arsup night is not over" in screen  # the hook's block, as Claude Code shows it
+        assert EXIT_MARK not in screen  # the session is the person's: it stays open after the agent stops
+    finally:
+        tmux.close()
+        stop_loop(root)
+    rows = results_rows(root)
+    assert [row[3] for row in rows] == ["keep", "keep"] and rows[1][4] == "a higher learning rate converges faster"
     assert "LR = 0.003" in git(root, "show", "HEAD:train.py")
 
 

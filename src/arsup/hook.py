@@ -67,7 +67,8 @@ def stop_hook(root: Path, max_idle_blocks: int, out: TextIO = sys.stdout) -> int
             return _allow(out, "arsup: the loop is paused by the person; stopping is fine.")
         blocks = _count(root, _progress(view))
         if blocks > max_idle_blocks:
-            said = (f"the agent stopped after {max_idle_blocks} reminders without a new proposal; "
+            reminders = f"{max_idle_blocks} reminder{'' if max_idle_blocks == 1 else 's'}"
+            said = (f"the agent stopped after {reminders} without a new proposal; "
                     "the loop waits for a proposal (arsup mcp) or for `arsup stop`")
             try:
                 client.request("tell", text=said)

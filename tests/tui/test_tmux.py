@@ -9,7 +9,6 @@ and that no training process outlives the program.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,45 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.terminal import EXIT_MARK, Tmux
+
 # slow: arsup itself under tmux
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
-
-EXIT_MARK = "ARSUP-EXIT="
-
-
-class Tmux:
-    """One detached 120x40 session on a private server (never the person's own tmux)."""
-
-    def __init__(self, command: str, cwd: Path, name: str = "main") -> None:
-        self.socket = f"arsup-test-{os.getpid()}-{name}"
-        self.captures: list[str] = []
-        self._tmux("new-session", "-d", "-s", "arsup", "-x", "120", "-y", "40", "-c", str(cwd), command)
-
-    def _tmux(self, *args: str) -> str:
-        result = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
-        return result.stdout
-
-    def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", "arsup")
-
-    def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", "arsup", *keys)
-
-    def wait_for(self, *texts: str, timeout: float = 90) -> str:
-        """The screen once it shows every one of `texts`; fails showing the last screen."""
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if all(text in screen for text in texts):
-                self.captures.append(screen)
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the screen never showed {texts}; it shows:\n{screen}")
-            time.sleep(0.25)
-
-    def close(self) -> None:
-        self._tmux("kill-server")
-
 
 def trainings_in(folder: Path) -> list[psutil.Process]:
     found = []

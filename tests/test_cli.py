@@ -128,6 +128,15 @@ def test_a_baseline_without_the_metric_line_names_the_lines_its_log_has(tmp_path
     assert "the baseline measured nothing: no `val_bpb:` line; the log has `val_loss:` (set `[metric] name`). " \
            "Set it in arsup.toml" in said
     assert "fix the training script" not in said
+    toml = root / "arsup.toml"  # as told: the name set, the night started again
+    toml.write_text(toml.read_text().replace('name = "val_bpb"', 'name = "val_loss"'))
+    again = arsup("run", "--headless", "--tag", "t", "--max-experiments", "2", cwd=root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = arsup("report", "--tag", "t", cwd=root)
+    assert report.returncode == 0, report.stderr
+    assert "3 experiments, 0 kept, 0 crashed, and 1 baseline attempt that crashed" in report.stdout
+    assert "the baseline crashed 1 time before it was measured (0001)" in \
+        (root / ".arsup" / "reports" / "t" / "report.md").read_text()
 
 
 @pytest.mark.slow  # the CLI imports GitPython, which asks `git version`

@@ -114,6 +114,25 @@ def test_a_night_without_a_result() -> None:
     assert summary.kept_changes == [] and summary.wall_hours is None and summary.gpu_hours is None
 
 
+def test_a_baseline_that_crashed_before_it_was_measured_is_said_apart_from_the_nights_crashes() -> None:
+    """The wrong `[metric] name` crashed the first baseline; set right, the baseline ran again. The night's
+    trials (and its crash rate) are those after the baseline; the failed attempt is counted on its own."""
+    from arsup.report.markdown import headline, night_markdown
+
+    experiments = [
+        _record("1", Status.CRASH, None, is_baseline=True, reason="no `val_bpb:` line; the log has `val_loss:`"),
+        _record("2", Status.KEEP, 3.25, is_baseline=True),
+        _record("3", Status.DISCARD, 5.4),
+        _record("4", Status.CRASH, None),
+    ]
+    summary = summarize("t", experiments, "val_loss", "minimize")
+    assert (summary.trained, summary.crashed, summary.baseline_crashes) == (2, 1, ["1"])
+    assert summary.crash_rate == pytest.approx(0.5)  # one of the two trials, not two crashes of two
+    assert headline(summary).endswith("4 experiments, 0 kept, 1 crashed, and 1 baseline attempt that crashed")
+    report = night_markdown(summary, "c.png")
+    assert "1 crashed; 0 invalid, 0 skipped; the baseline crashed 1 time before it was measured (1)" in report
+
+
 def test_two_agents_on_one_night_side_by_side_in_the_summary_and_the_report() -> None:
     from arsup.report.markdown import night_markdown
 

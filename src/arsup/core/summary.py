@@ -10,7 +10,10 @@ Decisions, where the figures could be read two ways:
 
 * Rates are over the experiments that trained after the baseline (keeps,
   discards, crashes); an edit that never applied or a skipped proposal is
-  counted, but it is not a trial of an idea on the hardware.
+  counted, but it is not a trial of an idea on the hardware. A baseline
+  that crashed (the wrong `[metric] name`, a script fixed and started
+  again) is not a crash of the night's ideas either: it is counted apart,
+  in `baseline_crashes`.
 * GPU-hours are the runs' wall time summed: each run holds one slot (one
   GPU on a GPU box), confirmation seeds included; wall time is the first
   start to the last end. Imported logs carry no times: both are None.
@@ -125,6 +128,7 @@ class Summary:
     gpus_used: bool | None = None  # the runs had GPUs (the session records); None: the journal does not say
     holdout_warning: str = ""  # the kept line improves val while the holdout gets worse
     carried: int = 0  # candidates run again on a newer best (slots), one per carry
+    baseline_crashes: list[str] = field(default_factory=list)  # the baseline's attempts that crashed, by id
     noise_capped: int = 0  # time-capped runs left out of the noise floor
     capped: list[str] = field(default_factory=list)  # "0001: time-capped at 53% of the steps: compare with care"
     kept_changes: list[KeptChange] = field(default_factory=list)
@@ -144,8 +148,8 @@ def summarize(
     events = list(events)  # read twice: the checks and the sessions
     verified, ablated = _checks(tag, events)
     trained = [e for e in experiments if e.status in Status.TRAINED and not e.is_baseline]
-    counts = {status: sum(e.status == status for e in experiments) for status in Status.FINAL}
-    kept = counts[Status.KEEP] - sum(e.is_baseline and e.status == Status.KEEP for e in experiments)
+    counts = {status: sum(e.status == status for e in experiments if not e.is_baseline) for status in Status.FINAL}
+    kept = counts[Status.KEEP]
     baseline = next((e.metric for e in experiments if e.is_baseline and e.metric is not None), None)
     head = acceptance.head_of_line(experiments)
     best = head.metric if head else None
@@ -176,6 +180,7 @@ def summarize(
         gpus_used=_gpus_used(tag, events),
         holdout_warning=divergence(experiments, goal, holdout_keeps),
         carried=sum(_times_carried(e) > 0 for e in experiments),
+        baseline_crashes=[e.id for e in experiments if e.is_baseline and e.status == Status.CRASH],
         noise_capped=noise.capped if noise else 0,
         capped=[f"{e.id}: {note}" for e in experiments if (note := load.note(e))],
         kept_changes=kept_line,

@@ -56,8 +56,19 @@ def headline(summary: Summary) -> str:
         if s.gain is not None and s.baseline is not None else ""
     hours = f", {s.gpu_hours:.2f} {_hours_name(s)}" if s.gpu_hours is not None else ""
     cost = f", ${s.cost_usd:.2f}" if s.llm_calls else ""
+    failed = len(s.baseline_crashes)
+    attempts = f", and {failed} baseline attempt{'s' if failed > 1 else ''} that crashed" if failed else ""
     return (f"{s.tag}: best {s.metric} {s.best:.6f} ({s.best_id}){gain}; "
-            f"{s.experiments} experiments, {s.kept} kept, {s.crashed} crashed{hours}{cost}")
+            f"{s.experiments} experiments, {s.kept} kept, {s.crashed} crashed{attempts}{hours}{cost}")
+
+
+def _baseline_crashes(s: Summary) -> str:
+    """The baseline's failed attempts, apart from the ideas' crashes (a config or script fixed, then run again)."""
+    if not s.baseline_crashes:
+        return ""
+    times = f"{len(s.baseline_crashes)} time{'s' if len(s.baseline_crashes) > 1 else ''}"
+    when = "before it was measured" if s.baseline is not None else "and was never measured"
+    return f"; the baseline crashed {times} {when} ({', '.join(s.baseline_crashes)})"
 
 
 def _figures(s: Summary) -> list[tuple[str, str]]:
@@ -73,7 +84,8 @@ def _figures(s: Summary) -> list[tuple[str, str]]:
         ("best", f"{_num(s.best)} ({s.best_id}, commit {short_commit(best.commit)})" if best else _num(s.best)),
         ("improvement", _improvement(s.gain, s.gain_pct, "the baseline")),
         ("experiments", f"{s.experiments} recorded; after the baseline {s.trained} trained: {s.kept} kept, "
-                        f"{s.discarded} discarded, {s.crashed} crashed; {s.invalid} invalid, {s.skipped} skipped"),
+                        f"{s.discarded} discarded, {s.crashed} crashed; {s.invalid} invalid, {s.skipped} skipped"
+                        + _baseline_crashes(s)),
         ("keep rate", _num(None if s.keep_rate is None else 100 * s.keep_rate, ".1f") + " %"),
         ("crash rate", _num(None if s.crash_rate is None else 100 * s.crash_rate, ".1f") + " %"),
         ("wall time", _hours(s.wall_hours) + (f" ({_when(s.started_at)} to {_when(s.finished_at)})"

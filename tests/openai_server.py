@@ -295,7 +295,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         behaviour = self.owner._next()
-        self._guard(lambda: self._play(behaviour, body if isinstance(body, dict) else {}))
+        self.owner._answering(+1)
+        try:
+            self._guard(lambda: self._play(behaviour, body if isinstance(body, dict) else {}))
+        finally:
+            self.owner._answering(-1)
 
     def _record(self, body: Any) -> None:
         self.owner.requests.append(
@@ -490,6 +494,8 @@ class OpenAIServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.errors: list[BaseException] = []  # handler failures other than disconnects
+        self.in_flight = 0  # scripted requests being answered now
+        self.peak_in_flight = 0  # the most answered at once: a client's concurrency, as the server saw it
         self._queue: list[Behaviour] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -522,6 +528,11 @@ class OpenAIServer:
     def _next(self) -> Behaviour | None:
         with self._lock:
             return self._queue.pop(0) if self._queue else None
+
+    def _answering(self, change: int) -> None:
+        with self._lock:
+            self.in_flight += change
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     # -- connections -------------------------------------------------------------
 

@@ -196,7 +196,7 @@ class AgentConfig(_Section):
     command: str = ""
     session: Literal["fresh", "resume"] = "fresh"  # resume: each proposal continues the CLI's previous session
     allow_shell: bool = False  # claude-code: a shell too (Bash), not only the file tools
-    at_once: int = Field(0, ge=0, le=64)  # proposals a CLI agent makes at once; 0: one per slot (rate limits: 1)
+    at_once: int = Field(0, ge=0, le=64)  # proposals a CLI or LLM agent makes at once; 0: one per slot (rate limits: 1)
     max_idle_blocks: int = Field(3, ge=0)  # external: the Stop hook blocks this many stops in a row without a proposal
     per_kind: dict[str, KindSettings] = {}  # [agent.codex] model = "...": one kind's own model or command
 

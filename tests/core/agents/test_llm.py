@@ -279,6 +279,21 @@ def test_max_cost_stops_new_proposals(project: Path, server: OpenAIServer) -> No
     assert len(server.requests) == 1
 
 
+def test_two_slots_ask_the_model_for_two_proposals_at_once(project: Path, server: OpenAIServer) -> None:
+    """A slot that waits on the model while another trains is an idle GPU: each slot's proposal is its own call,
+    made at once, and each streams to its own experiment."""
+    wider = answer("a wider model", block("WIDTH = 64", "WIDTH = 96"))
+    engine, events = run_llm(project, server, trickle(GOOD, 0.02, 20), trickle(wider, 0.02, 20),
+                             max_experiments=3, sections={"slots": {"cpu": 2, "queue": 0}})
+    assert server.peak_in_flight == 2  # both replies streamed at the same time
+    tried = {e.hypothesis: e for e in engine.history[1:]}
+    assert set(tried) == {"raise LR toward 3e-3", "a wider model"}
+    assert all(e.status in Status.TRAINED and e.agent_data["usage"]["calls"] == 1 for e in tried.values())
+    assert "WIDTH = 96" in tried["a wider model"].diff and "LR = 0.003" in tried["raise LR toward 3e-3"].diff
+    assert isinstance(events[-1], SessionEnded) and not events[-1].error
+    assert_consistent(project, engine)
+
+
 def test_secrets_never_leave_the_environment(tmp_path: Path, server: OpenAIServer) -> None:
     train = TOY_TRAIN + "import os\nprint('keys', sorted(k for k in os.environ if 'KEY' in k))\n"
     root = make_project(tmp_path / "repo", train=train)

@@ -64,7 +64,14 @@ def proposal_from_reply(text: str, files: dict[str, str]) -> tuple[Proposal, str
 
 
 class LLMAgent:
+    """The researcher as one model behind litellm: a prompt of the history, a reply of edits, corrections.
+
+    Calls at once, one per slot (`lanes`): a call keeps all it learns in its own locals and tells its own
+    proposal (`context.notify`); the only state two calls share is the history cap, a lesson about the
+    model's context that holds for both."""
+
     name = "llm"
+    lanes = 64  # calls at once: as many as the loop has slots, in practice ([agent] at_once caps them)
 
     def __init__(
         self,
@@ -85,7 +92,6 @@ class LLMAgent:
 
     def propose(self, context: AgentContext) -> Proposal | None:
         parts = self._parts(context.history)
-        self.client.notify = context.notify
         usage, calls = Usage(), []
         try:
             messages, reply = self._first_reply(context, parts, usage, calls)
@@ -139,12 +145,12 @@ class LLMAgent:
                         f"model {self.client.model}: program.md and the editable files alone overflow its context ({exc})"
                     ) from exc
                 self._history_cap = shown // 2
-                self.client.notify(f"the prompt overflowed the context; showing {self._history_cap} experiments")
+                context.notify(f"the prompt overflowed the context; showing {self._history_cap} experiments")
 
     def _call(
         self, messages: list[dict[str, str]], context: AgentContext, usage: Usage, calls: list[dict], purpose: str
     ) -> Reply:
-        reply = self.client.complete(messages, context.on_text, context.cancel)
+        reply = self.client.complete(messages, context.on_text, context.cancel, context.notify)
         usage.add(reply.usage)
         calls.append({"purpose": purpose, **asdict(reply.usage)})
         return reply

@@ -163,9 +163,12 @@ class LLMClient:
     # -- calls ----------------------------------------------------------------
 
     def complete(
-        self, messages: list[dict[str, str]], on_text: Callable[[str], None], cancel: threading.Event
+        self, messages: list[dict[str, str]], on_text: Callable[[str], None], cancel: threading.Event,
+        notify: Callable[[str], None] | None = None,
     ) -> Reply:
-        """One answer, retried with exponential backoff and jitter on transient failures."""
+        """One answer, retried with exponential backoff and jitter on transient failures; the retries are told
+        to `notify` (the calling proposal's, so calls made at once each tell their own), else to the client's."""
+        say = notify or self.notify
         for attempt in range(self.retries + 1):
             try:
                 return self._stream(messages, on_text, cancel)
@@ -177,7 +180,7 @@ class LLMClient:
                 delay = min(BACKOFF_CAP_S, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, BACKOFF_CAP_S))
-                self.notify(f"{self.model}: {exc}; retry {attempt + 1} of {self.retries} in {delay:.1f} s")
+                say(f"{self.model}: {exc}; retry {attempt + 1} of {self.retries} in {delay:.1f} s")
                 if cancel.wait(delay):
                     raise LLMCancelled("stopped while waiting to retry") from exc
         raise AssertionError("unreachable")

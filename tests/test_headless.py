@@ -42,3 +42,19 @@ def test_a_time_capped_run_is_flagged_on_the_line() -> None:
     assert experiment_line(baseline, baseline, "val_bpb").endswith(
         "  [time-capped at 53% of the steps: compare with care]"
     )
+
+
+def test_a_night_of_several_agents_says_which_made_each_experiment() -> None:
+    import io
+
+    from arsup.core.events import ExperimentFinished, SessionStarted
+    from arsup.headless import Printer
+
+    kept = _experiment(status=Status.KEEP, metric=0.98, agent="codex")
+    for agents, shown in (("claude-code+codex", "(codex) LR 0.0005 -> 0.003: TPE pick"),
+                          ("codex", "best   0.980000  LR 0.0005 -> 0.003: TPE pick")):
+        out = io.StringIO()
+        printer = Printer(out)
+        printer(SessionStarted("t", "autoresearch/t", "c0ffee0", 0, agent=agents))
+        printer(ExperimentFinished(kept, kept))
+        assert shown in out.getvalue().splitlines()[-1]

@@ -26,6 +26,7 @@ from arsup.core.events import (
 )
 from arsup.core.experiment import Experiment, Status
 from arsup.core import load
+from arsup.core.agents import roster
 from arsup.core.agents.external import ExternalAgent
 from arsup.core.mlflow_export import LiveExport, tracking_uri
 from arsup.core.notify import CommandNotifier
@@ -41,9 +42,12 @@ def _format_metric(value: float | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
 
-def experiment_line(experiment: Experiment, best: Experiment | None, metric: str) -> str:
+def experiment_line(experiment: Experiment, best: Experiment | None, metric: str, by_agent: bool = False) -> str:
+    """One finished experiment; `by_agent` on a night of several agents names the one that made it."""
     shown = experiment.metric if experiment.status != Status.CRASH else None
     hypothesis = " ".join(experiment.hypothesis.split())
+    if by_agent and not experiment.is_baseline:
+        hypothesis = f"({experiment.agent}) {hypothesis}"
     line = (
         f"{experiment.id}  {experiment.status:<7}  {metric} {_format_metric(shown):>10}"
         f"  best {_format_metric(best.metric if best else None):>10}  {hypothesis}"
@@ -82,7 +86,8 @@ class Printer:
                 resumed = f", resuming after {event.resumed} experiments" if event.resumed else ""
                 self._say(f"arsup: branch {event.branch} at {event.head[:7]}{resumed}; {self.how_to_stop}")
             case ExperimentFinished():
-                self._say(experiment_line(event.experiment, event.best, self.view.metric))
+                several = roster.SEPARATOR in self.view.agent  # a roster of agents takes turns
+                self._say(experiment_line(event.experiment, event.best, self.view.metric, by_agent=several))
             case ApprovalRequested():
                 self._say(f"arsup: {waiting_line(event)}")
             case Notice():

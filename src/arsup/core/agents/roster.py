@@ -26,12 +26,13 @@ from arsup.core.agents.base import Agent, AgentContext, Proposal, lanes_of
 from arsup.core.experiment import Experiment
 
 WAIT_S = 0.2  # how often a call waiting for a busy agent looks at the loop's cancel event
+SEPARATOR = "+"  # between the agents' names in a roster's name (what a session says its agent is)
 
 
 class Roster:
     def __init__(self, agents: Sequence[Agent]) -> None:
         self.agents = list(agents)
-        self.name = "+".join(agent.name for agent in self.agents)
+        self.name = SEPARATOR.join(agent.name for agent in self.agents)
         self.lanes = sum(lanes_of(agent) for agent in self.agents)
         self._cond = threading.Condition()
         self._busy = [0] * len(self.agents)  # calls under way, per agent
